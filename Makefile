@@ -1,0 +1,115 @@
+# ksms - build, test and install.
+#   make                 build ksms/core.so for Lua 5.4 (build/lua5.4/)
+#   make LUA=luajit      build it for LuaJIT 2.1 (build/luajit/)
+#   make test            install missing Debian packages (as root), build for
+#                        both interpreters, run every spec under both, then the
+#                        sanitizer and valgrind runs
+#   make demo            the main job against the bundled fake provider
+#   make asan            the whole suite with AddressSanitizer + UBSan
+#   make valgrind        a codec stress script under valgrind, leaks are errors
+#   make bench           the benchmarks under bench/
+#   make install         PREFIX=/usr/local, DESTDIR= honoured
+
+LUA       ?= lua5.4
+LUA_PC    ?= $(if $(filter luajit,$(LUA)),luajit,lua5.4)
+LUA_ABI   ?= $(if $(filter luajit,$(LUA)),5.1,5.4)
+PREFIX    ?= /usr/local
+LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
+LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
+BUILD     ?= build/$(LUA)
+CC        ?= cc
+
+PKGS      := zlib libcrypto
+OPTFLAGS  ?= -O2 -g
+WARNFLAGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+ALL_CFLAGS = -std=gnu11 -fPIC -fvisibility=hidden $(OPTFLAGS) $(WARNFLAGS) \
+             $(shell pkg-config --cflags $(LUA_PC) $(PKGS)) $(CFLAGS)
+ALL_LDFLAGS = -shared $(LDFLAGS)
+LIBS      = $(shell pkg-config --libs $(PKGS))
+
+SRCS := $(wildcard csrc/*.c)
+OBJS := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
+SO   := $(BUILD)/ksms/core.so
+
+LUA_SRC := $(shell find lua -name '*.lua' 2>/dev/null)
+
+.PHONY: all build test deps specs asan asan-run valgrind bench demo install uninstall clean tables
+
+all: $(SO)
+build: $(SO)
+
+$(BUILD)/obj/%.o: csrc/%.c csrc/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(SO): $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(LIBS)
+
+deps:
+	@sh tools/install-deps.sh
+
+# Every spec under both interpreters, then the sanitizer and valgrind runs.
+test: deps
+	@$(MAKE) --no-print-directory LUA=lua5.4 build
+	@$(MAKE) --no-print-directory LUA=luajit build
+	@rm -rf build/results && mkdir -p build/results
+	@status=0; \
+	sh tools/run-specs.sh lua5.4 build/lua5.4 build/results/lua5.4.log || status=1; \
+	sh tools/run-specs.sh luajit build/luajit build/results/luajit.log || status=1; \
+	$(MAKE) --no-print-directory asan-run || status=1; \
+	$(MAKE) --no-print-directory valgrind || status=1; \
+	sh tools/summary.sh build/results; \
+	exit $$status
+
+specs: $(SO)
+	@sh tools/run-specs.sh $(LUA) $(BUILD) build/results-$(LUA).log
+
+# AddressSanitizer + UndefinedBehaviorSanitizer: the interpreter is not
+# instrumented, so the runtime is preloaded.
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+asan: deps asan-run
+asan-run:
+	@mkdir -p build/results
+	@status=0; for interp in lua5.4 luajit; do \
+	  $(MAKE) --no-print-directory LUA=$$interp BUILD=build/asan-$$interp OPTFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" build || exit 1; \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  sh tools/run-specs.sh $$interp build/asan-$$interp build/results/asan-$$interp.log || status=1; \
+	done; exit $$status
+
+valgrind: $(SO)
+	@$(MAKE) --no-print-directory LUA=lua5.4 build
+	@echo "valgrind: codec stress"
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
+	 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	   --show-leak-kinds=definite,indirect --error-exitcode=99 \
+	   lua5.4 spec/stress/codec_stress.lua
+
+bench:
+	@$(MAKE) --no-print-directory LUA=lua5.4 build
+	@$(MAKE) --no-print-directory -C bench
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/codec.lua
+
+demo: $(SO)
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/demo.lua
+
+# Regenerates csrc/text_tables.h (CP949 / EUC-KR coverage) from glibc iconv.
+tables:
+	@mkdir -p build
+	$(CC) -std=gnu11 -O2 -Wall -Wextra -o build/gen_text_tables tools/gen_text_tables.c
+	build/gen_text_tables csrc/text_tables.h
+
+install: $(SO)
+	install -d $(DESTDIR)$(LUA_LIBDIR)/ksms
+	install -m 0755 $(SO) $(DESTDIR)$(LUA_LIBDIR)/ksms/core.so
+	cd lua && for f in $$(find . -name '*.lua'); do \
+	  install -d $(DESTDIR)$(LUA_SHAREDIR)/$$(dirname $$f); \
+	  install -m 0644 $$f $(DESTDIR)$(LUA_SHAREDIR)/$$f; done
+
+uninstall:
+	rm -rf $(DESTDIR)$(LUA_LIBDIR)/ksms $(DESTDIR)$(LUA_SHAREDIR)/ksms $(DESTDIR)$(LUA_SHAREDIR)/ksms.lua
+
+clean:
+	rm -rf build
+	@$(MAKE) --no-print-directory -C bench clean

@@ -1,0 +1,127 @@
+/*
+ * ksms.h - what the core's C files share with each other. Everything here
+ * has hidden visibility (the Makefile builds with -fvisibility=hidden);
+ * only luaopen_ksms_core is exported from the shared object.
+ */
+#ifndef KSMS_H
+#define KSMS_H
+
+#include <stddef.h>
+#include <string.h>
+#include "compat.h"
+
+#define KSMS_EXPORT __attribute__((visibility("default")))
+
+KSMS_EXPORT int luaopen_ksms_core(lua_State *L);
+
+/* Whatever the compiler flags (LuaRocks' builtin backend passes none of
+ * ours), everything declared below stays inside the shared object. */
+#pragma GCC visibility push(hidden)
+
+/* ---- buffer.c: a growable byte buffer (prefix buf_) ---- */
+typedef struct buf_t {
+  unsigned char *data;
+  size_t len;
+  size_t cap;
+} buf_t;
+
+/* Grows b so n more bytes fit (the slow path of buf_reserve). */
+unsigned char *buf_grow(lua_State *L, buf_t *b, size_t n);
+
+/* Makes room for n more bytes and returns where they go. Raises a Lua
+ * memory error when the allocation fails. */
+static inline unsigned char *buf_reserve(lua_State *L, buf_t *b, size_t n) {
+  if (b->cap - b->len >= n) return b->data + b->len;
+  return buf_grow(L, b, n);
+}
+
+static inline void buf_append(lua_State *L, buf_t *b, const void *p, size_t n) {
+  if (n == 0) return;
+  memcpy(buf_reserve(L, b, n), p, n);
+  b->len += n;
+}
+
+static inline void buf_putc(lua_State *L, buf_t *b, unsigned char c) {
+  *buf_reserve(L, b, 1) = c;
+  b->len++;
+}
+void buf_free(buf_t *b);
+/* Pushes len bytes at b->data + from as a Lua string, then empties b
+ * (wiping what it held first when wipe is set, for plaintext) and trims it
+ * to BUF_KEEP bytes.
+ * Why not a plain lua_pushlstring: on Lua 5.1/LuaJIT it may run a GC step,
+ * and so a __gc finalizer, before it copies. A finalizer that calls into
+ * ksms.core would then reuse the same scratch buffer under our feet, so the
+ * buffer is detached from its owner while the string is made. */
+void buf_push(lua_State *L, buf_t *b, size_t from, size_t len, int wipe);
+/* How much scratch memory a Lua state keeps between calls. */
+#define BUF_KEEP ((size_t)64 << 10)
+
+/* Drops the first n bytes, keeping the rest. */
+void buf_consume(buf_t *b, size_t n);
+/* Gives back memory after a large burst so an idle buffer stays small. */
+void buf_shrink(buf_t *b, size_t keep);
+
+/* ---- error.c: structured error objects (prefix err_) ----
+ * A runtime failure is returned as nil plus a table
+ *   { category=, code=, message=, provider="ksms", retryable=false }
+ * whose metatable (the registry's "ksms.error") gives a readable
+ * __tostring. The Lua side (ksms.errors) uses the same metatable. */
+#define ERR_METATABLE "ksms.error"
+int err_push(lua_State *L, const char *category, const char *code,
+             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void err_open(lua_State *L);
+
+/* ---- the per-Lua-state context every binding gets as upvalue 1 ---- */
+typedef struct zl_codec zl_codec;      /* zlib.c */
+typedef struct aes_ctx aes_ctx;        /* frame.c: compresses n bytes and pushes the whole frame
+ * ("Content-Length:N" CRLF zlib); returns 1, or 2 after pushing nil, err. */
+int frame_push(lua_State *L, const unsigned char *payload, size_t n, int level);
+
+/* aes.c */
+
+typedef struct core_state {
+  buf_t out;        /* scratch output; each call uses it and is done */
+  buf_t json;       /* scratch JSON text when a call also compresses it */
+  zl_codec *zlib;   /* reused deflate/inflate streams */
+  aes_ctx *aes;     /* reused cipher context */
+} core_state;
+
+#define CORE_STATE(L) ((core_state *)lua_touserdata((L), lua_upvalueindex(1)))
+
+/* Registers fns into the module table at index 1 with the core_state
+ * userdata at index 2 as their single upvalue. */
+void core_register(lua_State *L, const luaL_Reg *fns);
+
+/* Each source file registers its bindings (module at 1, state at 2). */
+void b64_open(lua_State *L);
+void hex_open(lua_State *L);
+void zl_open(lua_State *L);
+void aes_open(lua_State *L);
+void text_open(lua_State *L);
+void frame_open(lua_State *L);
+void json_open(lua_State *L);
+
+/* zlib.c, used by frame.c: deflate/inflate into a buffer with the state's
+ * reused streams. They return NULL on success or a static error code and
+ * set *msg to a readable reason. */
+zl_codec *zl_codec_new(void);
+void zl_codec_free(zl_codec *z);
+const char *zl_deflate(lua_State *L, zl_codec *z, buf_t *out,
+                       const unsigned char *in, size_t n, int level,
+                       const char **msg);
+const char *zl_inflate(lua_State *L, zl_codec *z, buf_t *out,
+                       const unsigned char *in, size_t n, size_t max_out,
+                       const char **msg);
+
+/* frame.c: compresses n bytes and pushes the whole frame
+ * ("Content-Length:N" CRLF zlib); returns 1, or 2 after pushing nil, err. */
+int frame_push(lua_State *L, const unsigned char *payload, size_t n, int level);
+
+/* aes.c */
+aes_ctx *aes_ctx_new(void);
+void aes_ctx_free(aes_ctx *a);
+
+#pragma GCC visibility pop
+
+#endif

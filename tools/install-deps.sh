@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs the Debian packages ksms needs to build and test, when any is
+# missing. Run as root it uses apt-get; otherwise it names what is missing.
+set -e
+PKGS="build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev
+libcurl4-openssl-dev libssl-dev zlib1g-dev openssl lua-cjson lua-busted
+lua-socket lua-expat lua-zlib valgrind libc-bin"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "ksms: missing Debian packages:$missing (run 'make deps' as root)" >&2
+  exit 1
+fi
+echo "ksms: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
