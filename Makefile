@@ -7,7 +7,7 @@
 #   make demo            the main job against the bundled fake provider
 #   make asan            the whole suite with AddressSanitizer + UBSan
 #   make valgrind        a codec stress script under valgrind, leaks are errors
-#   make bench           the benchmarks under bench/
+#   make bench           the benchmarks under bench/ (LUA=luajit for LuaJIT)
 #   make install         PREFIX=/usr/local, DESTDIR= honoured
 
 LUA       ?= lua5.4
@@ -86,10 +86,9 @@ valgrind: $(SO)
 	   --show-leak-kinds=definite,indirect --error-exitcode=99 \
 	   lua5.4 spec/stress/codec_stress.lua
 
-bench:
-	@$(MAKE) --no-print-directory LUA=lua5.4 build
+bench: $(SO)
 	@$(MAKE) --no-print-directory -C bench
-	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 bench/codec.lua
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) bench/codec.lua
 
 demo: $(SO)
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/demo.lua
