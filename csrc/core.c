@@ -3,6 +3,10 @@
  * every source file. One core_state per Lua state holds the scratch buffer
  * and the reused zlib and cipher contexts; it is freed by __gc.
  */
+#define _GNU_SOURCE /* dladdr */
+#include <curl/curl.h>
+#include <dlfcn.h>
+#include <pthread.h>
 #include "ksms.h"
 
 #define CORE_STATE_MT "ksms.core.state"
@@ -25,7 +29,36 @@ void core_register(lua_State *L, const luaL_Reg *fns) {
   lua_pop(L, 1);
 }
 
+/* libcurl's global init, once per process (the HTTP transport, http.c).
+ *
+ * curl_global_init is not thread-safe on every libcurl build (it is when
+ * curl_version_info reports CURL_VERSION_THREADSAFE, 7.84+ built with
+ * atomics), and it must not run while another thread uses libcurl. The
+ * pthread_once guard makes our own call happen exactly once even when
+ * several threads open ksms.core at the same time, but it cannot protect
+ * against another library in the process calling curl_global_init or
+ * curl_global_cleanup concurrently: in a threaded host, require ksms.core
+ * once before starting the threads. We never call curl_global_cleanup.
+ *
+ * "Once per process" also needs this shared object to stay loaded: Lua 5.4
+ * dlcloses C modules when a state is closed, which would reset the guard
+ * and could unmap libcurl under a resolver thread it left running. So the
+ * first open pins the object (RTLD_NODELETE). */
+static pthread_once_t core_curl_once = PTHREAD_ONCE_INIT;
+static CURLcode core_curl_status = CURLE_FAILED_INIT;
+
+static void core_curl_init(void) {
+  Dl_info info;
+  if (dladdr((void *)luaopen_ksms_core, &info) && info.dli_fname)
+    (void)dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+  core_curl_status = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
 KSMS_EXPORT int luaopen_ksms_core(lua_State *L) {
+  pthread_once(&core_curl_once, core_curl_init);
+  if (core_curl_status != CURLE_OK)
+    return luaL_error(L, "ksms.core: curl_global_init failed: %s",
+                      curl_easy_strerror(core_curl_status));
   lua_settop(L, 0);
   lua_newtable(L);                                    /* 1: module */
   core_state *s = lua_newuserdata(L, sizeof *s);      /* 2: state */
@@ -41,6 +74,9 @@ KSMS_EXPORT int luaopen_ksms_core(lua_State *L) {
   s->aes = aes_ctx_new();
   if (!s->zlib || !s->aes) return luaL_error(L, "ksms.core: out of memory");
 
+  lua_pushliteral(L, "0.1.0");
+  lua_setfield(L, 1, "_VERSION");   /* first: http_open reads it */
+
   err_open(L);
   b64_open(L);
   hex_open(L);
@@ -49,9 +85,8 @@ KSMS_EXPORT int luaopen_ksms_core(lua_State *L) {
   text_open(L);
   frame_open(L);
   json_open(L);
+  http_open(L);
 
-  lua_pushliteral(L, "0.1.0");
-  lua_setfield(L, 1, "_VERSION");
   lua_settop(L, 1);
   return 1;
 }

@@ -74,11 +74,7 @@ void err_open(lua_State *L);
 
 /* ---- the per-Lua-state context every binding gets as upvalue 1 ---- */
 typedef struct zl_codec zl_codec;      /* zlib.c */
-typedef struct aes_ctx aes_ctx;        /* frame.c: compresses n bytes and pushes the whole frame
- * ("Content-Length:N" CRLF zlib); returns 1, or 2 after pushing nil, err. */
-int frame_push(lua_State *L, const unsigned char *payload, size_t n, int level);
-
-/* aes.c */
+typedef struct aes_ctx aes_ctx;        /* aes.c */
 
 typedef struct core_state {
   buf_t out;        /* scratch output; each call uses it and is done */
@@ -101,6 +97,7 @@ void aes_open(lua_State *L);
 void text_open(lua_State *L);
 void frame_open(lua_State *L);
 void json_open(lua_State *L);
+void http_open(lua_State *L);
 
 /* zlib.c, used by frame.c: deflate/inflate into a buffer with the state's
  * reused streams. They return NULL on success or a static error code and

@@ -18,7 +18,8 @@ describe("ksms.core module", function()
   it("offers every binding the other modules rely on", function()
     for _, name in ipairs({ "b64encode", "b64decode", "hex", "unhex", "deflate", "inflate",
       "aes128cbc_encrypt", "aes128cbc_decrypt", "cp949_len", "charset_check",
-      "frame_encode", "frame_decoder", "oneshot_json", "oneshot_frame", "json_object", "json_schema" }) do
+      "frame_encode", "frame_decoder", "oneshot_json", "oneshot_frame", "json_object", "json_schema",
+      "http_client", "urlencode_form", "multipart_body" }) do
       assert.is_function(core[name], name)
     end
     assert.is_string(core._VERSION)

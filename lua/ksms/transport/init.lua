@@ -1,0 +1,81 @@
+-- ksms.transport: the HTTP transport interface every provider adapter uses,
+-- and the default transport (libcurl, ksms.transport.curl).
+--
+--   local transport = require("ksms.transport").new(opts)
+--
+-- A transport is an object with three methods. Another implementation (an
+-- OpenResty cosocket transport, a test double) replaces libcurl by offering
+-- the same methods with the same shapes.
+--
+-- transport:request(req) -> res | nil, err
+--   req = {
+--     method  = "GET" | "POST" | ...  upper-case letters; default GET, or
+--                                     POST when a body is given
+--     url     = "http://..." | "https://..."            (required)
+--     headers = { ["Name"] = "value", ... }  or  { {"Name", "value"}, ... }
+--               (the list form keeps order and allows repeats; numbers are
+--               converted; Content-Length, Transfer-Encoding and Expect are
+--               the transport's)
+--     -- at most one of:
+--     body      = "bytes"        sent as is; no Content-Type unless given
+--     form      = { {"name", "value"}, ... }   application/x-www-form-urlencoded,
+--                 in the given order, WHATWG encoding (see core.urlencode_form)
+--     multipart = { part, ... }  multipart/form-data; part is
+--                 { name =, value = "text" }
+--                 { name =, file = "/path" [, filename =] [, content_type =] }
+--                 { name =, data = "bytes" [, filename =] [, content_type =] }
+--     boundary  = "..."          multipart only: a fixed boundary (tests)
+--     timeout         = seconds  total for this request (overrides opts)
+--     connect_timeout = seconds
+--   }
+--   res = { status = 200, headers = { ["content-type"] = "...", ... }, body = "...",
+--           raw_headers = "<the header lines as received>" }
+--     (the libcurl transport builds res.headers from raw_headers the first
+--     time it is read; another transport may build it at once)
+--     header names lowercased, a repeated header joined with ", ", only the
+--     final response's headers (not a 100 Continue's), no trailers. Any
+--     status is a response: a 500 is res.status == 500, not an error.
+--
+-- transport:request_many(reqs [, { concurrency = 8 }]) -> list
+--   Same length and order as reqs; each entry is a res or an err. At most
+--   `concurrency` requests are in flight, the next one starting as one ends.
+--   Returns when every request has ended (each within its own timeouts).
+--
+-- transport:close()
+--   Releases the connections; idempotent. Also runs on garbage collection
+--   and, in Lua 5.4, for `local t <close> = ...`. A closed transport raises.
+--
+-- Errors. A malformed req (wrong types, two bodies, a bad method, a missing
+-- or non-http(s) url, CR/LF in a header) raises before anything is sent.
+-- Runtime failures return nil, err where err carries the ksms.errors
+-- metatable and
+--   category    "timeout" | "network" | "protocol" | "invalid_input"
+--   code        "timeout" (connect or total), "dns", "connect" (refused,
+--               unreachable), "tls" (handshake, certificate), "send",
+--               "recv" (reset, closed, empty reply), "protocol" (malformed
+--               HTTP), "too_large" (body over max_response), "file" (a
+--               multipart file that cannot be read; nothing was sent)
+--   maybe_sent  false only when no byte of the request can have reached
+--               the server (DNS, connect, TLS handshake, connect timeout);
+--               true otherwise: the server may have acted on it
+--   retryable   true for network/timeout errors with maybe_sent false
+--   message     readable; never a header value or a body
+--   provider    "ksms"
+-- A transport never resends a request on its own (the libcurl one refuses
+-- libcurl's internal retry for anything but a bodyless GET/HEAD).
+--
+-- opts for new() (all optional): connect_timeout (s, 10), timeout (s per
+-- request, 30), max_response (bytes, 4 MiB), insecure (true turns TLS
+-- certificate and host name verification OFF), ca_file (CA bundle to trust
+-- instead of the system's), user_agent ("ksms/<version>"), max_connections
+-- (connections kept alive, 16), proxy (none by default; the environment's
+-- proxy variables are ignored).
+
+local _M = { _VERSION = "0.1.0" }
+
+-- The default transport: libcurl.
+function _M.new(opts)
+  return require("ksms.transport.curl").new(opts)
+end
+
+return _M
