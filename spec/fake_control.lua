@@ -1,0 +1,211 @@
+-- fake_control.lua - start, drive and stop a fake provider server (a real
+-- process, spec/fakes/run.lua) from a spec. Talks to it over raw LuaSocket
+-- HTTP, never through ksms, so the fakes stay independent of what they test.
+--
+--   local fake = require("fake_control").start("senders", { balance = 10 })
+--   fake.port, fake.base_url                -- "http://127.0.0.1:<port>"
+--   fake:script{ path = "/APIV2/sms_send", result = "185", times = 1 }
+--   fake:requests(), fake:stats(), fake:reset(), fake:state{ balance = 0 }
+--   fake:mo("http://127.0.0.1:8080/mo", { msg = "hi", phone = "01012345678" })
+--   fake:stop()
+local socket = require "socket"
+
+-- The directory of this file, so spec/fakes/ is found from any cwd.
+local here = (debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or ".") .. "/"
+if not package.path:find(here .. "?.lua", 1, true) then
+  package.path = here .. "?.lua;" .. package.path
+end
+local json = require "fakes.json"
+local forms = require "fakes.forms"
+
+local _M = {}
+
+local running = {}               -- fakes started and not yet stopped
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- One HTTP/1.1 exchange on a fresh connection (Connection: close).
+-- Returns { status, headers, body } or nil, err.
+function _M.http(port, method, path, body, headers, timeout)
+  local sock = socket.tcp()
+  sock:settimeout(timeout or 10)
+  local ok, err = sock:connect("127.0.0.1", port)
+  if not ok then
+    sock:close()
+    return nil, "connect: " .. tostring(err)
+  end
+  body = body or ""
+  local lines = { method .. " " .. path .. " HTTP/1.1", "Host: 127.0.0.1:" .. port,
+                  "Connection: close", "Content-Length: " .. #body }
+  for name, value in pairs(headers or {}) do lines[#lines + 1] = name .. ": " .. value end
+  sock:send(table.concat(lines, "\r\n") .. "\r\n\r\n" .. body)
+  local data, rerr = sock:receive("*a")
+  sock:close()
+  if not data then return nil, "receive: " .. tostring(rerr) end
+  local head, rest = data:match("^(.-)\r\n\r\n(.*)$")
+  local status = head and tonumber(head:match("^HTTP/%d%.%d (%d%d%d)"))
+  if not status then return nil, "not an HTTP answer: " .. data:sub(1, 80) end
+  local response_headers = {}
+  for line in head:gmatch("\r\n([^\r\n]+)") do
+    local name, value = line:match("^([^:]+):%s*(.-)%s*$")
+    if name then response_headers[name:lower()] = value end
+  end
+  local length = tonumber(response_headers["content-length"])
+  return { status = status, headers = response_headers,
+           body = length and rest:sub(1, length) or rest }
+end
+
+local Fake = {}
+Fake.__index = Fake
+
+function Fake:request(method, path, body, headers, timeout)
+  return _M.http(self.port, method, path, body, headers, timeout)
+end
+
+-- A provider request with form fields: a list of {name, value} (sent in
+-- that order) or a map. Returns status, body, headers.
+function Fake:post_form(path, fields)
+  local list = fields
+  if not fields[1] then
+    list = {}
+    for k, v in pairs(fields) do list[#list + 1] = { k, v } end
+    table.sort(list, function(a, b) return a[1] < b[1] end)
+  end
+  local res = assert(self:request("POST", path, forms.encode(list),
+                       { ["Content-Type"] = "application/x-www-form-urlencoded" }))
+  return res.status, res.body, res.headers
+end
+
+-- A control call: the decoded JSON answer; raises on failure.
+function Fake:control(method, path, value)
+  local body = value ~= nil and json.encode(value) or ""
+  local res, err = self:request(method, "/_fake/" .. path, body,
+                                { ["Content-Type"] = "application/json" })
+  if not res then error("fake " .. self.provider .. ": " .. path .. ": " .. err, 2) end
+  local decoded = json.decode(res.body)
+  if res.status ~= 200 then
+    error("fake " .. self.provider .. ": " .. path .. ": " .. res.status .. " " .. res.body, 2)
+  end
+  return decoded
+end
+
+function Fake:script(s) return self:control("POST", "script", s) end
+function Fake:scripts() return self:control("GET", "scripts") end
+function Fake:reset() return self:control("POST", "reset") end
+function Fake:stats() return self:control("GET", "stats") end
+
+function Fake:requests(path)
+  return self:control("GET", "requests" .. (path and ("?path=" .. forms.escape(path)) or ""))
+end
+
+-- With a table: sets those state keys. Returns the whole state.
+function Fake:state(values)
+  if values then return self:control("POST", "state", values) end
+  return self:control("GET", "state")
+end
+
+-- The fake (MessageMe) POSTs an MO webhook to target and tells what the
+-- target answered: { status, headers, body, sent = { body, form } }, or
+-- nil, err when the target could not be reached.
+function Fake:mo(target, fields, timeout_ms)
+  local res = assert(self:request("POST", "/_fake/mo",
+    json.encode({ target = target, fields = fields or {}, timeout_ms = timeout_ms })))
+  local result = json.decode(res.body)
+  if res.status ~= 200 then return nil, result and result.error or res.body end
+  return result
+end
+
+-- The same without waiting: returns an id for mo_result(id), which gives
+-- { done = false } until the target has answered. Lets a spec serve the
+-- webhook itself in between.
+function Fake:mo_async(target, fields, timeout_ms)
+  return self:control("POST", "mo", { target = target, fields = fields or {},
+                                      timeout_ms = timeout_ms, async = true }).id
+end
+
+function Fake:mo_result(id)
+  return self:control("GET", "mo/" .. id)
+end
+
+-- Whether the process still runs (an exited, unreaped one does not count).
+function Fake:alive()
+  local f = io.open("/proc/" .. self.pid .. "/stat", "r")
+  if not f then return false end
+  local stat = f:read("*a") or ""
+  f:close()
+  local state = stat:match("^%d+ %b() (%a)")
+  return state ~= nil and state ~= "Z" and state ~= "X"
+end
+
+local function wait_exit(fake, seconds)
+  local deadline = socket.gettime() + seconds
+  while fake:alive() do
+    if socket.gettime() > deadline then return false end
+    socket.sleep(0.01)
+  end
+  return true
+end
+
+-- Asks the fake to shut down, waits for it, kill -9 if it lingers, reaps it.
+function Fake:stop()
+  if self.stopped then return end
+  self.stopped = true
+  running[self] = nil
+  _M.http(self.port, "POST", "/_fake/shutdown", "", nil, 2)
+  if not wait_exit(self, 3) then
+    os.execute("kill -9 " .. self.pid .. " 2>/dev/null")
+    wait_exit(self, 3)
+  end
+  self.pipe:close()              -- waits for the process: no zombie left
+  os.remove(self.log_path)
+end
+
+function Fake:log()
+  local f = io.open(self.log_path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- opts: port (0), idle_exit (seconds, 120), api_key, balance, senders (list),
+-- state (table of state keys), interp (default $KSMS_TEST_LUA or lua5.4).
+function _M.start(provider, opts)
+  opts = opts or {}
+  local interp = opts.interp or os.getenv("KSMS_TEST_LUA") or "lua5.4"
+  local args = { interp, here .. "fakes/run.lua", provider,
+                 "--port", opts.port or 0, "--idle-exit", opts.idle_exit or 120 }
+  local function add(flag, value) args[#args + 1] = flag; args[#args + 1] = value end
+  if opts.api_key then add("--api-key", opts.api_key) end
+  if opts.balance then add("--balance", opts.balance) end
+  if opts.senders then add("--senders", table.concat(opts.senders, ",")) end
+  if opts.state then add("--state", json.encode(opts.state)) end
+  local quoted = {}
+  for i, a in ipairs(args) do quoted[i] = shell_quote(a) end
+  local log_path = os.tmpname()
+  -- "exec" makes the shell's pid the fake's; the pipe's end is its stdout.
+  local pipe = assert(io.popen("echo PID $$; exec " .. table.concat(quoted, " ")
+                               .. " 2>" .. shell_quote(log_path), "r"))
+  local pid = tonumber((pipe:read("*l") or ""):match("^PID (%d+)$"))
+  local port = tonumber(((pipe:read("*l") or ""):match("^LISTENING (%d+)$")))
+  local fake = setmetatable({ provider = provider, pid = pid, port = port, pipe = pipe,
+                              log_path = log_path }, Fake)
+  if not pid or not port then
+    pipe:close()
+    local log = fake:log()
+    os.remove(log_path)
+    error("fake " .. provider .. " did not start: " .. log, 2)
+  end
+  fake.base_url = "http://127.0.0.1:" .. port
+  running[fake] = true
+  return fake
+end
+
+-- Stops every fake still running (for a spec's teardown).
+function _M.stop_all()
+  for fake in pairs(running) do fake:stop() end
+end
+
+return _M

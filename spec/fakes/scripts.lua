@@ -1,0 +1,82 @@
+-- scripts.lua - the queue of scripted answers a test posts to /_fake/script.
+-- A script applies to the next `times` requests whose path matches (absent
+-- times: until reset). The first queued script that matches a request wins,
+-- so scripts for one path are used up in the order they were posted.
+local httpd = require "fakes.httpd"
+
+local _M = {}
+_M.__index = _M
+
+local KNOWN = { path = true, method = true, result = true, latency_ms = true, fault = true,
+                status = true, body = true, headers = true, times = true, process = true }
+
+function _M.new()
+  return setmetatable({ queue = {} }, _M)
+end
+
+-- Checks and normalises a script from JSON. Returns script or nil, err.
+function _M.validate(s)
+  if type(s) ~= "table" then return nil, "a script is a JSON object" end
+  for k in pairs(s) do
+    if not KNOWN[k] then return nil, "unknown script field " .. tostring(k) end
+  end
+  local out = { path = s.path or "*", method = s.method, fault = s.fault,
+                headers = s.headers, body = s.body, process = s.process == true }
+  if type(out.path) ~= "string" then return nil, "path must be a string" end
+  if out.fault ~= nil and not httpd.FAULTS[out.fault] then
+    return nil, "fault must be close, half, garbage or hang"
+  end
+  if s.result ~= nil then
+    if type(s.result) ~= "string" and type(s.result) ~= "number" then
+      return nil, "result must be a string"
+    end
+    out.result = type(s.result) == "number" and string.format("%d", s.result) or s.result
+  end
+  for _, k in ipairs({ "latency_ms", "status", "times" }) do
+    if s[k] ~= nil and (type(s[k]) ~= "number" or s[k] < 0) then
+      return nil, k .. " must be a non-negative number"
+    end
+  end
+  out.latency_ms = s.latency_ms
+  out.status = s.status and math.floor(s.status)
+  if out.status and (out.status < 100 or out.status > 999) then return nil, "bad status" end
+  if s.times ~= nil then
+    out.times = math.floor(s.times)
+    if out.times < 1 then return nil, "times must be at least 1" end
+  end
+  if out.body ~= nil and type(out.body) ~= "string" then return nil, "body must be a string" end
+  return out
+end
+
+function _M:add(script)
+  self.queue[#self.queue + 1] = script
+end
+
+local function matches(script, req)
+  return (script.path == "*" or script.path == req.path)
+     and (script.method == nil or script.method == req.method)
+end
+
+-- The script for req, with one of its uses taken; nil when none matches.
+function _M:take(req)
+  for i, script in ipairs(self.queue) do
+    if matches(script, req) then
+      if script.times then
+        script.times = script.times - 1
+        if script.times == 0 then table.remove(self.queue, i) end
+      end
+      return script
+    end
+  end
+  return nil
+end
+
+function _M:clear()
+  self.queue = {}
+end
+
+function _M:list()
+  return self.queue
+end
+
+return _M
