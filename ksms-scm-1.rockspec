@@ -22,6 +22,9 @@ dependencies = {
 external_dependencies = {
   ZLIB = { header = "zlib.h" },
   OPENSSL = { header = "openssl/evp.h" },
+  -- Debian keeps curl/curl.h under the multiarch include directory, which
+  -- the compiler searches but a header check would not: look for the library.
+  CURL = { library = "curl" },
 }
 build = {
   type = "builtin",
@@ -30,17 +33,27 @@ build = {
     ["ksms.core"] = {
       sources = {
         "csrc/base64.c", "csrc/buffer.c", "csrc/core.c", "csrc/error.c",
-        "csrc/frame.c", "csrc/hex.c", "csrc/json.c", "csrc/text.c",
+        "csrc/frame.c", "csrc/hex.c", "csrc/http.c", "csrc/json.c", "csrc/text.c",
         "csrc/aes.c", "csrc/zlib.c",
       },
-      incdirs = { "csrc", "$(ZLIB_INCDIR)", "$(OPENSSL_INCDIR)" },
-      libdirs = { "$(ZLIB_LIBDIR)", "$(OPENSSL_LIBDIR)" },
-      libraries = { "z", "crypto" },
+      incdirs = { "csrc", "$(ZLIB_INCDIR)", "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)" },
+      libdirs = { "$(ZLIB_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)" },
+      libraries = { "z", "crypto", "curl" },
     },
     ["ksms"] = "lua/ksms/init.lua",
     ["ksms.errors"] = "lua/ksms/errors.lua",
+    ["ksms.client"] = "lua/ksms/client.lua",
+    ["ksms.message"] = "lua/ksms/message.lua",
+    ["ksms.rules.phone"] = "lua/ksms/rules/phone.lua",
+    ["ksms.rules.schedule"] = "lua/ksms/rules/schedule.lua",
+    ["ksms.rules.text"] = "lua/ksms/rules/text.lua",
+    ["ksms.providers.apiv2"] = "lua/ksms/providers/apiv2.lua",
+    ["ksms.providers.senders"] = "lua/ksms/providers/senders.lua",
+    ["ksms.providers.messageme"] = "lua/ksms/providers/messageme.lua",
     ["ksms.oneshot.codec"] = "lua/ksms/oneshot/codec.lua",
     ["ksms.oneshot.schema"] = "lua/ksms/oneshot/schema.lua",
+    ["ksms.transport"] = "lua/ksms/transport/init.lua",
+    ["ksms.transport.curl"] = "lua/ksms/transport/curl.lua",
   },
 }
 test = {

@@ -1,6 +1,7 @@
 -- ksms: Korean SMS/LMS/MMS and KakaoTalk messages through five providers.
--- The unified client (ksms.client) arrives with the HTTP transport; for now
--- the facade exposes the core's text rules and the version.
+--
+--   local client = ksms.client("senders", { api_key = ... })
+--   local res, err = client:send{ to = "010-1234-5678", from = "02-123-4567", text = "안녕하세요" }
 
 local core = require "ksms.core"
 
@@ -8,6 +9,11 @@ local _M = { _VERSION = "0.1.0" }
 
 _M.core = core
 _M.errors = require "ksms.errors"
+
+-- ksms.client(provider, options) -> client (see ksms.client)
+function _M.client(provider, options)
+  return require("ksms.client").new(provider, options)
+end
 
 -- Bytes as the providers count them (Hangul 2, ASCII 1).
 _M.cp949_len = core.cp949_len

@@ -1,0 +1,194 @@
+-- ksms.client: the provider-neutral client every adapter plugs into.
+--
+-- An adapter (ksms.providers.<name>) turns a call into a *plan*: the HTTP
+-- requests it needs and a `finish` function that turns their outcomes
+-- (responses or transport errors, in order) into one result or error. The
+-- client runs plans over the transport: one request directly, several
+-- (chunks, send_many) through request_many. Adapters never do I/O, so the
+-- same adapter runs over libcurl or OpenResty cosockets.
+--
+-- Results: { ok = true, provider, kind, code, id, raw, ... }.
+-- Errors: nil, err (see ksms.errors). A message that may have reached the
+-- provider carries err.maybe_sent = true and is never resent by ksms.
+
+local errors = require "ksms.errors"
+
+local type, pairs, ipairs, setmetatable, error = type, pairs, ipairs, setmetatable, error
+local format, concat = string.format, table.concat
+
+local _M = { _VERSION = "0.1.0" }
+
+local Client = {}
+Client.__index = Client
+
+-- Providers load lazily so a script using one never loads the others.
+local PROVIDERS = {
+  senders = "ksms.providers.senders",
+  messageme = "ksms.providers.messageme",
+}
+_M.providers = PROVIDERS
+
+local function capability_error(self, what)
+  local able = {}
+  for name, modname in pairs(PROVIDERS) do
+    local ok, p = pcall(require, modname)
+    if ok and p.capabilities and p.capabilities[what] then able[#able + 1] = name end
+  end
+  table.sort(able)
+  error(format("ksms: %s does not support %s (check client.capabilities.%s)%s",
+    self.provider, what, what,
+    #able > 0 and ("; providers that do: " .. concat(able, ", ")) or ""), 3)
+end
+
+-- Turns a transport failure into the outcome of one provider operation.
+function _M.transport_outcome(provider, err)
+  local maybe = err.maybe_sent and true or false
+  local msg = err.message or tostring(err)
+  if maybe then msg = msg .. "; the provider may have accepted it, ksms will not resend it" end
+  return errors.new {
+    category = err.category or "network", code = err.code, message = msg,
+    provider = provider, retryable = not maybe and err.retryable ~= false,
+    maybe_sent = maybe,
+  }
+end
+
+-- Runs a list of plans; returns one outcome per plan (result or error).
+function Client:_run(plans, concurrency)
+  local reqs, slices = {}, {}
+  for i, plan in ipairs(plans) do
+    local first = #reqs + 1
+    for _, r in ipairs(plan.requests) do reqs[#reqs + 1] = r end
+    slices[i] = { first, #reqs }
+  end
+  local outs
+  if #reqs == 1 then
+    local res, err = self.transport:request(reqs[1])
+    outs = { res or err }
+  elseif #reqs > 1 then
+    outs = self.transport:request_many(reqs, { concurrency = concurrency or self.concurrency })
+  else
+    outs = {}
+  end
+  local results = {}
+  for i, plan in ipairs(plans) do
+    local slice = {}
+    for k = slices[i][1], slices[i][2] do
+      local o = outs[k]
+      if errors.is(o) or (type(o) == "table" and o.category and not o.status) then
+        o = _M.transport_outcome(self.provider, o)
+      end
+      slice[#slice + 1] = o
+    end
+    local res, err = plan.finish(slice)
+    results[i] = res or err
+  end
+  return results
+end
+
+function Client:_one(plan, err)
+  if not plan then return nil, err end
+  local out = self:_run({ plan })[1]
+  if out.ok then return out end
+  return nil, out
+end
+
+-- client:send{ to, from, text, subject, image, at, kind, ... } -> result | nil, err
+function Client:send(msg)
+  return self:_one(self.adapter.plan_send(self.cfg, msg, self.ctx))
+end
+
+-- client:send_many(messages [, { concurrency = 8 }]) -> { outcome, ... }
+-- Each outcome is a result (ok = true) or an error object, in the order of
+-- messages. A message refused before sending gets its error; the others
+-- are still sent. Programmer errors in any message raise before anything
+-- is sent.
+function Client:send_many(messages, opts)
+  if type(messages) ~= "table" then error("ksms: send_many needs a list of messages", 2) end
+  local concurrency = opts and opts.concurrency
+  if concurrency ~= nil and (type(concurrency) ~= "number" or concurrency < 1) then
+    error("ksms: concurrency must be a positive number", 2)
+  end
+  local plans, outcomes, where = {}, {}, {}
+  for i, msg in ipairs(messages) do
+    local plan, err = self.adapter.plan_send(self.cfg, msg, self.ctx)
+    if plan then
+      plans[#plans + 1] = plan
+      where[#plans] = i
+    else
+      outcomes[i] = err
+    end
+  end
+  local results = self:_run(plans, concurrency)
+  for k, out in ipairs(results) do outcomes[where[k]] = out end
+  return outcomes
+end
+
+function Client:balance()
+  if not self.capabilities.balance then capability_error(self, "balance") end
+  return self:_one(self.adapter.plan_balance(self.cfg, self.ctx))
+end
+
+function Client:alimtalk(msg)
+  if not self.capabilities.alimtalk then capability_error(self, "alimtalk") end
+  return self:_one(self.adapter.plan_alimtalk(self.cfg, msg, self.ctx))
+end
+
+function Client:friendtalk(msg)
+  if not self.capabilities.friendtalk then capability_error(self, "friendtalk") end
+  return self:_one(self.adapter.plan_friendtalk(self.cfg, msg, self.ctx))
+end
+
+-- Closes the transport when the client made it. Idempotent.
+function Client:close()
+  if self.owns_transport and self.transport then self.transport:close() end
+  self.transport = nil
+end
+
+Client.__close = Client.close
+Client.__gc = nil -- the transport has its own finalizer
+
+function Client:__tostring()
+  -- Never the credentials.
+  return format("ksms.client(%s, %s)", self.provider, self.cfg.base_url or "?")
+end
+
+-- ksms.client(provider, options) -> client
+-- options: the provider's credentials (api_key, ...), base_url (scheme,
+-- host and port; the documented paths are appended), timeout and
+-- connect_timeout (seconds), transport (an object with request,
+-- request_many, close; default: libcurl), concurrency (default 8), now (a
+-- function returning epoch seconds, for reservations).
+function _M.new(provider, options)
+  if type(provider) ~= "string" then error("ksms.client: provider name expected", 2) end
+  local modname = PROVIDERS[provider]
+  if not modname then
+    local names = {}
+    for name in pairs(PROVIDERS) do names[#names + 1] = name end
+    table.sort(names)
+    error(format("ksms.client: unknown provider '%s' (known: %s)", provider, concat(names, ", ")), 2)
+  end
+  options = options or {}
+  if type(options) ~= "table" then error("ksms.client: options must be a table", 2) end
+  local adapter = require(modname)
+  local cfg = adapter.configure(options) -- raises on missing credentials
+  local transport, owns = options.transport, false
+  if not transport then
+    transport = require("ksms.transport").new {
+      timeout = options.timeout, connect_timeout = options.connect_timeout,
+      insecure = options.insecure, ca_file = options.ca_file,
+    }
+    owns = true
+  end
+  local ctx = {
+    provider = provider,
+    now = options.now or os.time,
+  }
+  return setmetatable({
+    provider = provider, adapter = adapter, cfg = cfg, ctx = ctx,
+    transport = transport, owns_transport = owns,
+    capabilities = adapter.capabilities, limits = adapter.limits,
+    concurrency = options.concurrency or 8,
+  }, Client)
+end
+
+return _M

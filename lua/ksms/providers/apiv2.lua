@@ -1,0 +1,380 @@
+-- ksms.providers.apiv2: the "API V2" family that Senders and MessageMe
+-- share (same vendor, form POSTs answered with {"result": "<code>"}).
+-- Each provider module calls define{...} with its paths, codes and extras.
+--
+-- Separators and the reservation format are per-provider settings, and a
+-- client option can override them (recipient_separator, variable_separator,
+-- reserve_format), since the documents lost the `|` in extraction.
+
+local cjson = require "cjson.safe"
+local errors = require "ksms.errors"
+local message = require "ksms.message"
+local schedule = require "ksms.rules.schedule"
+local text_rules = require "ksms.rules.text"
+
+local type, ipairs, pairs, tostring, tonumber, error = type, ipairs, pairs, tostring, tonumber, error
+local format, concat, find, lower = string.format, table.concat, string.find, string.lower
+
+local _M = { _VERSION = "0.1.0" }
+
+local json = cjson.new()
+
+-- A provider's answer to one request: parsed JSON, or an error.
+local function parse_json(provider, res)
+  if res.status ~= 200 then
+    return nil, errors.new {
+      category = "server", code = "http_" .. tostring(res.status), provider = provider,
+      message = format("HTTP %d from the provider", res.status),
+      retryable = false, maybe_sent = res.status >= 500,
+      raw = res.body,
+    }
+  end
+  local doc = json.decode(res.body or "")
+  if type(doc) ~= "table" then
+    return nil, errors.new {
+      category = "protocol", code = "bad_response", provider = provider,
+      message = "the provider's answer is not the documented JSON; it may have accepted the request",
+      retryable = false, maybe_sent = true, raw = res.body,
+    }
+  end
+  return doc
+end
+
+-- Maps a documented return code to a result or an error.
+local function outcome(p, code, raw, extra)
+  code = tostring(code)
+  local info = p.codes[code]
+  if info and info.ok then
+    local r = { ok = true, provider = p.name, code = code, raw = raw,
+      description = info.en, description_ko = info.ko }
+    for k, v in pairs(extra or {}) do r[k] = v end
+    return r
+  end
+  if not info then
+    return nil, errors.new {
+      category = "unknown", code = code, provider = p.name, retryable = false, maybe_sent = true,
+      message = format("undocumented return code %s; the provider may have accepted the request", code),
+      raw = raw,
+    }
+  end
+  return nil, errors.new {
+    category = info.category, code = code, provider = p.name,
+    retryable = info.retryable or false, maybe_sent = false,
+    message = format("%s (%s)", info.en, info.ko), description = info.en, description_ko = info.ko,
+    raw = raw,
+  }
+end
+
+local function image_url_check(image)
+  if type(image) ~= "string" then
+    error("ksms: for this provider 'image' is the URL of a JPEG the provider fetches", 4)
+  end
+  local path = image:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/]+(/[^?#]*)")
+  if not path then
+    return nil, errors.new { category = "invalid_input", code = "image",
+      message = format("image %q is not an http(s) URL", image) }
+  end
+  local ext = lower(path:match("%.(%w+)$") or "")
+  if ext ~= "jpg" and ext ~= "jpeg" then
+    return nil, errors.new { category = "invalid_input", code = "image",
+      message = format("image %q must be a JPEG (.jpg)", image) }
+  end
+  return true
+end
+_M.image_url_check = image_url_check
+
+local function url_with_scheme(u, field)
+  if type(u) ~= "string" then error(format("ksms: '%s' must be a string URL", field), 4) end
+  if not u:match("^[Hh][Tt][Tt][Pp][Ss]?://%S+$") then
+    return nil, errors.new { category = "invalid_input", code = field,
+      message = format("%s %q must be a full URL starting with http:// or https://", field, u) }
+  end
+  return true
+end
+
+local function post(url, form)
+  return { method = "POST", url = url, form = form }
+end
+
+local function reserve_fields(cfg, form, at)
+  form[#form + 1] = { "send_reserve", at and "1" or "0" }
+  if at then form[#form + 1] = { "send_reserve_date", schedule.format(at, cfg.reserve_format) } end
+end
+
+local function chunk(list, size)
+  local out = {}
+  for i = 1, #list, size do
+    local c = {}
+    for k = i, math.min(i + size - 1, #list) do c[#c + 1] = list[k] end
+    out[#out + 1] = c
+  end
+  return out
+end
+
+-- Combines the outcomes of several requests of one call (chunks of
+-- recipients, or one request per recipient) into one result, or one error
+-- that says which parts failed and which were accepted.
+local function combine(p, parts, outs, parse, extra)
+  local results, failed = {}, {}
+  for i, o in ipairs(outs) do
+    local r, err
+    if errors.is(o) then err = o else r, err = parse(o) end
+    results[i] = { index = i, recipients = parts[i], ok = r ~= nil, result = r, error = err }
+    if not r then failed[#failed + 1] = results[i] end
+  end
+  if #failed == 0 then
+    local first = results[1].result
+    if #parts == 1 then
+      for k, v in pairs(extra) do first[k] = v end
+      return first
+    end
+    local raws = {}
+    for i, r in ipairs(results) do raws[i] = r.result.raw end
+    local r = { ok = true, provider = p.name, code = first.code, raw = raws, parts = results,
+      description = first.description, description_ko = first.description_ko }
+    for k, v in pairs(extra) do r[k] = v end
+    return r
+  end
+  if #parts == 1 then return nil, failed[1].error end
+  local accepted, maybe = {}, false
+  for _, r in ipairs(results) do
+    if r.ok then for _, n in ipairs(r.recipients) do accepted[#accepted + 1] = n end end
+    if r.error and r.error.maybe_sent then maybe = true end
+  end
+  local which = {}
+  for i, f in ipairs(failed) do which[i] = tostring(f.index) end
+  local first = failed[1].error
+  return nil, errors.new {
+    category = first.category, code = first.code, provider = p.name,
+    retryable = false, maybe_sent = maybe, partial = #accepted > 0,
+    message = format("part %s of %d failed (%s); %d recipients were accepted",
+      concat(which, ", "), #parts, first.message, #accepted),
+    parts = results, accepted = accepted,
+  }
+end
+
+-- define{ name, default_base_url, paths = { sms, balance, alimtalk?, friendtalk? },
+--   balance_field, codes, call_block (bool: sms_send takes call_block) }
+function _M.define(p)
+  local P = { name = p.name, codes = p.codes, _VERSION = _M._VERSION }
+
+  P.limits = { charset = "cp949", sms = 90, lms = 2000, mms = 2000 }
+  P.capabilities = {
+    sms = true, lms = true, mms = true, reservation = true, balance = true,
+    alimtalk = p.paths.alimtalk ~= nil, friendtalk = p.paths.friendtalk ~= nil,
+    report = false, sender_numbers = false, history = false,
+    max_recipients_per_request = 500, image = "url",
+  }
+
+  function P.configure(o)
+    if type(o.api_key) ~= "string" or o.api_key == "" then
+      error(format("ksms.client(%q): options.api_key is required", p.name), 3)
+    end
+    local base = o.base_url or p.default_base_url
+    if type(base) ~= "string" or not base:match("^https?://") then
+      error("ksms.client: base_url must be scheme://host[:port]", 3)
+    end
+    base = base:gsub("/+$", "")
+    local urls = {}
+    for name, path in pairs(p.paths) do urls[name] = base .. path end
+    return {
+      api_key = o.api_key, base_url = base, urls = urls,
+      recipient_separator = o.recipient_separator or "|",
+      variable_separator = o.variable_separator or "|",
+      reserve_format = o.reserve_format or "YYYY|MM|DD|hh|mm|ss",
+      max_per_request = o.max_recipients_per_request or 500,
+    }
+  end
+
+  local send_spec = {
+    limits = P.limits, check_image = image_url_check,
+    extra_fields = p.call_block and { opt_out = true } or nil,
+  }
+
+  local function parse_result(extra)
+    return function(res)
+      local doc, err = parse_json(p.name, res)
+      if not doc then return nil, err end
+      return outcome(P, doc.result, res.body, extra)
+    end
+  end
+
+  function P.plan_send(cfg, msg, ctx)
+    local m, err = message.normalize_send(msg, send_spec, ctx)
+    if not m then
+      err.provider = p.name
+      return nil, err
+    end
+    local parts = chunk(m.to, cfg.max_per_request)
+    local reqs = {}
+    for i, rcpts in ipairs(parts) do
+      local form = { { "api_key", cfg.api_key }, { "msg", m.text } }
+      if m.subject and m.subject ~= "" then form[#form + 1] = { "subject", m.subject } end
+      form[#form + 1] = { "callback", m.from }
+      form[#form + 1] = { "dstaddr", concat(rcpts, cfg.recipient_separator) }
+      if m.image then form[#form + 1] = { "image", m.image } end
+      reserve_fields(cfg, form, m.at)
+      if p.call_block then form[#form + 1] = { "call_block", m.opt_out and "1" or "0" } end
+      reqs[i] = post(cfg.urls.sms, form)
+    end
+    local extra = { kind = m.kind, bytes = m.bytes, recipients = #m.to, reserved_at = m.at }
+    local parse = parse_result({ kind = m.kind })
+    return { requests = reqs, finish = function(outs) return combine(P, parts, outs, parse, extra) end }
+  end
+
+  function P.plan_balance(cfg)
+    local req = post(cfg.urls.balance, { { "api_key", cfg.api_key } })
+    return { requests = { req }, finish = function(outs)
+      local o = outs[1]
+      if errors.is(o) then return nil, o end
+      local doc, err = parse_json(p.name, o)
+      if not doc then return nil, err end
+      local value = doc[p.balance_field]
+      if value == nil then return outcome(P, doc.result or "missing", o.body) end
+      local n = tonumber(value)
+      if not n then
+        return nil, errors.new { category = "protocol", code = "bad_response", provider = p.name,
+          message = format("balance %q is not a number", tostring(value)), raw = o.body }
+      end
+      return { ok = true, provider = p.name, balance = n, unit = p.balance_unit, code = "100", raw = o.body }
+    end }
+  end
+
+  -- One request per recipient: the documents give AlimTalk and FriendTalk
+  -- a single dstaddr.
+  local function per_recipient(url, m, build, kind)
+    local reqs, parts = {}, {}
+    for i, n in ipairs(m.to) do
+      reqs[i] = post(url, build(n))
+      parts[i] = { n }
+    end
+    local parse = parse_result({ kind = kind })
+    local extra = { kind = kind, recipients = #m.to, reserved_at = m.at }
+    return { requests = reqs, finish = function(outs) return combine(P, parts, outs, parse, extra) end }
+  end
+
+  local function common_kakao(msg, ctx, what, fields)
+    if type(msg) ~= "table" then error("ksms: " .. what .. " needs a message table", 4) end
+    for k in pairs(msg) do
+      if not fields[k] then error(format("ksms: unknown field '%s' in %s", tostring(k), what), 4) end
+    end
+    local to, err = message.recipients(msg.to, nil, what)
+    if not to then return nil, err end
+    local from
+    from, err = message.sender(msg.from, what)
+    if not from then return nil, err end
+    local at
+    if msg.at ~= nil then
+      at, err = message.reservation(msg.at, ctx)
+      if not at then return nil, err end
+    end
+    if msg.fallback ~= nil and type(msg.fallback) ~= "boolean" then
+      error("ksms: 'fallback' must be a boolean (send an SMS/LMS when Kakao fails)", 4)
+    end
+    return { to = to, from = from, at = at, fallback = msg.fallback == true }
+  end
+
+  if p.paths.alimtalk then
+    local FIELDS = { template = true, variables = true, to = true, from = true, fallback = true, at = true }
+    function P.plan_alimtalk(cfg, msg, ctx)
+      local m, err = common_kakao(msg, ctx, "alimtalk", FIELDS)
+      if not m then err.provider = p.name; return nil, err end
+      if type(msg.template) ~= "string" or msg.template == "" then
+        error("ksms: alimtalk needs 'template' (the approved template code)", 3)
+      end
+      local vars = msg.variables or {}
+      if type(vars) ~= "table" then error("ksms: 'variables' must be a list of strings", 3) end
+      local values = {}
+      for i, v in ipairs(vars) do
+        if type(v) ~= "string" and type(v) ~= "number" then
+          error(format("ksms: variable %d must be a string", i), 3)
+        end
+        v = tostring(v)
+        if find(v, cfg.variable_separator, 1, true) then
+          return nil, errors.new { category = "invalid_input", code = "variable", provider = p.name,
+            message = format("variable %d contains %q, the separator, which the provider forbids", i, cfg.variable_separator) }
+        end
+        local ok, cerr = text_rules.check_charset(v, "cp949", "variable " .. i)
+        if m.fallback and not ok then cerr.provider = p.name; return nil, cerr end
+        values[i] = v
+      end
+      local variable = concat(values, cfg.variable_separator)
+      return per_recipient(cfg.urls.alimtalk, m, function(n)
+        local form = { { "api_key", cfg.api_key }, { "template_code", msg.template },
+          { "variable", variable }, { "callback", m.from }, { "dstaddr", n } }
+        reserve_fields(cfg, form, m.at)
+        form[#form + 1] = { "next_type", m.fallback and "1" or "0" }
+        return form
+      end, "alimtalk")
+    end
+  end
+
+  if p.paths.friendtalk then
+    local FIELDS = { channel = true, text = true, button = true, image = true, image_link = true,
+      to = true, from = true, fallback = true, at = true }
+    local function invalid(code, fmt, ...)
+      return nil, errors.new { category = "invalid_input", code = code, provider = p.name,
+        message = format(fmt, ...) }
+    end
+    function P.plan_friendtalk(cfg, msg, ctx)
+      local m, err = common_kakao(msg, ctx, "friendtalk", FIELDS)
+      if not m then err.provider = p.name; return nil, err end
+      if type(msg.channel) ~= "string" or msg.channel == "" then
+        error("ksms: friendtalk needs 'channel' (the Kakao channel id, e.g. @shop)", 3)
+      end
+      if type(msg.text) ~= "string" then error("ksms: friendtalk needs 'text'", 3) end
+      local chars = text_rules.chars(msg.text)
+      local limit = msg.image and 400 or 1000
+      if chars == 0 then
+        return nil, errors.new { category = "message_length", code = "empty", provider = p.name, message = "text is empty" }
+      end
+      if chars > limit then
+        return nil, errors.new { category = "message_length", code = "too_long", provider = p.name,
+          message = format("text is %d characters; FriendTalk allows %d%s", chars, limit,
+            msg.image and " with an image" or ""), chars = chars, limit = limit }
+      end
+      if m.fallback then
+        local ok, cerr = text_rules.check_charset(msg.text, "cp949", "text (for the SMS fallback)")
+        if not ok then cerr.provider = p.name; return nil, cerr end
+      end
+      local button = msg.button
+      if button ~= nil then
+        if type(button) ~= "table" or type(button.name) ~= "string" or type(button.url) ~= "string" then
+          error("ksms: 'button' must be { name = ..., url = ... }", 3)
+        end
+        local n = text_rules.chars(button.name)
+        if n == 0 or n > 10 then return invalid("button", "button name %q must be 1 to 10 characters", button.name) end
+        local ok, uerr = url_with_scheme(button.url, "button_url")
+        if not ok then uerr.provider = p.name; return nil, uerr end
+      end
+      if msg.image ~= nil then
+        local ok, ierr = image_url_check(msg.image)
+        if not ok then ierr.provider = p.name; return nil, ierr end
+      end
+      if msg.image_link ~= nil then
+        if msg.image == nil then return invalid("image_link", "image_link needs an image") end
+        local ok, uerr = url_with_scheme(msg.image_link, "image_link_url")
+        if not ok then uerr.provider = p.name; return nil, uerr end
+      end
+      return per_recipient(cfg.urls.friendtalk, m, function(n)
+        local form = { { "api_key", cfg.api_key }, { "kakaochannel", msg.channel }, { "msg", msg.text },
+          { "button_type", button and "1" or "0" } }
+        if button then
+          form[#form + 1] = { "button_name", button.name }
+          form[#form + 1] = { "button_url", button.url }
+        end
+        if msg.image then form[#form + 1] = { "image", msg.image } end
+        if msg.image_link then form[#form + 1] = { "image_link_url", msg.image_link } end
+        form[#form + 1] = { "callback", m.from }
+        form[#form + 1] = { "dstaddr", n }
+        reserve_fields(cfg, form, m.at)
+        form[#form + 1] = { "next_type", m.fallback and "1" or "0" }
+        return form
+      end, "friendtalk")
+    end
+  end
+
+  return P
+end
+
+return _M
