@@ -1,4 +1,4 @@
--- examples/demo.lua (make demo): what ksms does with a Korean message before
+-- examples/codec_demo.lua: what ksms does with a Korean message before
 -- any provider sees it. Offline: no server, no credentials.
 --   * counts its bytes the way the providers do (CP949: Hangul 2, ASCII 1)
 --   * names the characters a provider's charset cannot carry
