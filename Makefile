@@ -19,7 +19,7 @@ LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
 BUILD     ?= build/$(LUA)
 CC        ?= cc
 
-PKGS      := zlib libcrypto
+PKGS      := zlib libcrypto libcurl
 OPTFLAGS  ?= -O2 -g
 WARNFLAGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 ALL_CFLAGS = -std=gnu11 -fPIC -fvisibility=hidden $(OPTFLAGS) $(WARNFLAGS) \
@@ -33,7 +33,7 @@ SO   := $(BUILD)/ksms/core.so
 
 LUA_SRC := $(shell find lua -name '*.lua' 2>/dev/null)
 
-.PHONY: all build test deps specs asan asan-run valgrind bench demo install uninstall clean tables
+.PHONY: all build test deps specs asan asan-run valgrind bench bench-codec bench-http demo install uninstall clean tables
 
 all: $(SO)
 build: $(SO)
@@ -85,10 +85,21 @@ valgrind: $(SO)
 	 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	   --show-leak-kinds=definite,indirect --error-exitcode=99 \
 	   lua5.4 spec/stress/codec_stress.lua
+	@echo "valgrind: http stress"
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
+	 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	   --show-leak-kinds=definite,indirect --error-exitcode=99 \
+	   lua5.4 spec/stress/http_stress.lua
 
-bench: $(SO)
+bench: bench-codec bench-http
+
+bench-codec: $(SO)
 	@$(MAKE) --no-print-directory -C bench
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) bench/codec.lua
+
+bench-http: $(SO)
+	@$(MAKE) --no-print-directory -C bench
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) bench/http.lua
 
 demo: $(SO)
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/demo.lua
