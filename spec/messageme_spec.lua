@@ -126,6 +126,15 @@ describe("messageme", function()
     assert.equal(1, #fake:requests())
   end)
 
+  it("raises on programmer errors before looking at the data", function()
+    assert.has_error(function() client:alimtalk { to = "bad", from = "0212345678" } end)
+    assert.has_error(function() client:friendtalk { text = "x", to = "bad", from = "0212345678" } end)
+    assert.has_error(function() client:friendtalk { channel = "@ksms", to = "01011112222", from = "0212345678" } end)
+    assert.has_error(function() client:alimtalk { template = "T", variables = { {} }, to = "01011112222", from = "0212345678" } end)
+    assert.has_error(function() client:alimtalk { template = "T", to = "01011112222", from = "0212345678", fallback = "yes" } end)
+    assert.equal(0, #fake:requests())
+  end)
+
   it("maps an unknown channel to 175", function()
     local _, err = client:friendtalk { channel = "@nobody", text = "x", to = "01011112222", from = "0212345678" }
     assert.equal("channel", err.category)

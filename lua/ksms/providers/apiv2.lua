@@ -277,11 +277,12 @@ function _M.define(p)
   if p.paths.alimtalk then
     local FIELDS = { template = true, variables = true, to = true, from = true, fallback = true, at = true }
     function P.plan_alimtalk(cfg, msg, ctx)
-      local m, err = common_kakao(msg, ctx, "alimtalk", FIELDS)
-      if not m then err.provider = p.name; return nil, err end
-      if type(msg.template) ~= "string" or msg.template == "" then
+      -- Programmer errors first: they raise whatever the data says.
+      if type(msg) == "table" and (type(msg.template) ~= "string" or msg.template == "") then
         error("ksms: alimtalk needs 'template' (the approved template code)", 3)
       end
+      local m, err = common_kakao(msg, ctx, "alimtalk", FIELDS)
+      if not m then err.provider = p.name; return nil, err end
       local vars = msg.variables or {}
       if type(vars) ~= "table" then error("ksms: 'variables' must be a list of strings", 3) end
       local values = {}
@@ -317,12 +318,14 @@ function _M.define(p)
         message = format(fmt, ...) }
     end
     function P.plan_friendtalk(cfg, msg, ctx)
+      if type(msg) == "table" then
+        if type(msg.channel) ~= "string" or msg.channel == "" then
+          error("ksms: friendtalk needs 'channel' (the Kakao channel id, e.g. @shop)", 3)
+        end
+        if type(msg.text) ~= "string" then error("ksms: friendtalk needs 'text'", 3) end
+      end
       local m, err = common_kakao(msg, ctx, "friendtalk", FIELDS)
       if not m then err.provider = p.name; return nil, err end
-      if type(msg.channel) ~= "string" or msg.channel == "" then
-        error("ksms: friendtalk needs 'channel' (the Kakao channel id, e.g. @shop)", 3)
-      end
-      if type(msg.text) ~= "string" then error("ksms: friendtalk needs 'text'", 3) end
       local chars = text_rules.chars(msg.text)
       local limit = msg.image and 400 or 1000
       if chars == 0 then
