@@ -47,6 +47,7 @@ build = {
     ["ksms.rules.phone"] = "lua/ksms/rules/phone.lua",
     ["ksms.rules.schedule"] = "lua/ksms/rules/schedule.lua",
     ["ksms.rules.text"] = "lua/ksms/rules/text.lua",
+    ["ksms.providers.common"] = "lua/ksms/providers/common.lua",
     ["ksms.providers.apiv2"] = "lua/ksms/providers/apiv2.lua",
     ["ksms.providers.senders"] = "lua/ksms/providers/senders.lua",
     ["ksms.providers.messageme"] = "lua/ksms/providers/messageme.lua",

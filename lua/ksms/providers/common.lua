@@ -1,0 +1,115 @@
+-- ksms.providers.common: what every adapter does with answers: read a JSON
+-- answer, map a provider code to a result or an error, split recipients
+-- into chunks, and combine the outcomes of several requests of one call.
+
+local cjson = require "cjson.safe"
+local errors = require "ksms.errors"
+
+local type, ipairs, pairs, tostring = type, ipairs, pairs, tostring
+local format, concat = string.format, table.concat
+
+local _M = { _VERSION = "0.1.0" }
+
+local json = cjson.new()
+
+-- A provider's answer to one request: parsed JSON, or an error.
+function _M.parse_json(provider, res)
+  if res.status ~= 200 then
+    return nil, errors.new {
+      category = "server", code = "http_" .. tostring(res.status), provider = provider,
+      message = format("HTTP %d from the provider", res.status),
+      retryable = false, maybe_sent = res.status >= 500,
+      raw = res.body,
+    }
+  end
+  local doc = json.decode(res.body or "")
+  if type(doc) ~= "table" then
+    return nil, errors.new {
+      category = "protocol", code = "bad_response", provider = provider,
+      message = "the provider's answer is not the documented JSON; it may have accepted the request",
+      retryable = false, maybe_sent = true, raw = res.body,
+    }
+  end
+  return doc
+end
+
+-- Maps a documented return code to a result or an error.
+-- p = { name = provider, codes = { [code] = { ok = true, en, ko } |
+--   { category, en, ko, retryable } } }
+function _M.outcome(p, code, raw, extra)
+  code = tostring(code)
+  local info = p.codes[code]
+  if info and info.ok then
+    local r = { ok = true, provider = p.name, code = code, raw = raw,
+      description = info.en, description_ko = info.ko }
+    for k, v in pairs(extra or {}) do r[k] = v end
+    return r
+  end
+  if not info then
+    return nil, errors.new {
+      category = "unknown", code = code, provider = p.name, retryable = false, maybe_sent = true,
+      message = format("undocumented return code %s; the provider may have accepted the request", code),
+      raw = raw,
+    }
+  end
+  return nil, errors.new {
+    category = info.category, code = code, provider = p.name,
+    retryable = info.retryable or false, maybe_sent = false,
+    message = format("%s (%s)", info.en, info.ko), description = info.en, description_ko = info.ko,
+    raw = raw,
+  }
+end
+
+function _M.chunk(list, size)
+  local out = {}
+  for i = 1, #list, size do
+    local c = {}
+    for k = i, math.min(i + size - 1, #list) do c[#c + 1] = list[k] end
+    out[#out + 1] = c
+  end
+  return out
+end
+
+-- Combines the outcomes of several requests of one call (chunks of
+-- recipients, or one request per recipient) into one result, or one error
+-- that says which parts failed and which were accepted.
+function _M.combine(p, parts, outs, parse, extra)
+  local results, failed = {}, {}
+  for i, o in ipairs(outs) do
+    local r, err
+    if errors.is(o) then err = o else r, err = parse(o) end
+    results[i] = { index = i, recipients = parts[i], ok = r ~= nil, result = r, error = err }
+    if not r then failed[#failed + 1] = results[i] end
+  end
+  if #failed == 0 then
+    local first = results[1].result
+    if #parts == 1 then
+      for k, v in pairs(extra) do first[k] = v end
+      return first
+    end
+    local raws = {}
+    for i, r in ipairs(results) do raws[i] = r.result.raw end
+    local r = { ok = true, provider = p.name, code = first.code, raw = raws, parts = results,
+      description = first.description, description_ko = first.description_ko }
+    for k, v in pairs(extra) do r[k] = v end
+    return r
+  end
+  if #parts == 1 then return nil, failed[1].error end
+  local accepted, maybe = {}, false
+  for _, r in ipairs(results) do
+    if r.ok then for _, n in ipairs(r.recipients) do accepted[#accepted + 1] = n end end
+    if r.error and r.error.maybe_sent then maybe = true end
+  end
+  local which = {}
+  for i, f in ipairs(failed) do which[i] = tostring(f.index) end
+  local first = failed[1].error
+  return nil, errors.new {
+    category = first.category, code = first.code, provider = p.name,
+    retryable = false, maybe_sent = maybe, partial = #accepted > 0,
+    message = format("part %s of %d failed (%s); %d recipients were accepted",
+      concat(which, ", "), #parts, first.message, #accepted),
+    parts = results, accepted = accepted,
+  }
+end
+
+return _M
