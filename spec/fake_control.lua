@@ -8,6 +8,14 @@
 --   fake:requests(), fake:stats(), fake:reset(), fake:state{ balance = 0 }
 --   fake:mo("http://127.0.0.1:8080/mo", { msg = "hi", phone = "01012345678" })
 --   fake:stop()
+--
+-- HTTPS (ppurio, cafe24, or any fake):
+--   local cert = fake_control.make_cert()     -- { cert =, key =, dir = }
+--   local c24 = fake_control.start("cafe24", { tls = cert })
+--   c24.base_url                              -- "https://127.0.0.1:<port>"
+--   c24.history, c24.history_url              -- the sms_list.php site (a view of
+--                                             -- the same fake on its second port)
+--   fake_control.remove_cert(cert)
 local socket = require "socket"
 
 -- The directory of this file, so spec/fakes/ is found from any cwd.
@@ -26,9 +34,10 @@ local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
--- One HTTP/1.1 exchange on a fresh connection (Connection: close).
--- Returns { status, headers, body } or nil, err.
-function _M.http(port, method, path, body, headers, timeout)
+-- A connected socket to 127.0.0.1:port; with tls, a LuaSec socket after
+-- its handshake, the certificate not verified (the control client only:
+-- specs that test the certificate verify it themselves).
+function _M.connect(port, timeout, tls)
   local sock = socket.tcp()
   sock:settimeout(timeout or 10)
   local ok, err = sock:connect("127.0.0.1", port)
@@ -36,6 +45,30 @@ function _M.http(port, method, path, body, headers, timeout)
     sock:close()
     return nil, "connect: " .. tostring(err)
   end
+  if tls then
+    local ssl = require "ssl"
+    local conn, werr = ssl.wrap(sock, { mode = "client", protocol = "any", verify = "none",
+                                        options = { "all" } })
+    if not conn then
+      sock:close()
+      return nil, "tls: " .. tostring(werr)
+    end
+    conn:settimeout(timeout or 10)
+    local hok, herr = conn:dohandshake()
+    if not hok then
+      conn:close()
+      return nil, "tls handshake: " .. tostring(herr)
+    end
+    sock = conn
+  end
+  return sock
+end
+
+-- One HTTP/1.1 exchange on a fresh connection (Connection: close), over
+-- TLS when tls is true. Returns { status, headers, body } or nil, err.
+function _M.http(port, method, path, body, headers, timeout, tls)
+  local sock, err = _M.connect(port, timeout, tls)
+  if not sock then return nil, err end
   body = body or ""
   local lines = { method .. " " .. path .. " HTTP/1.1", "Host: 127.0.0.1:" .. port,
                   "Connection: close", "Content-Length: " .. #body }
@@ -61,7 +94,7 @@ local Fake = {}
 Fake.__index = Fake
 
 function Fake:request(method, path, body, headers, timeout)
-  return _M.http(self.port, method, path, body, headers, timeout)
+  return _M.http(self.port, method, path, body, headers, timeout, self.tls)
 end
 
 -- A provider request with form fields: a list of {name, value} (sent in
@@ -150,10 +183,11 @@ end
 
 -- Asks the fake to shut down, waits for it, kill -9 if it lingers, reaps it.
 function Fake:stop()
+  if self.view then return self.view:stop() end
   if self.stopped then return end
   self.stopped = true
   running[self] = nil
-  _M.http(self.port, "POST", "/_fake/shutdown", "", nil, 2)
+  _M.http(self.port, "POST", "/_fake/shutdown", "", nil, 2, self.tls)
   if not wait_exit(self, 3) then
     os.execute("kill -9 " .. self.pid .. " 2>/dev/null")
     wait_exit(self, 3)
@@ -163,6 +197,7 @@ function Fake:stop()
 end
 
 function Fake:log()
+  if self.view then return self.view:log() end
   local f = io.open(self.log_path, "rb")
   if not f then return "" end
   local s = f:read("*a")
@@ -171,7 +206,9 @@ function Fake:log()
 end
 
 -- opts: port (0), idle_exit (seconds, 120), api_key, balance, senders (list),
--- state (table of state keys), interp (default $KSMS_TEST_LUA or lua5.4).
+-- state (table of state keys), interp (default $KSMS_TEST_LUA or lua5.4),
+-- tls ({ cert =, key = }, as make_cert returns: the port speaks HTTPS),
+-- and for cafe24 history_port (0) and history_tls (false).
 function _M.start(provider, opts)
   opts = opts or {}
   local interp = opts.interp or os.getenv("KSMS_TEST_LUA") or "lua5.4"
@@ -182,6 +219,12 @@ function _M.start(provider, opts)
   if opts.balance then add("--balance", opts.balance) end
   if opts.senders then add("--senders", table.concat(opts.senders, ",")) end
   if opts.state then add("--state", json.encode(opts.state)) end
+  if opts.tls then
+    add("--tls-cert", opts.tls.cert)
+    add("--tls-key", opts.tls.key)
+  end
+  if opts.history_port then add("--history-port", opts.history_port) end
+  if opts.history_tls then add("--history-tls", "on") end
   local quoted = {}
   for i, a in ipairs(args) do quoted[i] = shell_quote(a) end
   local log_path = os.tmpname()
@@ -189,18 +232,61 @@ function _M.start(provider, opts)
   local pipe = assert(io.popen("echo PID $$; exec " .. table.concat(quoted, " ")
                                .. " 2>" .. shell_quote(log_path), "r"))
   local pid = tonumber((pipe:read("*l") or ""):match("^PID (%d+)$"))
-  local port = tonumber(((pipe:read("*l") or ""):match("^LISTENING (%d+)$")))
+  local line = pipe:read("*l") or ""
+  local port = tonumber(line:match("^LISTENING (%d+)"))
+  local history_port = tonumber(line:match(" HISTORY (%d+)"))
   local fake = setmetatable({ provider = provider, pid = pid, port = port, pipe = pipe,
-                              log_path = log_path }, Fake)
+                              log_path = log_path, tls = opts.tls ~= nil }, Fake)
   if not pid or not port then
     pipe:close()
     local log = fake:log()
     os.remove(log_path)
     error("fake " .. provider .. " did not start: " .. log, 2)
   end
-  fake.base_url = "http://127.0.0.1:" .. port
+  fake.base_url = (fake.tls and "https" or "http") .. "://127.0.0.1:" .. port
+  if history_port then
+    -- The same process on its second port: requests and control calls go
+    -- there; stop() and log() act on the whole fake.
+    local history = setmetatable({ provider = provider, pid = pid, port = history_port,
+                                   tls = opts.history_tls == true, view = fake }, Fake)
+    history.base_url = (history.tls and "https" or "http") .. "://127.0.0.1:" .. history_port
+    fake.history, fake.history_port, fake.history_url = history, history_port, history.base_url
+  end
   running[fake] = true
   return fake
+end
+
+-- A self-signed certificate for 127.0.0.1 (subjectAltName IP:127.0.0.1,
+-- RSA 2048, two days) in a fresh private directory, made with the openssl
+-- command. Returns { cert = path, key = path, dir = path }; the certificate
+-- is its own CA, so a client verifies the fake with cafile = cert.
+local function exec_ok(cmd)
+  local a = os.execute(cmd)
+  if type(a) == "number" then return a == 0 end      -- Lua 5.1 / LuaJIT
+  return a == true
+end
+
+function _M.make_cert()
+  local dir = os.tmpname()
+  os.remove(dir)
+  if not exec_ok("mkdir -m 700 " .. shell_quote(dir)) then error("make_cert: cannot create " .. dir, 2) end
+  local cert, key = dir .. "/cert.pem", dir .. "/key.pem"
+  local cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1"
+    .. " -addext subjectAltName=IP:127.0.0.1 -keyout " .. shell_quote(key)
+    .. " -out " .. shell_quote(cert) .. " >/dev/null 2>&1"
+  local ok = exec_ok(cmd)
+  local f = io.open(cert, "r")
+  if not (ok and f) then
+    if f then f:close() end
+    os.execute("rm -rf " .. shell_quote(dir))
+    error("make_cert: openssl failed: " .. cmd, 2)
+  end
+  f:close()
+  return { cert = cert, key = key, dir = dir }
+end
+
+function _M.remove_cert(c)
+  if c and c.dir and c.dir:match("^/tmp/") then os.execute("rm -rf " .. shell_quote(c.dir)) end
 end
 
 -- Stops every fake still running (for a spec's teardown).

@@ -4,7 +4,7 @@
 set -e
 PKGS="build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev
 libcurl4-openssl-dev libssl-dev zlib1g-dev openssl lua-cjson lua-busted
-lua-socket lua-expat lua-zlib luarocks valgrind libc-bin binutils
+lua-socket lua-sec lua-expat lua-zlib luarocks valgrind libc-bin binutils
 nginx-light libnginx-mod-http-lua"
 missing=""
 for p in $PKGS; do

@@ -74,7 +74,8 @@ function _M:record(req)
   end
   self.records[#self.records + 1] = {
     seq = req.seq, conn = req.conn, method = req.method, path = req.path,
-    query = req.query, headers = req.headers, body = req.body, form = form,
+    query = req.query, headers = req.headers, header_names = req.header_names,
+    body = req.body, form = form,
     multipart = parts, at = req.at,
   }
 end

@@ -61,10 +61,11 @@ local function parse_head(text)
   local first, rest = text:match("^([^\r\n]*)\r?\n?(.*)$")
   local method, target, version = first:match("^(%u+) (%S+) HTTP/(%d%.%d)$")
   if not method then return nil, 400 end
-  local headers, list = {}, {}
+  local headers, list, as_sent = {}, {}, {}
   for line in rest:gmatch("[^\r\n]+") do
     local name, value = line:match("^([^:%s]+):[ \t]*(.-)[ \t]*$")
     if not name then return nil, 400 end
+    as_sent[#as_sent + 1] = name -- the exact case, for specs that check it
     name = name:lower()
     list[#list + 1] = { name, value }
     headers[name] = headers[name] and (headers[name] .. ", " .. value) or value
@@ -82,6 +83,7 @@ local function parse_head(text)
   end
   local head = { method = method, target = target, path = path, query = query,
                  version = version, headers = headers, header_list = list,
+                 header_names = as_sent,
                  keep_alive = keep_alive }
   local te = headers["transfer-encoding"]
   if te then
