@@ -25,6 +25,8 @@ Client.__index = Client
 local PROVIDERS = {
   senders = "ksms.providers.senders",
   messageme = "ksms.providers.messageme",
+  ppurio = "ksms.providers.ppurio",
+  cafe24 = "ksms.providers.cafe24",
 }
 _M.providers = PROVIDERS
 
@@ -136,6 +138,30 @@ end
 function Client:friendtalk(msg)
   if not self.capabilities.friendtalk then capability_error(self, "friendtalk") end
   return self:_one(self.adapter.plan_friendtalk(self.cfg, msg, self.ctx))
+end
+
+-- client:report(id) -> the delivery report of a sent message (ppurio: cmid)
+function Client:report(id)
+  if not self.capabilities.report then capability_error(self, "report") end
+  return self:_one(self.adapter.plan_report(self.cfg, id, self.ctx))
+end
+
+-- client:sender_numbers([number]) -> { ok = true, numbers = { { number, ... } } }
+function Client:sender_numbers(number)
+  if not self.capabilities.sender_numbers then capability_error(self, "sender_numbers") end
+  return self:_one(self.adapter.plan_sender_numbers(self.cfg, number, self.ctx))
+end
+
+-- client:register_sender(number, comment) -> result | nil, err
+function Client:register_sender(number, comment)
+  if not self.capabilities.register_sender then capability_error(self, "register_sender") end
+  return self:_one(self.adapter.plan_register_sender(self.cfg, number, comment, self.ctx))
+end
+
+-- client:history{ ... } -> { ok = true, records = { ... } } (Cafe24)
+function Client:history(query)
+  if not self.capabilities.history then capability_error(self, "history") end
+  return self:_one(self.adapter.plan_history(self.cfg, query or {}, self.ctx))
 end
 
 -- Closes the transport when the client made it. Idempotent.

@@ -71,10 +71,12 @@ function _M.normalize_send(msg, spec, ctx)
   from, err = _M.sender(msg.from, "send")
   if not from then return nil, err end
   local has_image = msg.image ~= nil
+  local image_data
   if has_image then
     if not spec.check_image then error("ksms: this provider does not send images", 3) end
     local ok, ierr = spec.check_image(msg.image)
     if not ok then return nil, ierr end
+    if type(ok) == "table" then image_data = ok end -- what the check loaded
   end
   local kind, bytes = text_rules.choose_kind(msg.text, msg.kind, has_image, spec.limits)
   if not kind then return nil, bytes end
@@ -88,7 +90,7 @@ function _M.normalize_send(msg, spec, ctx)
     if not at then return nil, err end
   end
   local out = { to = to, from = from, text = msg.text, subject = msg.subject, image = msg.image,
-    at = at, kind = kind, bytes = bytes }
+    image_data = image_data, at = at, kind = kind, bytes = bytes }
   for k in pairs(spec.extra_fields or {}) do out[k] = msg[k] end
   return out
 end
