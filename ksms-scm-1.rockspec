@@ -18,6 +18,7 @@ zlib, AES-128-CBC, Base64, CP949 counting and the OneShot frame codec.
 dependencies = {
   "lua >= 5.1",
   "lua-cjson",
+  "luaexpat", -- Cafe24's history is XML (only that call loads it)
 }
 external_dependencies = {
   ZLIB = { header = "zlib.h" },
@@ -51,6 +52,10 @@ build = {
     ["ksms.providers.apiv2"] = "lua/ksms/providers/apiv2.lua",
     ["ksms.providers.senders"] = "lua/ksms/providers/senders.lua",
     ["ksms.providers.messageme"] = "lua/ksms/providers/messageme.lua",
+    ["ksms.providers.ppurio"] = "lua/ksms/providers/ppurio.lua",
+    ["ksms.providers.ppurio_codes"] = "lua/ksms/providers/ppurio_codes.lua",
+    ["ksms.providers.cafe24"] = "lua/ksms/providers/cafe24.lua",
+    ["ksms.providers.cafe24_codes"] = "lua/ksms/providers/cafe24_codes.lua",
     ["ksms.oneshot.codec"] = "lua/ksms/oneshot/codec.lua",
     ["ksms.oneshot.schema"] = "lua/ksms/oneshot/schema.lua",
     ["ksms.transport"] = "lua/ksms/transport/init.lua",

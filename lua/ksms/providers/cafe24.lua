@@ -1,0 +1,366 @@
+-- ksms.providers.cafe24: Cafe24 SMS hosting (shared/seeds/003). HTTPS form
+-- POSTs whose every field is Base64 (with `mode` set), answered in plain
+-- text "code,remaining". Strict EUC-KR (KS X 1001): '됬' and emoji are
+-- refused before sending. Also the balance (sms_remain.php), registered
+-- caller numbers (smsSenderPhone.php) and history (sms_list.php, XML, on
+-- its own host, parsed with lua-expat).
+
+local common = require "ksms.providers.common"
+local codes = require "ksms.providers.cafe24_codes"
+local errors = require "ksms.errors"
+local message = require "ksms.message"
+local phone = require "ksms.rules.phone"
+local schedule = require "ksms.rules.schedule"
+local text_rules = require "ksms.rules.text"
+local core = require "ksms.core"
+local cjson = require "cjson.safe"
+
+local type, ipairs, pairs, tostring, tonumber, error = type, ipairs, pairs, tostring, tonumber, error
+local format, concat, find = string.format, table.concat, string.find
+local b64 = core.b64encode
+local cp949_len = core.cp949_len
+
+local P = { name = "cafe24", _VERSION = "0.1.0" }
+
+P.limits = { charset = "euc-kr", sms = 90, lms = 2000, subject = 60 }
+P.capabilities = {
+  sms = true, lms = true, mms = false, reservation = true, balance = true,
+  alimtalk = false, friendtalk = false, report = false, sender_numbers = true,
+  register_sender = false, history = true, image = false, repeat_send = true,
+  names = true, test_mode = true,
+  -- The document: "1000건 이상 발송 불가" (1000 or more cannot be sent).
+  max_recipients_per_request = 999,
+}
+
+local MIN_LEAD = 600      -- reservations at least 10 minutes ahead
+local MODE = b64("1")     -- "every field is Base64"
+
+local function invalid(code, fmt, ...)
+  return nil, errors.new { category = "invalid_input", code = code, provider = "cafe24",
+    message = format(fmt, ...) }
+end
+
+function P.configure(o)
+  for _, k in ipairs({ "user_id", "secure_key" }) do
+    if type(o[k]) ~= "string" or o[k] == "" then
+      error(format("ksms.client(\"cafe24\"): options.%s is required", k), 3)
+    end
+  end
+  local function url(v, default, name)
+    v = v or default
+    if type(v) ~= "string" or not v:match("^https?://") then
+      error(format("ksms.client: %s must be scheme://host[:port]", name), 4)
+    end
+    return (v:gsub("/+$", ""))
+  end
+  local base = url(o.base_url, "https://sslsms.cafe24.com", "base_url")
+  -- The document gives the history host over plain HTTP only.
+  local history = url(o.history_url, "http://smsapi.cafe24.com", "history_url")
+  return {
+    user_id = o.user_id, secure_key = o.secure_key, base_url = base, history_url = history,
+    test = o.test and true or false,
+    urls = {
+      send = base .. "/sms_sender.php", remain = base .. "/sms_remain.php",
+      senders = base .. "/smsSenderPhone.php", history = history .. "/sms_list.php",
+    },
+    max_per_request = o.max_recipients_per_request or 999,
+    nointeractive = o.nointeractive ~= false,
+  }
+end
+
+-- Every field Base64, in the given order, `mode` last.
+local function encoded(fields)
+  local out = {}
+  for i, f in ipairs(fields) do out[i] = { f[1], b64(f[2]) } end
+  out[#out + 1] = { "mode", MODE }
+  return out
+end
+
+-- Cafe24 answers "code,remaining", "Test Success!" or a bare code.
+local function parse_answer(kind)
+  local table_ = kind == "lms" and codes.lms or codes.sms
+  return function(res)
+    if res.status ~= 200 then return common.parse_json("cafe24", res) end
+    local body = (res.body or ""):gsub("^%s+", ""):gsub("%s+$", "")
+    if body:lower():find("^test success") then
+      return { ok = true, provider = "cafe24", code = "test", test = true, kind = kind, raw = res.body,
+        description = "dry run accepted (testflag=Y): nothing was sent" }
+    end
+    local code, remaining = body:match("^([^,]+),?(.*)$")
+    if not code then
+      return nil, errors.new { category = "protocol", code = "bad_response", provider = "cafe24",
+        maybe_sent = true, message = "empty answer; the provider may have accepted the request", raw = res.body }
+    end
+    local info = table_[code] or codes.sms[code] or codes.lms[code]
+    if not info then
+      return nil, errors.new { category = "unknown", code = code, provider = "cafe24", maybe_sent = true,
+        message = format("undocumented answer %q; the provider may have accepted the request", body:sub(1, 80)),
+        raw = res.body }
+    end
+    local r, err = common.outcome({ name = "cafe24", codes = { [code] = info } }, code, res.body,
+      { kind = kind, remaining = tonumber(remaining), reserved = code == "reserved" })
+    return r, err
+  end
+end
+
+-- names: { ["010-1111-2222"] = "홍길동", ... } or { { "01011112222", "홍길동" }, ... }
+local function destination(names, to)
+  local pairs_ = {}
+  if #names > 0 then
+    for i, e in ipairs(names) do
+      if type(e) ~= "table" or type(e[1]) ~= "string" or type(e[2]) ~= "string" then
+        error("ksms: cafe24 'names' entries are { number, name }", 5)
+      end
+      pairs_[i] = e
+    end
+  else
+    for n, name in pairs(names) do
+      if type(n) ~= "string" or type(name) ~= "string" then error("ksms: cafe24 'names' maps numbers to names", 5) end
+      pairs_[#pairs_ + 1] = { n, name }
+    end
+    table.sort(pairs_, function(a, b) return a[1] < b[1] end)
+  end
+  local out, numbers = {}, {}
+  for i, e in ipairs(pairs_) do
+    local d, err = phone.normalize(e[1], "to")
+    if not d then return nil, err end
+    if find(e[2], "[|,]") then return invalid("names", "name %q contains | or , which the provider uses as separators", e[2]) end
+    local ok, cerr = text_rules.check_charset(e[2], "euc-kr", "name " .. i)
+    if not ok then return nil, cerr end
+    out[i] = phone.format(d) .. "|" .. e[2]
+    numbers[i] = d
+  end
+  return out, numbers
+end
+
+local send_spec = {
+  limits = P.limits, extra_fields = { names = true, ["repeat"] = true }, min_lead = MIN_LEAD,
+}
+
+function P.plan_send(cfg, msg, ctx)
+  if type(msg) == "table" and msg.names ~= nil and msg.to ~= nil then
+    error("ksms: cafe24 takes recipients from 'to' or from 'names', not both", 3)
+  end
+  if type(msg) == "table" and msg.names ~= nil then
+    -- Recipients come from names; normalize_send still wants `to`.
+    local copy = {}
+    for k, v in pairs(msg) do copy[k] = v end
+    local list = {}
+    if #msg.names > 0 then for i, e in ipairs(msg.names) do list[i] = type(e) == "table" and e[1] or e end
+    else for n in pairs(msg.names) do list[#list + 1] = n end end
+    copy.to = list
+    msg = copy
+  end
+  local m, err = message.normalize_send(msg, send_spec, ctx)
+  if not m then err.provider = "cafe24"; return nil, err end
+  if m.subject and cp949_len(m.subject) > P.limits.subject then
+    return nil, errors.new { category = "message_length", code = "too_long", provider = "cafe24",
+      message = format("subject is %d bytes; Cafe24 takes at most %d", cp949_len(m.subject), P.limits.subject) }
+  end
+  local rep = m["repeat"]
+  if rep ~= nil then
+    if type(rep) ~= "table" or type(rep.count) ~= "number" or type(rep.interval) ~= "number" then
+      error("ksms: cafe24 'repeat' is { count = 1..10, interval = minutes (>= 15) }", 3)
+    end
+    if rep.count < 1 or rep.count > 10 or rep.count % 1 ~= 0 then
+      return invalid("repeat", "repeat count %s must be 1 to 10", tostring(rep.count))
+    end
+    if rep.interval < 15 or rep.interval % 1 ~= 0 then
+      return invalid("repeat", "repeat interval %s must be at least 15 minutes", tostring(rep.interval))
+    end
+  end
+  local dest
+  if m.names then
+    dest, err = destination(m.names, m.to)
+    if not dest then err.provider = "cafe24"; return nil, err end
+  end
+  local sphone = phone.split(m.from)
+  local list = dest or m.to
+  local parts = common.chunk(list, cfg.max_per_request)
+  local reqs, recipient_parts = {}, {}
+  for i, chunk in ipairs(parts) do
+    -- The document's field order.
+    local fields = { { "user_id", cfg.user_id }, { "secure", cfg.secure_key },
+      { "sphone1", sphone[1] }, { "sphone2", sphone[2] }, { "sphone3", sphone[3] or "" } }
+    local numbers = {}
+    if dest then
+      fields[#fields + 1] = { "rphone", "" }
+      fields[#fields + 1] = { "destination", concat(chunk, ",") }
+      for k, e in ipairs(chunk) do numbers[k] = e:match("^[^|]+"):gsub("%-", "") end
+    else
+      local formatted = {}
+      for k, n in ipairs(chunk) do formatted[k] = phone.format(n); numbers[k] = n end
+      fields[#fields + 1] = { "rphone", concat(formatted, ",") }
+    end
+    if m.kind == "lms" and m.subject and m.subject ~= "" then fields[#fields + 1] = { "subject", m.subject } end
+    fields[#fields + 1] = { "msg", m.text }
+    if m.at then
+      fields[#fields + 1] = { "rdate", schedule.format(m.at, "YYYYMMDD") }
+      fields[#fields + 1] = { "rtime", schedule.format(m.at, "hhmmss") }
+    end
+    if cfg.test then fields[#fields + 1] = { "testflag", "Y" } end
+    if cfg.nointeractive then fields[#fields + 1] = { "nointeractive", "1" } end
+    if rep then
+      fields[#fields + 1] = { "repeatFlag", "Y" }
+      fields[#fields + 1] = { "repeatNum", tostring(rep.count) }
+    end
+    if m.kind == "lms" then fields[#fields + 1] = { "smsType", "L" } end
+    if rep then fields[#fields + 1] = { "repeatTime", tostring(rep.interval) } end
+    reqs[i] = { method = "POST", url = cfg.urls.send, form = encoded(fields) }
+    recipient_parts[i] = numbers
+  end
+  local extra = { kind = m.kind, bytes = m.bytes, recipients = #m.to, reserved_at = m.at, test = cfg.test or nil }
+  return { requests = reqs, finish = function(outs)
+    return common.combine(P, recipient_parts, outs, parse_answer(m.kind), extra)
+  end }
+end
+
+function P.plan_balance(cfg)
+  local req = { method = "POST", url = cfg.urls.remain,
+    form = encoded { { "user_id", cfg.user_id }, { "secure", cfg.secure_key } } }
+  return { requests = { req }, finish = function(outs)
+    local o = outs[1]
+    if errors.is(o) then return nil, o end
+    if o.status ~= 200 then return common.parse_json("cafe24", o) end
+    local body = (o.body or ""):match("^%s*(.-)%s*$")
+    local n = tonumber(body)
+    if n and n >= 0 and not body:find("^%-") then
+      return { ok = true, provider = "cafe24", balance = n, unit = "message", code = "success", raw = o.body }
+    end
+    return parse_answer("sms")(o)
+  end }
+end
+
+-- smsSenderPhone.php answers JSON; read leniently: "Success" in any case,
+-- the numbers as strings or as objects with a number field.
+function P.plan_sender_numbers(cfg, number)
+  local wanted
+  if number ~= nil then
+    local err
+    wanted, err = phone.normalize(number, "from")
+    if not wanted then err.provider = "cafe24"; return nil, err end
+  end
+  local req = { method = "POST", url = cfg.urls.senders,
+    form = { { "userId", cfg.user_id }, { "passwd", cfg.secure_key } } }
+  return { requests = { req }, finish = function(outs)
+    local o = outs[1]
+    if errors.is(o) then return nil, o end
+    local doc = cjson.decode(o.body or "")
+    if o.status ~= 200 or type(doc) ~= "table" then return common.parse_json("cafe24", o) end
+    local result = tostring(doc.result or doc.Result or ""):lower()
+    if result ~= "success" then
+      return nil, errors.new { category = "auth", code = tostring(doc.result or "fail"), provider = "cafe24",
+        message = "the provider refused to list caller numbers (id or key wrong?)", raw = o.body }
+    end
+    local numbers = {}
+    for _, item in ipairs(type(doc.list) == "table" and doc.list or {}) do
+      local raw = type(item) == "table" and (item.number or item.phone or item[1]) or item
+      if raw ~= nil then
+        local d = phone.normalize(tostring(raw))
+        local entry = { number = d or tostring(raw), formatted = tostring(raw), valid = d ~= nil }
+        if not wanted or entry.number == wanted then numbers[#numbers + 1] = entry end
+      end
+    end
+    return { ok = true, provider = "cafe24", numbers = numbers, raw = o.body }
+  end }
+end
+
+-- history{ date = "YYYYMMDD" | epoch | date table, days = 1..7, start = 0,
+--   count = 1..50, send_type = "all" | "general" | "reserve",
+--   status = "success" | "failure", to =, from =, kind = "sms" | "lms" }
+local function parse_history_xml(body)
+  local ok, lxp = pcall(require, "lxp")
+  if not ok then error("ksms: cafe24 history needs lua-expat (Debian: lua-expat)", 0) end
+  local records, stack, code, text = {}, {}, nil, {}
+  local current
+  local parser = lxp.new {
+    StartElement = function(_, name)
+      stack[#stack + 1] = name
+      text = {}
+      if name == "record" or name == "item" then current = {} end
+    end,
+    CharacterData = function(_, s) text[#text + 1] = s end,
+    EndElement = function(_, name)
+      local value = concat(text)
+      text = {}
+      stack[#stack] = nil
+      if name == "code" and not current then
+        code = value
+      elseif name == "record" or name == "item" then
+        records[#records + 1] = current
+        current = nil
+      elseif current then
+        current[name] = value
+      end
+    end,
+  }
+  local okp, perr = parser:parse(body)
+  if okp then okp, perr = parser:parse() end
+  parser:close()
+  if not okp then return nil, perr end
+  return code, records
+end
+
+local SEND_TYPES = { all = "All", general = "genaral", reserve = "reserve" }
+local STATUSES = { success = "S", failure = "F" }
+
+function P.plan_history(cfg, q, ctx)
+  if type(q) ~= "table" then error("ksms: history needs a query table", 3) end
+  local date = q.date or ctx.now()
+  if type(date) == "number" then date = schedule.format(date, "YYYYMMDD")
+  elseif type(date) == "table" then
+    local e, err = schedule.from_kst(date)
+    if not e then err.provider = "cafe24"; return nil, err end
+    date = schedule.format(e, "YYYYMMDD")
+  end
+  if type(date) ~= "string" or not date:match("^%d%d%d%d%d%d%d%d$") then
+    error("ksms: history date is YYYYMMDD, epoch seconds or a date table", 3)
+  end
+  local days, start, count = q.days or 1, q.start or 0, q.count or 10
+  if days < 1 or days > 7 then return invalid("days", "days must be 1 to 7") end
+  if count < 1 or count > 50 then return invalid("count", "count must be 1 to 50") end
+  if start < 0 then return invalid("start", "start must be 0 or more") end
+  local fields = { { "user_id", cfg.user_id }, { "secure", cfg.secure_key }, { "date", date },
+    { "day", tostring(days) }, { "startNo", tostring(start) }, { "displayNo", tostring(count) } }
+  if q.send_type then
+    fields[#fields + 1] = { "sendType", SEND_TYPES[q.send_type] or error("ksms: send_type is all, general or reserve", 3) }
+  end
+  if q.status then
+    fields[#fields + 1] = { "sendStatus", STATUSES[q.status] or error("ksms: status is success or failure", 3) }
+  end
+  for _, f in ipairs({ { "to", "receivePhone" }, { "from", "sendPhone" } }) do
+    if q[f[1]] then
+      local d, err = phone.normalize(q[f[1]], f[1])
+      if not d then err.provider = "cafe24"; return nil, err end
+      fields[#fields + 1] = { f[2], phone.format(d) }
+    end
+  end
+  if q.kind == "lms" then fields[#fields + 1] = { "smsType", "lms" } end
+  local req = { method = "POST", url = cfg.urls.history, form = fields }
+  return { requests = { req }, finish = function(outs)
+    local o = outs[1]
+    if errors.is(o) then return nil, o end
+    if o.status ~= 200 then return common.parse_json("cafe24", o) end
+    local code, records = parse_history_xml(o.body or "")
+    if not code then
+      return nil, errors.new { category = "protocol", code = "bad_xml", provider = "cafe24",
+        message = "history answer is not the documented XML: " .. tostring(records), raw = o.body }
+    end
+    if code ~= "0000" then return common.outcome({ name = "cafe24", codes = codes.sms }, code, o.body) end
+    local out = {}
+    for i, rec in ipairs(records) do
+      out[i] = {
+        send_type = rec.sendType == "R" and "reserve" or "general",
+        from = rec.sendPhone, to = rec.receivePhone, text = rec.msg,
+        sent_at = rec.sendDateTime,
+        status = ({ ["1"] = "requested", ["2"] = "reserved", ["3"] = "delivered", ["9"] = "failed" })[rec.sendStatus]
+          or rec.sendStatus,
+        refunded_at = rec.refundDate ~= "" and rec.refundDate or nil,
+        raw = rec,
+      }
+    end
+    return { ok = true, provider = "cafe24", code = code, records = out, raw = o.body }
+  end }
+end
+
+return P
