@@ -13,47 +13,48 @@
 local errors = require "ksms.errors"
 
 local type, tostring = type, tostring
-local sub, gsub, match, find = string.sub, string.gsub, string.match, string.find
+local sub, gsub, find, byte = string.sub, string.gsub, string.find, string.byte
 
 local _M = { _VERSION = "0.1.0" }
 
-local AREA_CODES = {
-  ["031"] = true, ["032"] = true, ["033"] = true,
-  ["041"] = true, ["042"] = true, ["043"] = true, ["044"] = true,
-  ["051"] = true, ["052"] = true, ["053"] = true, ["054"] = true, ["055"] = true,
-  ["061"] = true, ["062"] = true, ["063"] = true, ["064"] = true,
-}
-local MOBILE_PREFIXES = { ["010"] = true, ["011"] = true, ["016"] = true, ["017"] = true,
-  ["018"] = true, ["019"] = true }
+-- Third digit ranges of the area codes 031-033, 041-044, 051-055, 061-064,
+-- keyed by the second digit.
+local AREA_LAST = { [51] = 51, [52] = 52, [53] = 53, [54] = 52 }
+local MOBILE_THIRD = { [48] = true, [49] = true, [54] = true, [55] = true, [56] = true, [57] = true }
 
 -- Returns the class of a digits-only number, and the length of its prefix.
+-- Compares bytes rather than cutting strings: this runs for every
+-- recipient of every message.
 local function classify_digits(d)
   local n = #d
-  if n == 8 and match(d, "^1[568]%d%d") then return "nationwide", 4 end
-  if sub(d, 1, 2) == "02" then
+  local c1, c2, c3, c4 = byte(d, 1, 4)
+  if n == 8 and c1 == 49 and (c2 == 53 or c2 == 54 or c2 == 56) then return "nationwide", 4 end
+  if c1 ~= 48 then return nil end
+  if c2 == 50 then                                   -- 02 Seoul
     if n == 9 or n == 10 then return "seoul", 2 end
     return nil
   end
-  local p3 = sub(d, 1, 3)
-  if MOBILE_PREFIXES[p3] then
+  if c2 == 49 then                                   -- 010, 011, 016-019
+    if not MOBILE_THIRD[c3] then return nil end
     -- 010 is always 11 digits; the old 01x prefixes also had 10.
-    if n == 11 or (n == 10 and p3 ~= "010") then return "mobile", 3 end
+    if n == 11 or (n == 10 and c3 ~= 48) then return "mobile", 3 end
     return nil
   end
-  if AREA_CODES[p3] then
+  if c2 == 53 and c3 == 48 then                      -- 0502-0508 personal numbers
+    if c4 and c4 >= 50 and c4 <= 56 and (n == 11 or n == 12) then return "personal", 4 end
+    return nil
+  end
+  local last = AREA_LAST[c2]
+  if last and c3 and c3 >= 49 and c3 <= last then  -- area codes
     if n == 10 or n == 11 then return "area", 3 end
     return nil
   end
-  if p3 == "070" then
+  if c2 == 55 and c3 == 48 then                      -- 070
     if n == 11 then return "voip", 3 end
     return nil
   end
-  if p3 == "080" then
+  if c2 == 56 and c3 == 48 then                      -- 080
     if n == 10 then return "tollfree", 3 end
-    return nil
-  end
-  if match(d, "^050[2-8]") then
-    if n == 11 or n == 12 then return "personal", 4 end
     return nil
   end
   return nil
@@ -76,15 +77,22 @@ function _M.normalize(s, field)
   end
   if type(s) ~= "string" then error("ksms: phone number must be a string, got " .. type(s), 2) end
   local d = s
-  if find(d, "[^%d]") then -- only digits: nothing to strip
-    d = gsub(d, "[%s%-%.%(%)]", "")
-  end
-  if sub(d, 1, 3) == "+82" then
-    d = sub(d, 4)
-    if sub(d, 1, 1) ~= "0" then d = "0" .. d end
+  if not find(d, "^%d+$") then
+    -- Single-class patterns: bracket classes cost several times more per
+    -- character, and this runs for every recipient.
+    if find(d, "[^%d%s%-%.%(%)%+]") then return bad(s, "has characters other than digits", field) end
+    local plus = find(d, "+", 1, true)
+    d = gsub(d, "%D", "")
+    if plus then
+      -- Only a leading +82 is accepted.
+      if not find(s, "^%s*%+82") or find(s, "+", plus + 1, true) then
+        return bad(s, "is not a Korean telephone number", field)
+      end
+      d = sub(d, 3)
+      if sub(d, 1, 1) ~= "0" then d = "0" .. d end
+    end
   end
   if d == "" then return bad(s, "is empty", field) end
-  if find(d, "%D") then return bad(s, "has characters other than digits", field) end
   if not classify_digits(d) then return bad(s, "is not a Korean telephone number", field) end
   return d
 end
