@@ -16,6 +16,13 @@
 --   c24.history, c24.history_url              -- the sms_list.php site (a view of
 --                                             -- the same fake on its second port)
 --   fake_control.remove_cert(cert)
+--
+-- OneShot (raw TCP on a second port, control API over HTTP on .port):
+--   local os1 = fake_control.start("oneshot", { state = { speed = 5 } })
+--   os1.oneshot_port                          -- the OneShot TCP port
+--   local sock = os1:oneshot_connect()        -- a connected LuaSocket
+--   os1:push("SpamReq", { PhoneNo = "01000000000" }), os1:reports(),
+--   os1:pushes(), os1:connections(), os1:drop([conn_id])
 local socket = require "socket"
 
 -- The directory of this file, so spec/fakes/ is found from any cwd.
@@ -158,6 +165,26 @@ function Fake:mo_async(target, fields, timeout_ms)
                                       timeout_ms = timeout_ms, async = true }).id
 end
 
+-- OneShot: a server push (SpamReq or ChangePhoneReq) on the bound
+-- connection (or conn). Returns the push record, or nil, err (409).
+function Fake:push(method, body, conn)
+  local res = assert(self:request("POST", "/_fake/push",
+    json.encode({ method = method, body = body, conn = conn })))
+  local decoded = json.decode(res.body)
+  if res.status ~= 200 then return nil, decoded and decoded.error or res.body end
+  return decoded
+end
+
+function Fake:reports() return self:control("GET", "reports") end
+function Fake:pushes() return self:control("GET", "pushes") end
+function Fake:connections() return self:control("GET", "connections") end
+function Fake:drop(conn) return self:control("POST", "drop", { conn = conn }) end
+
+-- A socket connected to the OneShot port.
+function Fake:oneshot_connect(timeout)
+  return _M.connect(assert(self.oneshot_port, "not a oneshot fake"), timeout)
+end
+
 function Fake:mo_result(id)
   return self:control("GET", "mo/" .. id)
 end
@@ -208,7 +235,8 @@ end
 -- opts: port (0), idle_exit (seconds, 120), api_key, balance, senders (list),
 -- state (table of state keys), interp (default $KSMS_TEST_LUA or lua5.4),
 -- tls ({ cert =, key = }, as make_cert returns: the port speaks HTTPS),
--- and for cafe24 history_port (0) and history_tls (false).
+-- for cafe24 history_port (0) and history_tls (false), and for oneshot
+-- oneshot_port (0).
 function _M.start(provider, opts)
   opts = opts or {}
   local interp = opts.interp or os.getenv("KSMS_TEST_LUA") or "lua5.4"
@@ -225,6 +253,7 @@ function _M.start(provider, opts)
   end
   if opts.history_port then add("--history-port", opts.history_port) end
   if opts.history_tls then add("--history-tls", "on") end
+  if opts.oneshot_port then add("--oneshot-port", opts.oneshot_port) end
   local quoted = {}
   for i, a in ipairs(args) do quoted[i] = shell_quote(a) end
   local log_path = os.tmpname()
@@ -235,6 +264,7 @@ function _M.start(provider, opts)
   local line = pipe:read("*l") or ""
   local port = tonumber(line:match("^LISTENING (%d+)"))
   local history_port = tonumber(line:match(" HISTORY (%d+)"))
+  local oneshot_port = tonumber(line:match(" ONESHOT (%d+)"))
   local fake = setmetatable({ provider = provider, pid = pid, port = port, pipe = pipe,
                               log_path = log_path, tls = opts.tls ~= nil }, Fake)
   if not pid or not port then
@@ -244,6 +274,7 @@ function _M.start(provider, opts)
     error("fake " .. provider .. " did not start: " .. log, 2)
   end
   fake.base_url = (fake.tls and "https" or "http") .. "://127.0.0.1:" .. port
+  fake.oneshot_port = oneshot_port
   if history_port then
     -- The same process on its second port: requests and control calls go
     -- there; stop() and log() act on the whole fake.

@@ -4,6 +4,7 @@
 --          [--api-key K] [--balance N] [--senders a,b,c] [--state JSON]
 --          [--tls-cert FILE --tls-key FILE]
 --          [--history-port N] [--history-tls on|off]          (cafe24)
+--          [--oneshot-port N]                                  (oneshot)
 --
 -- provider: senders | messageme | ppurio | cafe24. --port 0 (the default)
 -- takes a free port. With --tls-cert and --tls-key the port speaks HTTPS
@@ -13,6 +14,9 @@
 -- <port>") on stdout once it accepts connections, then serves until POST
 -- /_fake/shutdown or --idle-exit seconds (default 300) without a request.
 -- Logs go to stderr.
+-- oneshot serves the OneShot TCP protocol on a second port (--oneshot-port,
+-- 0 by default) and prints "LISTENING <control port> ONESHOT <tcp port>";
+-- the control API stays HTTP on the first port.
 
 -- Modules are required as fakes.<name>, from the directory above this file.
 local here = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
@@ -22,12 +26,13 @@ local app_mod = require "fakes.app"
 local json = require "fakes.json"
 
 local PROVIDERS = { senders = "fakes.senders", messageme = "fakes.messageme",
-                    ppurio = "fakes.ppurio", cafe24 = "fakes.cafe24" }
+                    ppurio = "fakes.ppurio", cafe24 = "fakes.cafe24",
+                    oneshot = "fakes.oneshot" }
 local HAS_HISTORY = { cafe24 = true }
 
 local function usage(msg)
   io.stderr:write("run.lua: ", msg, "\n",
-    "usage: run.lua <senders|messageme|ppurio|cafe24> [--port N] [--host H] [--idle-exit S]",
+    "usage: run.lua <senders|messageme|ppurio|cafe24|oneshot> [--port N] [--host H] [--idle-exit S]",
     " [--api-key K] [--balance N] [--senders a,b] [--state JSON]",
     " [--tls-cert FILE --tls-key FILE] [--history-port N] [--history-tls on|off]\n")
   os.exit(2)
@@ -56,6 +61,8 @@ local function parse_args(argv)
     elseif flag == "--history-tls" then
       if value ~= "on" and value ~= "off" then usage("--history-tls takes on or off") end
       opts.history_tls = value == "on"
+    elseif flag == "--oneshot-port" and opts.provider == "oneshot" then
+      opts.oneshot_port = tonumber(value) or usage("bad --oneshot-port")
     elseif flag == "--state" then
       local state, err = json.decode(value)
       if type(state) ~= "table" then usage("--state: " .. tostring(err or "not an object")) end
@@ -79,6 +86,16 @@ local function fail(err)
 end
 
 local opts = parse_args(arg)
+if opts.provider == "oneshot" then
+  if opts.tls_cert then fail("oneshot has no TLS") end
+  local oneshot, err = require("fakes.oneshot").new(opts)
+  if not oneshot then fail(err) end
+  io.stdout:write("LISTENING ", oneshot.server.port, " ONESHOT ", oneshot.oneshot_port, "\n")
+  io.stdout:flush()
+  local reason = oneshot:run()
+  io.stderr:write("fake oneshot on port ", oneshot.server.port, " stopped: ", reason, "\n")
+  os.exit(0)
+end
 local provider = require(PROVIDERS[opts.provider])
 local app, err = app_mod.new(provider, opts)
 if not app then fail(err) end
