@@ -35,7 +35,7 @@ build = {
       sources = {
         "csrc/base64.c", "csrc/buffer.c", "csrc/core.c", "csrc/error.c",
         "csrc/frame.c", "csrc/hex.c", "csrc/http.c", "csrc/json.c", "csrc/text.c",
-        "csrc/aes.c", "csrc/zlib.c",
+        "csrc/aes.c", "csrc/zlib.c", "csrc/tcp.c",
       },
       incdirs = { "csrc", "$(ZLIB_INCDIR)", "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)" },
       libdirs = { "$(ZLIB_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)" },
@@ -58,6 +58,9 @@ build = {
     ["ksms.providers.cafe24_codes"] = "lua/ksms/providers/cafe24_codes.lua",
     ["ksms.oneshot.codec"] = "lua/ksms/oneshot/codec.lua",
     ["ksms.oneshot.schema"] = "lua/ksms/oneshot/schema.lua",
+    ["ksms.oneshot.codes"] = "lua/ksms/oneshot/codes.lua",
+    ["ksms.oneshot.pacer"] = "lua/ksms/oneshot/pacer.lua",
+    ["ksms.oneshot.protocol"] = "lua/ksms/oneshot/protocol.lua",
     ["ksms.transport"] = "lua/ksms/transport/init.lua",
     ["ksms.transport.curl"] = "lua/ksms/transport/curl.lua",
   },

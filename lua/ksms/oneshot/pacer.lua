@@ -1,0 +1,65 @@
+-- ksms.oneshot.pacer: spaces sends so that no 1-second window, however
+-- placed, holds more than `rate` of them. Sans-I/O: time goes in.
+--
+--   local p = pacer.new(rate, { margin = 0.02 })
+--   p:next_time()      -> the earliest time the next send is allowed
+--   p:take(now)        -> true (and records a send at now) | false
+--   p:pause(until_t)   -> no send before until_t (after a 903 from the server)
+--   p:reset()          -> forgets past sends (a new connection)
+--
+-- Sends are spread evenly, one every (1 + margin) / rate seconds, never in
+-- bursts; a send that comes late does not earn a catch-up burst. As a second
+-- guard, the send `rate` sends back must be at least 1 + margin seconds old.
+-- margin absorbs jitter between when we write and when the server counts.
+
+local _M = { _VERSION = "0.1.0" }
+
+local Pacer = {}
+Pacer.__index = Pacer
+
+function _M.new(rate, opts)
+  if type(rate) ~= "number" or not (rate > 0) then error("ksms.oneshot.pacer: rate must be > 0", 2) end
+  local margin = opts and opts.margin or 0.02
+  if type(margin) ~= "number" or margin < 0 or margin >= 1 then
+    error("ksms.oneshot.pacer: margin must be in [0, 1)", 2)
+  end
+  rate = math.max(1, math.floor(rate))
+  return setmetatable({
+    rate = rate,
+    interval = (1 + margin) / rate,
+    window = 1 + margin,
+    ring = {}, -- the last `rate` send times, ring[pos] the oldest once full
+    pos = 1, count = 0,
+    last = nil, paused_until = nil,
+  }, Pacer)
+end
+
+function Pacer:next_time()
+  local t = -math.huge
+  if self.last then t = self.last + self.interval end
+  if self.count >= self.rate then
+    local oldest = self.ring[self.pos] + self.window
+    if oldest > t then t = oldest end
+  end
+  if self.paused_until and self.paused_until > t then t = self.paused_until end
+  return t
+end
+
+function Pacer:take(now)
+  if now < self:next_time() then return false end
+  self.ring[self.pos] = now
+  self.pos = self.pos % self.rate + 1
+  if self.count < self.rate then self.count = self.count + 1 end
+  self.last = now
+  return true
+end
+
+function Pacer:pause(until_t)
+  if not self.paused_until or until_t > self.paused_until then self.paused_until = until_t end
+end
+
+function Pacer:reset()
+  self.ring, self.pos, self.count, self.last, self.paused_until = {}, 1, 0, nil, nil
+end
+
+return _M

@@ -1,0 +1,702 @@
+-- ksms.oneshot.protocol: the OneShot client protocol as a sans-I/O state
+-- machine. It performs no I/O and reads no clock: bytes received and the
+-- current time (any monotonic seconds) go in, bytes to write and events come
+-- out. A session (sockets, timers) drives it:
+--
+--   local p = protocol.new { id =, password =, key =, iv =, ... }
+--   out                = p:connected(now)        -- after the TCP connect
+--   events, out        = p:receive(bytes, now)   -- whatever the socket gave
+--   events, out        = p:poll(now)             -- at p:next_deadline() or later
+--   out                = p:ack(event, [now])     -- after handling a report,
+--                                                -- spam or change_phone event
+--   rec | nil, err     = p:submit(msg)           -- queue a message
+--   handle | nil, err  = p:upload(data, ext)     -- queue an MMS image upload
+--   out                = p:close(now)            -- UnBindReq (when bound)
+--   events             = p:disconnected(now)     -- the socket is gone
+--   t | nil            = p:next_deadline()       -- when poll is next due
+--
+-- out is always a string ("" when there is nothing to write); write all of
+-- it, in order. Every event is a table with a `type`:
+--   bound        speed, begin_time, end_time, effective_time, bind_id
+--   bind_failed  code, err (a ksms error), retry_after (seconds, 30)
+--   result       rec, user_msg_id, sub_id, result, ok, outcome, body
+--                (outcome: { ok = true, code = 0 } or a ksms error; a message
+--                lost with the connection: category "unknown", maybe_sent)
+--   requeued     rec, result, retry_at (903/11, or resend_unanswered)
+--   report       user_msg_id, sub_id, server_msg_id, msg_type, phone, result,
+--                telecom, delivery_time, user_data, result_message, outcome,
+--                body -- needs p:ack(event)
+--   spam         spam_id, phone, deny_no, body          -- needs p:ack(event)
+--   change_phone server_msg_id, phone, change_phone, body -- needs p:ack(event)
+--   upload_step  handle, step ("name" | "data" | "finish"), result
+--   upload_done  handle, file_name   /  upload_failed handle, err
+--   alive_res    /  unbound result  /  dead reason ("alive_timeout" | "bind_timeout")
+--   protocol_error err, fatal (fatal: drop the connection, then disconnected())
+--
+-- Pacing: after BindRes grants Speed, poll writes MsgSendReq frames evenly
+-- spaced so that no 1-second window holds more than Speed of them (see
+-- ksms.oneshot.pacer). Results 903 and 11 put the message back at the head
+-- of the queue and pause sending with a growing backoff.
+
+local core = require "ksms.core"
+local cjson = require "cjson"
+local codec = require "ksms.oneshot.codec"
+local schema = require "ksms.oneshot.schema"
+local codes = require "ksms.oneshot.codes"
+local pacer_mod = require "ksms.oneshot.pacer"
+local errors = require "ksms.errors"
+local phone = require "ksms.rules.phone"
+local text_rules = require "ksms.rules.text"
+
+local type, pairs, ipairs, tostring, tonumber, setmetatable, error =
+  type, pairs, ipairs, tostring, tonumber, setmetatable, error
+local concat, format, floor, min = table.concat, string.format, math.floor, math.min
+local aes_encrypt, aes_decrypt = core.aes128cbc_encrypt, core.aes128cbc_decrypt
+local b64encode, b64decode, cp949_len = core.b64encode, core.b64decode, core.cp949_len
+
+local _M = { _VERSION = "0.1.0" }
+
+local json = cjson.new()
+json.decode_max_depth(16)
+json.decode_invalid_numbers(false)
+local null = cjson.null
+
+local KINDS = {
+  sms = 4, lms = 6, mms = 6, alimtalk = 7, alimtalk_image = 71, friendtalk = 8,
+  rcs_sms = 9, rcs_lms = 10, rcs_mms = 11, rcs_template = 12,
+}
+_M.kinds = KINDS
+
+local OPTIONS = {
+  id = "string", password = "string", key = "string", iv = "string", encrypted = "boolean",
+  upload_method = "string", keepalive_interval = "number", alive_timeout = "number",
+  bind_timeout = "number", queue_limit = "number", pace_margin = "number",
+  max_retries = "number", retry_backoff = "number", resend_unanswered = "boolean",
+  id_prefix = "string", version = "number", dedup_size = "number", sms_max = "number",
+  lms_max = "number", upload_chunk = "number", default_speed = "number",
+}
+
+local MSG_FIELDS = {
+  to = true, from = true, text = true, subject = true, kind = true, id = true, sub_id = true,
+  user_data = true, tran_id = true, reseller_code = true, files = true, kakao = true, rcs = true,
+}
+local KAKAO = {
+  ad_flag = "KakaoAdFlag", nation_code = "KakaoNationCode", sender_key = "KakaoSenderKey",
+  template_code = "KakaoTemplateCode", timeout = "KakaoTimeout", button = "KakaoButton",
+  image_link = "kakaoImageLink", user_key = "kakaoUserKey", title = "kakaoTitle",
+  quick = "kakaoQuick", wide = "kakaoWide",
+}
+local RCS = {
+  message_base_id = "rcsMessageBaselId", button = "rcsButton", header = "rcsHeader",
+  footer = "rcsFooter", copy_allowed = "rcsCopyAllowed", agency_id = "rcsAgencyId",
+  brand_key = "rcsBrandKey", agency_key = "rcsAgencyKey",
+}
+
+local function fail(category, code, message, extra)
+  local e = { category = category, code = code, message = message, provider = "oneshot" }
+  if extra then for k, v in pairs(extra) do e[k] = v end end
+  return nil, errors.new(e)
+end
+
+local function perr(code, message)
+  return errors.new { category = "protocol", code = code, message = message, provider = "oneshot" }
+end
+
+local function str(v)
+  if v == nil or v == null then return "" end
+  return tostring(v)
+end
+
+local P = {}
+P.__index = P
+
+function _M.new(opts)
+  if type(opts) ~= "table" then error("ksms.oneshot.protocol.new: options table expected", 2) end
+  for k, v in pairs(opts) do
+    local t = OPTIONS[k]
+    if not t then error("ksms.oneshot.protocol.new: unknown option '" .. tostring(k) .. "'", 2) end
+    if type(v) ~= t then error(format("ksms.oneshot.protocol.new: %s must be a %s", k, t), 2) end
+  end
+  for _, k in ipairs { "id", "password", "key", "iv" } do
+    if not opts[k] then error("ksms.oneshot.protocol.new: '" .. k .. "' is required", 2) end
+  end
+  if #opts.key < 16 then error("ksms.oneshot.protocol.new: key must be at least 16 bytes", 2) end
+  if #opts.iv ~= 16 then error("ksms.oneshot.protocol.new: iv must be 16 bytes", 2) end
+  local um = opts.upload_method or "UploadFileReq"
+  if um ~= "UploadFileReq" and um ~= "UploadFileDataReq" then
+    error("ksms.oneshot.protocol.new: upload_method must be UploadFileReq or UploadFileDataReq", 2)
+  end
+  local self = setmetatable({
+    opts = opts,
+    key = opts.key:sub(1, 16), iv = opts.iv, encrypted = opts.encrypted or false,
+    upload_method = um,
+    keepalive_interval = opts.keepalive_interval or 25,
+    alive_timeout = opts.alive_timeout or 10,
+    bind_timeout = opts.bind_timeout or 10,
+    queue_limit = opts.queue_limit or 10000,
+    pace_margin = opts.pace_margin or 0.02,
+    max_retries = opts.max_retries or 5,
+    retry_backoff = opts.retry_backoff or 1,
+    resend_unanswered = opts.resend_unanswered or false,
+    sms_max = opts.sms_max or 90, lms_max = opts.lms_max or 2000,
+    upload_chunk = opts.upload_chunk or 1536,
+    dedup_size = opts.dedup_size or 10000,
+    id_prefix = opts.id_prefix or format("%x%04x", os.time() % 0x10000000, math.random(0, 0xffff)),
+    seq = 0,
+    state = "idle",
+    -- the send queue: a deque of records
+    q = {}, qhead = 1, qtail = 0,
+    ids = {},          -- key -> rec for every queued or in-flight message
+    inflight = {}, n_inflight = 0,
+    seen = {}, seen_ring = {}, seen_pos = 1,
+    uploads = {}, upload = nil,
+  }, P)
+  return self
+end
+
+-- ---- framing ----
+
+function P:_frame(method, body)
+  if body ~= nil and (self.encrypt_all or schema.encrypted_in_plain_mode[method]) then
+    local plain = codec.body_json(method, body)
+    body = b64encode(aes_encrypt(plain, self.body_key, self.iv))
+  end
+  return codec.frame(method, body)
+end
+
+function P:_body(msg)
+  local b = msg.Body
+  if b == nil or b == null then return {} end
+  if type(b) == "table" then return b end
+  if type(b) ~= "string" then return nil, perr("bad_body", "Body is neither an object nor a string") end
+  local raw, err = b64decode((b:gsub("%s", "")))
+  if not raw then return nil, perr("bad_body", "Body is not Base64: " .. tostring(err and err.message)) end
+  local key = self.body_key or self.key
+  local plain = aes_decrypt(raw, key, self.iv)
+  if not plain and key ~= self.key then plain = aes_decrypt(raw, self.key, self.iv) end
+  if not plain then return nil, perr("bad_body", "Body does not decrypt with the configured key and IV") end
+  local ok, t = pcall(json.decode, plain)
+  if not ok or type(t) ~= "table" then return nil, perr("bad_body", "decrypted Body is not a JSON object") end
+  return t
+end
+
+-- ---- queue ----
+
+function P:_push_back(rec)
+  self.qtail = self.qtail + 1
+  self.q[self.qtail] = rec
+end
+
+function P:_push_front(rec)
+  self.qhead = self.qhead - 1
+  self.q[self.qhead] = rec
+end
+
+function P:_pop()
+  local h = self.qhead
+  if h > self.qtail then return nil end
+  local rec = self.q[h]
+  self.q[h] = nil
+  self.qhead = h + 1
+  return rec
+end
+
+function P:queued() return self.qtail - self.qhead + 1 end
+function P:in_flight() return self.n_inflight end
+
+-- ---- dedup of pushed requests (report, spam, change_phone) ----
+
+function P:_seen(key)
+  return self.seen[key]
+end
+
+function P:_remember(key)
+  local entry = { acked = false }
+  local ring, pos = self.seen_ring, self.seen_pos
+  local old = ring[pos]
+  if old then self.seen[old] = nil end
+  ring[pos] = key
+  self.seen_pos = pos % self.dedup_size + 1
+  self.seen[key] = entry
+  return entry
+end
+
+-- ---- connection lifecycle ----
+
+function P:connected(now)
+  if self.state ~= "idle" and self.state ~= "disconnected" then
+    error("ksms.oneshot.protocol: connected() while " .. self.state, 2)
+  end
+  self.decoder = codec.decoder()
+  self.encrypt_all = false
+  self.body_key = self.key
+  self.alive_sent_at = nil
+  self.last_tx = now
+  self.bind_sent_at = now
+  self.pacer = nil
+  if self.encrypted then
+    self.state = "key_wait"
+    return codec.frame("PrivateKeyReq")
+  end
+  self.state = "bind_wait"
+  return self:_bind_req()
+end
+
+function P:_bind_req()
+  return self:_frame("BindReq", { BindId = self.opts.id, BindPwd = self.opts.password,
+    Version = self.opts.version or 1 })
+end
+
+function P:close(now)
+  if self.state ~= "bound" then return "" end
+  self.state = "closing"
+  if now then self.last_tx = now end
+  return self:_frame("UnBindReq", { BindId = self.opts.id })
+end
+
+local function lost_error(rec)
+  return errors.new {
+    category = "unknown", code = "connection_lost", provider = "oneshot", maybe_sent = true,
+    message = "the connection closed before the server answered; the message may have been sent",
+  }
+end
+
+function P:disconnected(now)
+  local events = {}
+  -- in-flight messages, in the order they were written
+  local list = {}
+  for _, rec in pairs(self.inflight) do list[#list + 1] = rec end
+  table.sort(list, function(a, b) return a.sent_seq < b.sent_seq end)
+  self.inflight, self.n_inflight = {}, 0
+  if self.resend_unanswered then
+    for i = #list, 1, -1 do
+      local rec = list[i]
+      rec.state = "queued"
+      self:_push_front(rec)
+    end
+    for _, rec in ipairs(list) do
+      events[#events + 1] = { type = "requeued", rec = rec, reason = "connection_lost", retry_at = now }
+    end
+  else
+    for _, rec in ipairs(list) do
+      self.ids[rec.key] = nil
+      rec.state = "lost"
+      local err = lost_error(rec)
+      events[#events + 1] = { type = "result", rec = rec, user_msg_id = rec.id, sub_id = rec.sub_id,
+        ok = false, outcome = err }
+    end
+  end
+  if self.cur_upload then
+    local up = self.cur_upload
+    self.cur_upload = nil
+    events[#events + 1] = { type = "upload_failed", handle = up,
+      err = errors.new { category = "network", code = "connection_lost", provider = "oneshot",
+        message = "the connection closed during the upload" } }
+  end
+  if self.decoder then self.decoder:close() end
+  self.decoder = nil
+  self.state = "disconnected"
+  self.pacer = nil
+  self.alive_sent_at = nil
+  return events
+end
+
+-- ---- submitting ----
+
+local function opt_str(v, name)
+  if v == nil then return nil end
+  if type(v) == "number" then return tostring(v) end
+  if type(v) ~= "string" then error("ksms.oneshot: '" .. name .. "' must be a string", 4) end
+  return v
+end
+
+function P:submit(msg)
+  if type(msg) ~= "table" then error("ksms.oneshot: submit needs a message table", 2) end
+  for k in pairs(msg) do
+    if not MSG_FIELDS[k] then error("ksms.oneshot: unknown field '" .. tostring(k) .. "' in submit", 2) end
+  end
+  if msg.to == nil then error("ksms.oneshot: submit needs 'to'", 2) end
+  if msg.from == nil then error("ksms.oneshot: submit needs 'from'", 2) end
+  if type(msg.text) ~= "string" then error("ksms.oneshot: submit needs 'text' (a string)", 2) end
+  local kind = msg.kind or "auto"
+  if kind ~= "auto" and not KINDS[kind] then error("ksms.oneshot: unknown kind '" .. tostring(kind) .. "'", 2) end
+  local kakao, rcs = msg.kakao, msg.rcs
+  if kakao ~= nil then
+    if type(kakao) ~= "table" then error("ksms.oneshot: 'kakao' must be a table", 2) end
+    for k in pairs(kakao) do if not KAKAO[k] then error("ksms.oneshot: unknown kakao field '" .. tostring(k) .. "'", 2) end end
+  end
+  if rcs ~= nil then
+    if type(rcs) ~= "table" then error("ksms.oneshot: 'rcs' must be a table", 2) end
+    for k in pairs(rcs) do if not RCS[k] then error("ksms.oneshot: unknown rcs field '" .. tostring(k) .. "'", 2) end end
+  end
+  local files = msg.files
+  if files ~= nil and type(files) ~= "table" then error("ksms.oneshot: 'files' must be a list of uploaded file names", 2) end
+
+  -- data checks: nil, err
+  local to, err = phone.normalize(msg.to, "to")
+  if not to then return nil, err end
+  local from, ferr = phone.normalize(msg.from, "from")
+  if not from then
+    ferr.category = "sender_number"
+    return nil, ferr
+  end
+  local text = msg.text
+  if text == "" then return fail("invalid_input", "empty_text", "text is empty") end
+  local len, lerr = cp949_len(text)
+  if not len then return nil, lerr end
+  local nfiles = files and #files or 0
+  if nfiles > 3 then return fail("invalid_input", "too_many_files", "at most 3 files per message") end
+
+  local msg_type
+  if kind == "auto" then
+    msg_type = (len > self.sms_max or nfiles > 0) and 6 or 4
+  else
+    msg_type = KINDS[kind]
+  end
+  if msg_type == 4 or msg_type == 6 then
+    local ok, cerr = text_rules.check_charset(text, "cp949", "text")
+    if not ok then return nil, cerr end
+    if msg_type == 4 and len > self.sms_max then
+      return fail("message_length", "too_long",
+        format("SMS text is %d bytes (CP949); at most %d", len, self.sms_max), { length = len, limit = self.sms_max })
+    end
+    if msg_type == 6 and len > self.lms_max then
+      return fail("message_length", "too_long",
+        format("LMS/MMS text is %d bytes (CP949); at most %d", len, self.lms_max), { length = len, limit = self.lms_max })
+    end
+  end
+  if msg_type == 7 or msg_type == 71 then
+    if not (kakao and kakao.sender_key and kakao.template_code) then
+      return fail("template", "missing_template", "AlimTalk needs kakao.sender_key and kakao.template_code")
+    end
+  elseif msg_type == 8 then
+    if not (kakao and kakao.sender_key) then
+      return fail("channel", "missing_sender_key", "FriendTalk needs kakao.sender_key")
+    end
+  elseif msg_type >= 9 and msg_type <= 12 then
+    if not (rcs and rcs.message_base_id) then
+      return fail("invalid_input", "missing_rcs_base_id", "RCS needs rcs.message_base_id")
+    end
+  end
+  local reseller = opt_str(msg.reseller_code, "reseller_code")
+  if reseller and reseller ~= "" and not reseller:match("^%w+$") then
+    return fail("invalid_input", "bad_reseller_code", "reseller_code must be alphanumeric (9 characters)")
+  end
+
+  if self:queued() >= self.queue_limit then
+    return fail("rate_limit", "queue_full",
+      format("the send queue holds %d messages (queue_limit)", self.queue_limit), { retryable = true })
+  end
+
+  local id = opt_str(msg.id, "id")
+  local sub_id = opt_str(msg.sub_id, "sub_id") or ""
+  if not id then
+    self.seq = self.seq + 1
+    id = self.id_prefix .. "-" .. self.seq
+  end
+  local key = id .. "\0" .. sub_id
+  if self.ids[key] then
+    return fail("duplicate", "duplicate_id", "a message with UserMsgId '" .. id .. "' is already queued or in flight")
+  end
+
+  local body = {
+    UserMsgId = id, UserMsgSubId = sub_id, MsgType = msg_type, PhoneNo = to, CallbackNo = from,
+    TranId = opt_str(msg.tran_id, "tran_id") or "",
+    Subject = msg_type == 4 and "" or (opt_str(msg.subject, "subject") or ""),
+    Message = text,
+    KakaoAdFlag = "", KakaoNationCode = "", KakaoSenderKey = "", KakaoTemplateCode = "",
+    KakaoTimeout = 0, KakaoButton = "", FileCount = nfiles,
+    FileType1 = "", FileName1 = "", FileType2 = "", FileName2 = "", FileType3 = "", FileName3 = "",
+    UserData = opt_str(msg.user_data, "user_data") or "",
+    ResellerCode = reseller or "",
+  }
+  for i = 1, nfiles do
+    body["FileType" .. i] = "IMG"
+    body["FileName" .. i] = opt_str(files[i], "files[" .. i .. "]")
+  end
+  if kakao then for k, field in pairs(KAKAO) do if kakao[k] ~= nil then body[field] = kakao[k] end end end
+  if rcs then for k, field in pairs(RCS) do if rcs[k] ~= nil then body[field] = rcs[k] end end end
+
+  local rec = { id = id, sub_id = sub_id, key = key, msg_type = msg_type, body = body,
+    attempts = 0, state = "queued", to = to }
+  self.ids[key] = rec
+  self:_push_back(rec)
+  return rec
+end
+
+-- ---- uploads (MMS images) ----
+
+function P:upload(data, ext)
+  if type(data) ~= "string" then error("ksms.oneshot: upload needs the file's bytes", 2) end
+  ext = ext or ".jpg"
+  if type(ext) ~= "string" then error("ksms.oneshot: upload extension must be a string", 2) end
+  if ext:sub(1, 1) ~= "." then ext = "." .. ext end
+  if #data == 0 then return fail("invalid_input", "empty_file", "the file is empty") end
+  if #data > 1024 * 1024 then return fail("invalid_input", "file_too_large", "images must total at most 1 MB") end
+  local h = { data = data, ext = ext, state = "queued" }
+  self.uploads[#self.uploads + 1] = h
+  return h
+end
+
+function P:_upload_next(out)
+  local up = self.cur_upload
+  if up.pos <= #up.data then
+    local chunk = up.data:sub(up.pos, up.pos + self.upload_chunk - 1)
+    up.pos = up.pos + #chunk
+    up.step = "data"
+    out[#out + 1] = self:_frame(self.upload_method, { Data = b64encode(chunk) })
+  else
+    up.step = "finish"
+    out[#out + 1] = self:_frame("UploadFileFinishReq", { FileName = up.file_name, FileSize = #up.data })
+  end
+end
+
+function P:_upload_res(method, body, events, out)
+  local up = self.cur_upload
+  local r = tonumber(body.Result)
+  if not up then
+    events[#events + 1] = { type = "protocol_error", fatal = false,
+      err = perr("unexpected", method .. " without an upload in progress") }
+    return
+  end
+  events[#events + 1] = { type = "upload_step", handle = up, step = up.step, result = r }
+  if r ~= 0 then
+    self.cur_upload = nil
+    up.state = "failed"
+    events[#events + 1] = { type = "upload_failed", handle = up, err = codes.error(codes.send, r or -1) }
+    return
+  end
+  if method == "UploadFileNameRes" then
+    up.file_name = str(body.FileName)
+    up.pos = 1
+    self:_upload_next(out)
+  elseif method == "UploadFileRes" then
+    self:_upload_next(out)
+  else -- UploadFileFinishRes
+    self.cur_upload = nil
+    up.state = "done"
+    events[#events + 1] = { type = "upload_done", handle = up, file_name = up.file_name }
+  end
+end
+
+-- ---- receiving ----
+
+local function ok_outcome(r) return { ok = true, code = r } end
+
+function P:receive(bytes, now)
+  local events, out = {}, {}
+  if not self.decoder then
+    error("ksms.oneshot.protocol: receive() without a connection", 2)
+  end
+  local msgs, err = self.decoder:feed(bytes)
+  if msgs then
+    for i = 1, #msgs do self:_handle(msgs[i], now, events, out) end
+  end
+  if err then
+    self.state = "failed"
+    events[#events + 1] = { type = "protocol_error", fatal = true, err = err }
+  end
+  local s = concat(out)
+  if s ~= "" then self.last_tx = now end
+  return events, s
+end
+
+function P:_pushed(key, ev, ack_method, ack_body, events, out)
+  local seen = self:_seen(key)
+  if seen then
+    -- a repeat: delivered once; answer it again only if the app already did
+    if seen.acked and (self.state == "bound" or self.state == "closing") then
+      out[#out + 1] = self:_frame(ack_method, ack_body)
+    end
+    return
+  end
+  self:_remember(key)
+  ev._key, ev._ack_method, ev._ack_body = key, ack_method, ack_body
+  events[#events + 1] = ev
+end
+
+function P:_handle(msg, now, events, out)
+  local method = msg.Header.Method
+  local body, berr = self:_body(msg)
+  if not body then
+    events[#events + 1] = { type = "protocol_error", fatal = false, err = berr, method = method }
+    return
+  end
+  if method == "PrivateKeyRes" then
+    local r = tonumber(body.Result) or 0
+    local pk = body.PrivateKey
+    if r ~= 0 or type(pk) ~= "string" or #pk < 16 then
+      self.state = "failed"
+      events[#events + 1] = { type = "bind_failed", code = r, retry_after = 30,
+        err = r ~= 0 and codes.error(codes.login, r) or perr("bad_key", "PrivateKeyRes carries no usable key") }
+      return
+    end
+    self.body_key = pk:sub(1, 16)
+    self.encrypt_all = true
+    self.state = "bind_wait"
+    self.bind_sent_at = now
+    out[#out + 1] = self:_bind_req()
+  elseif method == "BindRes" then
+    local r = tonumber(body.Result)
+    if r == 0 then
+      local speed = tonumber(body.Speed)
+      if not speed or speed < 1 then speed = self.opts.default_speed or 1 end
+      self.state = "bound"
+      self.speed = floor(speed)
+      self.pacer = pacer_mod.new(self.speed, { margin = self.pace_margin })
+      self.last_tx = self.last_tx or now
+      events[#events + 1] = { type = "bound", speed = self.speed, bind_id = body.BindId,
+        begin_time = tonumber(body.BeginTime), end_time = tonumber(body.EndTime),
+        effective_time = tonumber(body.EffectiveTime) }
+    else
+      self.state = "failed"
+      events[#events + 1] = { type = "bind_failed", code = r, retry_after = 30,
+        err = codes.error(codes.login, r or -1) }
+    end
+  elseif method == "AliveRes" then
+    self.alive_sent_at = nil
+    events[#events + 1] = { type = "alive_res" }
+  elseif method == "AliveReq" then
+    out[#out + 1] = codec.frame("AliveRes")
+  elseif method == "MsgSendRes" then
+    local key = str(body.UserMsgId) .. "\0" .. str(body.UserMsgSubId)
+    local rec = self.inflight[key]
+    if not rec then
+      events[#events + 1] = { type = "protocol_error", fatal = false, body = body,
+        err = perr("unknown_message", "MsgSendRes for a message not in flight: " .. str(body.UserMsgId)) }
+      return
+    end
+    self.inflight[key] = nil
+    self.n_inflight = self.n_inflight - 1
+    local r = tonumber(body.Result)
+    if (r == 903 or r == 11) and rec.attempts <= self.max_retries then
+      local wait = min(self.retry_backoff * 2 ^ (rec.attempts - 1), 30)
+      rec.state = "queued"
+      self:_push_front(rec)
+      if self.pacer then self.pacer:pause(now + wait) end
+      events[#events + 1] = { type = "requeued", rec = rec, result = r, retry_at = now + wait }
+      return
+    end
+    self.ids[key] = nil
+    rec.state = "done"
+    local outcome = r == 0 and ok_outcome(0) or codes.error(codes.send, r or -1, {
+      user_msg_id = rec.id, result_message = body.ResultMessage ~= null and body.ResultMessage or nil })
+    events[#events + 1] = { type = "result", rec = rec, user_msg_id = rec.id, sub_id = rec.sub_id,
+      result = r, ok = r == 0, outcome = outcome, body = body }
+  elseif method == "ReportReq" then
+    local r = tonumber(body.Result)
+    local ev = { type = "report", user_msg_id = str(body.UserMsgId), sub_id = str(body.UserMsgSubId),
+      server_msg_id = str(body.ServerMsgId), msg_type = tonumber(body.MsgType), phone = str(body.PhoneNo),
+      result = r, telecom = str(body.Telecom), delivery_time = str(body.DeliveryTime),
+      user_data = str(body.UserData), result_message = body.ResultMessage ~= null and body.ResultMessage or nil,
+      ok = r == 0, outcome = r == 0 and ok_outcome(0) or codes.error(codes.send, r or -1), body = body }
+    self:_pushed("R\0" .. ev.server_msg_id .. "\0" .. ev.user_msg_id .. "\0" .. ev.sub_id, ev, "ReportRes",
+      { UserMsgId = ev.user_msg_id, UserMsgSubId = ev.sub_id, ServerMsgId = ev.server_msg_id, Result = 0 },
+      events, out)
+  elseif method == "SpamReq" then
+    local ev = { type = "spam", spam_id = str(body.SpamId), phone = str(body.PhoneNo),
+      deny_no = str(body.DenyNo), body = body }
+    self:_pushed("S\0" .. ev.spam_id .. "\0" .. ev.phone .. "\0" .. ev.deny_no, ev, "SpamRes",
+      { SpamId = ev.spam_id, PhoneNo = ev.phone, DenyNo = ev.deny_no, Result = 0 }, events, out)
+  elseif method == "ChangePhoneReq" then
+    local ev = { type = "change_phone", server_msg_id = str(body.ServerMsgId), phone = str(body.PhoneNo),
+      change_phone = str(body.ChangePhoneNo), body = body }
+    self:_pushed("C\0" .. ev.server_msg_id .. "\0" .. ev.phone .. "\0" .. ev.change_phone, ev,
+      "ChangePhoneRes", { ServerMsgId = ev.server_msg_id, PhoneNo = ev.phone,
+        ChangePhoneNo = ev.change_phone, Result = 0 }, events, out)
+  elseif method == "UploadFileNameRes" or method == "UploadFileRes" or method == "UploadFileFinishRes" then
+    self:_upload_res(method, body, events, out)
+  elseif method == "UnBindRes" then
+    self.state = "closed"
+    events[#events + 1] = { type = "unbound", result = tonumber(body.Result) }
+  else
+    events[#events + 1] = { type = "protocol_error", fatal = false,
+      err = perr("unexpected_method", "unexpected " .. tostring(method)) }
+  end
+end
+
+-- p:ack(event, [now], [result]) -> bytes ("" when there is nothing to write:
+-- already acknowledged, or not connected; the server pushes an unanswered
+-- request again after a reconnect and it is then answered at once).
+function P:ack(ev, now, result)
+  if type(ev) ~= "table" or not ev._key then error("ksms.oneshot.protocol: ack needs a report, spam or change_phone event", 2) end
+  local seen = self.seen[ev._key]
+  if seen then
+    if seen.acked then return "" end
+    seen.acked = true
+  end
+  if self.state ~= "bound" and self.state ~= "closing" then return "" end
+  local body = ev._ack_body
+  if result ~= nil then
+    body = {}
+    for k, v in pairs(ev._ack_body) do body[k] = v end
+    body.Result = result
+  end
+  if now then self.last_tx = now end
+  return self:_frame(ev._ack_method, body)
+end
+
+-- ---- time ----
+
+function P:poll(now)
+  local events, out = {}, {}
+  local st = self.state
+  if st == "key_wait" or st == "bind_wait" then
+    if now - self.bind_sent_at >= self.bind_timeout then
+      self.state = "dead"
+      events[#events + 1] = { type = "dead", reason = "bind_timeout" }
+    end
+    return events, ""
+  end
+  if st ~= "bound" then return events, "" end
+  if self.alive_sent_at and now - self.alive_sent_at >= self.alive_timeout then
+    self.state = "dead"
+    events[#events + 1] = { type = "dead", reason = "alive_timeout" }
+    return events, ""
+  end
+  -- an upload in progress goes first; it is not paced
+  if not self.cur_upload and #self.uploads > 0 then
+    local up = table.remove(self.uploads, 1)
+    self.cur_upload = up
+    up.state = "active"
+    up.step = "name"
+    out[#out + 1] = self:_frame("UploadFileNameReq", { FileExtension = up.ext })
+  end
+  local pacer = self.pacer
+  while self.qhead <= self.qtail and pacer:take(now) do
+    local rec = self:_pop()
+    rec.attempts = rec.attempts + 1
+    rec.state = "sent"
+    self.seq = self.seq + 1
+    rec.sent_seq = self.seq
+    rec.sent_at = now
+    self.inflight[rec.key] = rec
+    self.n_inflight = self.n_inflight + 1
+    out[#out + 1] = self:_frame("MsgSendReq", rec.body)
+  end
+  if #out == 0 and not self.alive_sent_at and now - self.last_tx >= self.keepalive_interval then
+    self.alive_sent_at = now
+    out[#out + 1] = codec.frame("AliveReq")
+  end
+  local s = concat(out)
+  if s ~= "" then self.last_tx = now end
+  return events, s
+end
+
+function P:next_deadline()
+  local st = self.state
+  if st == "key_wait" or st == "bind_wait" then return self.bind_sent_at + self.bind_timeout end
+  if st ~= "bound" then return nil end
+  local d
+  if self.alive_sent_at then d = self.alive_sent_at + self.alive_timeout
+  else d = self.last_tx + self.keepalive_interval end
+  if self.qhead <= self.qtail then
+    local t = self.pacer:next_time()
+    if t < d then d = t end
+  end
+  if not self.cur_upload and #self.uploads > 0 then d = -math.huge end
+  if d == -math.huge then d = 0 end
+  return d
+end
+
+return _M
