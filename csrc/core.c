@@ -7,6 +7,8 @@
 #include <curl/curl.h>
 #include <dlfcn.h>
 #include <pthread.h>
+#include <errno.h>
+#include <time.h>
 #include "ksms.h"
 
 #define CORE_STATE_MT "ksms.core.state"
@@ -19,6 +21,28 @@ static int core_state_gc(lua_State *L) {
   s->zlib = NULL;
   aes_ctx_free(s->aes);
   s->aes = NULL;
+  return 0;
+}
+
+/* core.monotonic() -> seconds (float) from a clock that never jumps:
+ * what timers and the OneShot pacing measure against. */
+static int core_monotonic(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* core.sleep(seconds): waits without a socket (between reconnects). */
+static int core_sleep(lua_State *L) {
+  lua_Number secs = luaL_checknumber(L, 1);
+  if (secs > 0) {
+    struct timespec ts;
+    ts.tv_sec = (time_t)secs;
+    ts.tv_nsec = (long)((secs - (lua_Number)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+  }
   return 0;
 }
 
@@ -74,6 +98,10 @@ KSMS_EXPORT int luaopen_ksms_core(lua_State *L) {
   s->aes = aes_ctx_new();
   if (!s->zlib || !s->aes) return luaL_error(L, "ksms.core: out of memory");
 
+  lua_pushcfunction(L, core_monotonic);
+  lua_setfield(L, 1, "monotonic");
+  lua_pushcfunction(L, core_sleep);
+  lua_setfield(L, 1, "sleep");
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, 1, "_VERSION");   /* first: http_open reads it */
 

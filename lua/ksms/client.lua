@@ -186,6 +186,8 @@ end
 -- function returning epoch seconds, for reservations).
 function _M.new(provider, options)
   if type(provider) ~= "string" then error("ksms.client: provider name expected", 2) end
+  -- OneShot is a bound TCP session, not request/response plans.
+  if provider == "oneshot" then return require("ksms.oneshot.client").new(options) end
   local modname = PROVIDERS[provider]
   if not modname then
     local names = {}

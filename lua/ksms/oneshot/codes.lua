@@ -112,6 +112,9 @@ end
 -- A ksms error for a non-zero result; nil for 0. extra fields are copied in.
 function _M.error(tbl, code, extra)
   local n = tonumber(code)
+  -- cjson gives Lua 5.4 floats (5.0); the code is a whole number.
+  if n and n == math.floor(n) then n = math.floor(n) end
+  if n and math.tointeger then n = math.tointeger(n) or n end
   if n == 0 then return nil end
   local d = _M.describe(tbl, n)
   local err = {

@@ -1,0 +1,93 @@
+-- ksms.oneshot.client: ksms.client("oneshot", options) — the OneShot session
+-- behind the same send / send_many shape as the HTTP providers. The session
+-- connects and binds on first use; options are the session's (see
+-- ksms.oneshot.session).
+
+local session = require "ksms.oneshot.session"
+local errors = require "ksms.errors"
+
+local type, ipairs, pairs, setmetatable, error = type, ipairs, pairs, setmetatable, error
+
+local _M = { _VERSION = "0.1.0" }
+
+local Client = {}
+Client.__index = Client
+
+_M.capabilities = {
+  sms = true, lms = true, mms = true, alimtalk = true, friendtalk = true, rcs = true,
+  reservation = false, balance = false, report = true, sender_numbers = false,
+  register_sender = false, history = false, pushed_reports = true,
+}
+
+function _M.new(options)
+  if type(options) ~= "table" then error("ksms.client(\"oneshot\"): options table expected", 3) end
+  return setmetatable({ provider = "oneshot", session = session.new(options),
+    capabilities = _M.capabilities }, Client)
+end
+
+function Client:_ready()
+  if self.session.bound then return true end
+  return self.session:connect()
+end
+
+local function copy_with(msg, to)
+  local m = {}
+  for k, v in pairs(msg) do m[k] = v end
+  m.to = to
+  return m
+end
+
+-- Submits every message (one per recipient) and waits for all outcomes.
+function Client:_run(list, timeout)
+  local outcomes, pending = {}, 0
+  for i, msg in ipairs(list) do
+    local ok, err = self.session:submit(msg, function(r, e) outcomes[i] = r or e; pending = pending - 1 end)
+    if ok then pending = pending + 1 else outcomes[i] = err end
+  end
+  if pending > 0 then self.session:flush(timeout or 120) end
+  for i = 1, #list do
+    outcomes[i] = outcomes[i] or errors.new { category = "timeout", code = "no_outcome", provider = "oneshot",
+      message = "no outcome yet; it arrives later through the session's poll" }
+  end
+  return outcomes
+end
+
+-- client:send{ to (one number or a list), from, text, subject, kind, ... }
+function Client:send(msg)
+  if type(msg) ~= "table" then error("ksms: send needs a message table", 2) end
+  if msg.at ~= nil then error("ksms: OneShot has no reservations (client.capabilities.reservation)", 2) end
+  local ok, err = self:_ready()
+  if not ok then return nil, err end
+  if type(msg.to) ~= "table" then return self.session:send(msg) end
+  local list = {}
+  for i, to in ipairs(msg.to) do list[i] = copy_with(msg, to) end
+  local outs = self:_run(list)
+  local failed = {}
+  for i, o in ipairs(outs) do if not o.ok then failed[#failed + 1] = i end end
+  if #failed == 0 then
+    return { ok = true, provider = "oneshot", kind = outs[1].kind, code = 0, recipients = #outs, parts = outs }
+  end
+  local first = outs[failed[1]]
+  return nil, errors.new { category = first.category, code = first.code, provider = "oneshot",
+    maybe_sent = first.maybe_sent, partial = #failed < #outs, parts = outs,
+    message = ("%d of %d recipients failed: %s"):format(#failed, #outs, first.message) }
+end
+
+-- client:send_many(messages [, { timeout }]) -> { outcome, ... } in order
+function Client:send_many(messages, opts)
+  if type(messages) ~= "table" then error("ksms: send_many needs a list of messages", 2) end
+  local ok, err = self:_ready()
+  if not ok then
+    local outs = {}
+    for i = 1, #messages do outs[i] = err end
+    return outs
+  end
+  return self:_run(messages, opts and opts.timeout)
+end
+
+function Client:close() self.session:close() end
+Client.__close = Client.close
+
+function Client:__tostring() return "ksms.client(oneshot, " .. tostring(self.session) .. ")" end
+
+return _M

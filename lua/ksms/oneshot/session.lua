@@ -1,0 +1,257 @@
+-- ksms.oneshot.session: a OneShot account bound over one TCP connection,
+-- driven by the sans-I/O state machine (ksms.oneshot.protocol) over the
+-- core's blocking TCP client (core.tcp_connect), which never waits past
+-- its timeouts.
+--
+--   local s = session.new { host, port, id, password, key, iv,
+--     on_report, on_spam, on_change_phone, reconnect_delay = 30,
+--     keepalive_interval = 25, encrypted = false, ... }
+--   s:connect()                 -> true | nil, err   (connect and bind)
+--   s:send(msg)                 -> result | nil, err (blocks until its outcome)
+--   s:submit(msg, on_result)    -> true | nil, err   (queued; on_result(res) or on_result(nil, err))
+--   s:poll(timeout)             -> runs I/O and callbacks for up to timeout seconds
+--   s:flush([timeout])          -> true when every submitted message has its outcome
+--   s:close()                   -> UnBind, then close (idempotent; also __close/__gc)
+--
+-- Every submitted message ends in exactly one outcome: its MsgSendRes, a
+-- refusal before sending, or, when the connection died after it was
+-- written, { category = "unknown", maybe_sent = true }: never resent unless
+-- resend_unanswered = true. Messages not yet written when a connection dies
+-- are sent after the reconnect (reconnect_delay, jittered). Pushed reports,
+-- spam notices and number changes reach the callbacks, and each is
+-- acknowledged only after its callback returns.
+
+local core = require "ksms.core"
+local protocol = require "ksms.oneshot.protocol"
+local errors = require "ksms.errors"
+
+local type, pairs, pcall, setmetatable, error, tostring = type, pairs, pcall, setmetatable, error, tostring
+local min, max, random = math.min, math.max, math.random
+local monotonic, tcp_connect = core.monotonic, core.tcp_connect
+
+local _M = { _VERSION = "0.1.0" }
+
+local Session = {}
+Session.__index = Session
+
+-- Options the session keeps; everything else goes to the protocol.
+local OWN = { host = true, port = true, on_report = true, on_spam = true, on_change_phone = true,
+  reconnect_delay = true, connect_timeout = true, write_timeout = true, auto_reconnect = true }
+
+function _M.new(opts)
+  if type(opts) ~= "table" then error("ksms.oneshot.session: options table expected", 2) end
+  if type(opts.host) ~= "string" or type(opts.port) ~= "number" then
+    error("ksms.oneshot.session: host (string) and port (number) are required", 2)
+  end
+  local popts = {}
+  for k, v in pairs(opts) do if not OWN[k] then popts[k] = v end end
+  popts.id_prefix = popts.id_prefix or ("%x%04x"):format(os.time() % 0xffffff, random(0, 0xffff))
+  local p = protocol.new(popts)
+  return setmetatable({
+    opts = opts, p = p, conn = nil, bound = false, closed = false,
+    callbacks = {}, reconnect_at = nil, last_error = nil,
+    reconnect_delay = opts.reconnect_delay or 30,
+  }, Session)
+end
+
+function Session:_write(out)
+  if out == "" or not self.conn then return true end
+  local ok, err = self.conn:send(out)
+  if not ok then
+    -- A frame may be cut in half: the connection cannot be trusted.
+    self:_lost(err)
+    return false
+  end
+  return true
+end
+
+function Session:_emit(ev)
+  local t = ev.type
+  if t == "result" then
+    local cb = self.callbacks[ev.rec]
+    self.callbacks[ev.rec] = nil
+    if cb then
+      local o = ev.outcome
+      if o.ok then
+        cb({ ok = true, provider = "oneshot", kind = ev.rec.kind, code = ev.result or 0,
+          id = ev.user_msg_id, sub_id = ev.sub_id, raw = ev.body })
+      else
+        cb(nil, o)
+      end
+    end
+  elseif t == "report" or t == "spam" or t == "change_phone" then
+    local handler = self.opts["on_" .. t]
+    if handler then
+      local ok, err = pcall(handler, ev)
+      if not ok then
+        -- Not acknowledged: the server pushes it again after a reconnect.
+        self.last_error = errors.new { category = "unknown", code = "callback",
+          provider = "oneshot", message = "on_" .. t .. " raised: " .. tostring(err) }
+        return
+      end
+    end
+    self:_write(self.p:ack(ev, monotonic()))
+  elseif t == "bound" then
+    self.bound = true
+    self.grant = ev
+  elseif t == "bind_failed" then
+    self.last_error = ev.err
+    self:_lost(ev.err, ev.retry_after)
+  elseif t == "dead" then
+    self:_lost(errors.new { category = "network", code = ev.reason, provider = "oneshot",
+      message = "the server stopped answering (" .. ev.reason .. ")" })
+  elseif t == "protocol_error" and ev.fatal then
+    self:_lost(ev.err)
+  elseif t == "unbound" then
+    self.bound = false
+  end
+end
+
+function Session:_emit_all(events)
+  for i = 1, #events do self:_emit(events[i]) end
+end
+
+-- The connection is gone: every message written but unanswered gets its
+-- maybe-sent outcome, the rest waits for the reconnect.
+function Session:_lost(err, delay)
+  if self.conn then
+    self.conn:close()
+    self.conn = nil
+    self.bound = false
+    self.last_error = self.last_error or err
+    local d = delay or self.reconnect_delay
+    self.reconnect_at = monotonic() + d * (0.8 + 0.4 * random())
+    self:_emit_all(self.p:disconnected(monotonic()))
+  end
+end
+
+function Session:_open()
+  local o = self.opts
+  local conn, err = tcp_connect(o.host, o.port, { connect_timeout = o.connect_timeout or 10,
+    read_timeout = 30, write_timeout = o.write_timeout or 10 })
+  if not conn then
+    err.provider = "oneshot"
+    self.last_error = err
+    self.reconnect_at = monotonic() + self.reconnect_delay * (0.8 + 0.4 * random())
+    return nil, err
+  end
+  self.conn = conn
+  self.reconnect_at = nil
+  self:_write(self.p:connected(monotonic()))
+  return true
+end
+
+-- One round of I/O: waits at most until `deadline` (or the protocol's next
+-- deadline), feeds what arrived, writes what is due.
+function Session:_step(deadline)
+  local now = monotonic()
+  if not self.conn then
+    if self.closed or self.opts.auto_reconnect == false then return end
+    if self.reconnect_at and now < self.reconnect_at then
+      -- Nothing to do until the reconnect: sleep in the socket-free way.
+      local wake = min(deadline, self.reconnect_at)
+      if wake > now then core.sleep(wake - now) end
+      return
+    end
+    self:_open()
+    return
+  end
+  local due = self.p:next_deadline()
+  local wait = deadline - now
+  if due then wait = min(wait, due - now) end
+  local data, err = self.conn:receive(65536, max(0, wait))
+  now = monotonic()
+  if data then
+    local events, out = self.p:receive(data, now)
+    self:_emit_all(events)
+    if not self:_write(out) then return end
+  elseif err.code ~= "timeout" then
+    self:_lost(err)
+    return
+  end
+  if self.conn then
+    local events, out = self.p:poll(now)
+    self:_emit_all(events)
+    self:_write(out)
+  end
+end
+
+-- s:connect() -> true | nil, err: connects and waits for the bind result.
+function Session:connect(timeout)
+  if self.closed then error("ksms.oneshot.session: closed", 2) end
+  if self.bound then return true end
+  local ok, err = self:_open()
+  if not ok then return nil, err end
+  local deadline = monotonic() + (timeout or 15)
+  while self.conn and not self.bound and monotonic() < deadline do self:_step(deadline) end
+  if self.bound then return true end
+  local e = self.last_error or errors.new { category = "timeout", code = "bind_timeout",
+    provider = "oneshot", message = "no bind answer in time" }
+  return nil, e
+end
+
+function Session:submit(msg, on_result)
+  if self.closed then error("ksms.oneshot.session: closed", 2) end
+  if on_result ~= nil and type(on_result) ~= "function" then error("ksms.oneshot.session: on_result must be a function", 2) end
+  local rec, err = self.p:submit(msg)
+  if not rec then return nil, err end
+  self.callbacks[rec] = on_result or false
+  return true
+end
+
+-- s:poll(timeout) -> runs I/O and callbacks for up to timeout seconds.
+function Session:poll(timeout)
+  local deadline = monotonic() + (timeout or 0)
+  repeat self:_step(deadline) until monotonic() >= deadline
+  return true
+end
+
+-- s:flush([timeout]) -> true when every submitted message has its outcome,
+-- or nil, err when the time ran out first.
+function Session:flush(timeout)
+  local deadline = monotonic() + (timeout or 60)
+  while (self.p:queued() > 0 or self.p:in_flight() > 0) and monotonic() < deadline do
+    self:_step(deadline)
+  end
+  if self.p:queued() == 0 and self.p:in_flight() == 0 then return true end
+  return nil, errors.new { category = "timeout", code = "flush", provider = "oneshot",
+    message = ("%d messages still queued, %d awaiting an answer"):format(self.p:queued(), self.p:in_flight()) }
+end
+
+-- s:send(msg) -> result | nil, err: submits and waits for its outcome.
+function Session:send(msg, timeout)
+  local done, res, rerr = false
+  local ok, err = self:submit(msg, function(r, e) done, res, rerr = true, r, e end)
+  if not ok then return nil, err end
+  local deadline = monotonic() + (timeout or 60)
+  while not done and monotonic() < deadline do self:_step(deadline) end
+  if done then return res, rerr end
+  return nil, errors.new { category = "timeout", code = "send", provider = "oneshot",
+    message = "no outcome in time; the message stays queued and its outcome arrives through poll" }
+end
+
+function Session:close()
+  if self.closed then return end
+  self.closed = true
+  if self.conn and self.bound then
+    local deadline = monotonic() + 3
+    self:_write(self.p:close(monotonic()))
+    while self.conn and self.bound and monotonic() < deadline do self:_step(deadline) end
+  end
+  if self.conn then
+    self.conn:close()
+    self.conn = nil
+    self:_emit_all(self.p:disconnected(monotonic()))
+  end
+end
+
+-- No __gc: closing unbinds and waits for the answer, which a finalizer
+-- must not do; the TCP connection has its own finalizer.
+Session.__close = Session.close
+
+function Session:__tostring()
+  return ("ksms.oneshot.session(%s:%d, %s)"):format(self.opts.host, self.opts.port,
+    self.bound and "bound" or (self.conn and "connecting" or "disconnected"))
+end
+
+return _M

@@ -1,0 +1,124 @@
+-- ksms.oneshot.session end to end: the protocol over the core's TCP client
+-- against the fake OneShot server (a real process on 127.0.0.1).
+local session = require "ksms.oneshot.session"
+local fake_control = require "fake_control"
+
+local function opts(fake, extra)
+  local o = { host = "127.0.0.1", port = fake.oneshot_port, id = "test001", password = "test001#$$%",
+    key = "ksms-oneshot-key", iv = "ksms-oneshot-iv!", reconnect_delay = 0.2, connect_timeout = 2 }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
+end
+
+describe("oneshot session", function()
+  local fake
+  setup(function() fake = fake_control.start("oneshot", { state = { speed = 50, report_delay_ms = 20 } }) end)
+  teardown(function() fake:stop() end)
+  before_each(function() fake:reset() end)
+
+  it("binds, sends an SMS and an LMS, and unbinds", function()
+    local s = session.new(opts(fake))
+    assert(s:connect())
+    local r1 = assert(s:send { to = "010-1234-5678", from = "1566-6639", text = "안녕하세요" })
+    assert.is_true(r1.ok)
+    assert.equal(0, r1.code)
+    local r2 = assert(s:send { to = "01012345678", from = "15666639", subject = "긴 글", text = ("가"):rep(60) })
+    assert.is_true(r2.ok)
+    s:close()
+    local sent = fake:requests("MsgSendReq")
+    assert.equal(2, #sent)
+    assert.equal(4, sent[1].body.MsgType)
+    assert.equal(6, sent[2].body.MsgType)
+    assert.equal("01012345678", sent[1].body.PhoneNo)
+    assert.equal(1, fake:stats().unbinds)
+  end)
+
+  it("reports a refused bind clearly", function()
+    local s = session.new(opts(fake, { password = "wrong" }))
+    local ok, err = s:connect(3)
+    assert.is_nil(ok)
+    assert.equal("5", tostring(err.code))
+    assert.equal("auth", err.category)
+    s:close()
+  end)
+
+  it("never sends faster than the granted Speed, and delivers reports once, acknowledged", function()
+    fake:state { speed = 20 }
+    local reports = {}
+    local s = session.new(opts(fake, { on_report = function(ev) reports[#reports + 1] = ev end }))
+    assert(s:connect())
+    local outcomes = {}
+    for i = 1, 50 do
+      assert(s:submit({ to = "01012345678", from = "15666639", text = "메시지 " .. i },
+        function(r, e) outcomes[#outcomes + 1] = r or e end))
+    end
+    assert(s:flush(10))
+    s:poll(0.3) -- let the pushed reports arrive
+    s:close()
+    assert.equal(50, #outcomes)
+    for _, o in ipairs(outcomes) do assert.is_true(o.ok, tostring(o.category and o)) end
+    local st = fake:stats()
+    assert.is_true(st.max_per_second <= 20, "max per second " .. st.max_per_second)
+    assert.equal(0, st.speed_errors)
+    assert.equal(50, #reports)
+    assert.equal(50, st.reports_acked)
+  end)
+
+  it("gives a maybe-sent outcome to a message whose connection died, and sends the rest after reconnect", function()
+    local s = session.new(opts(fake))
+    assert(s:connect())
+    fake:script { method = "MsgSendReq", fault = "close", times = 1 }
+    local outcomes = {}
+    for i = 1, 3 do
+      assert(s:submit({ to = "01012345678", from = "15666639", text = "재연결 " .. i },
+        function(r, e) outcomes[i] = r or e end))
+    end
+    assert(s:flush(10))
+    s:close()
+    local maybe, ok = 0, 0
+    for i = 1, 3 do
+      if outcomes[i].ok then ok = ok + 1
+      else
+        assert.equal("unknown", outcomes[i].category)
+        assert.is_true(outcomes[i].maybe_sent)
+        maybe = maybe + 1
+      end
+    end
+    assert.is_true(maybe >= 1)
+    assert.equal(3, ok + maybe)
+    -- Nothing was sent twice: each text reached the server at most once.
+    local seen = {}
+    for _, r in ipairs(fake:requests("MsgSendReq")) do
+      assert.is_nil(seen[r.body.Message], "sent twice: " .. r.body.Message)
+      seen[r.body.Message] = true
+    end
+    assert.is_true(fake:stats().binds >= 2)
+  end)
+
+  it("is reachable as ksms.client(\"oneshot\") with the same send shape", function()
+    local client = require("ksms").client("oneshot", opts(fake))
+    local res = assert(client:send { to = { "010-1111-2222", "010-3333-4444" }, from = "1566-6639", text = "통합" })
+    assert.equal(2, res.recipients)
+    local outs = client:send_many {
+      { to = "01011112222", from = "15666639", text = "하나" },
+      { to = "999", from = "15666639", text = "둘" },
+    }
+    assert.is_true(outs[1].ok)
+    assert.equal("recipient", outs[2].category)
+    assert.has_error(function() client:send { to = "01011112222", from = "15666639", text = "x", at = os.time() + 60 } end)
+    client:close()
+    assert.equal(3, #fake:requests("MsgSendReq"))
+  end)
+
+  it("refuses bad input before sending and bounds the queue", function()
+    local s = session.new(opts(fake, { queue_limit = 2 }))
+    local _, e1 = s:submit { to = "12", from = "15666639", text = "x" }
+    assert.equal("recipient", e1.category)
+    assert(s:submit { to = "01012345678", from = "15666639", text = "a" })
+    assert(s:submit { to = "01012345678", from = "15666639", text = "b" })
+    local _, e2 = s:submit { to = "01012345678", from = "15666639", text = "c" }
+    assert.equal("rate_limit", e2.category)
+    s:close()
+    assert.equal(0, #fake:requests("MsgSendReq"))
+  end)
+end)
