@@ -90,6 +90,11 @@ valgrind: $(SO)
 	 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	   --show-leak-kinds=definite,indirect --error-exitcode=99 \
 	   lua5.4 spec/stress/http_stress.lua
+	@echo "valgrind: oneshot stress"
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
+	 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	   --show-leak-kinds=definite,indirect --error-exitcode=99 \
+	   lua5.4 spec/stress/oneshot_stress.lua
 
 bench: bench-codec bench-http
 
