@@ -110,6 +110,15 @@ describe("oneshot session", function()
     assert.equal(3, #fake:requests("MsgSendReq"))
   end)
 
+  it("uses a message's user_msg_id as its UserMsgId", function()
+    local s = session.new(opts(fake))
+    assert(s:connect())
+    local r = assert(s:send { to = "01012345678", from = "15666639", text = "아이디", user_msg_id = "order-42" })
+    assert.equal("order-42", r.id)
+    s:close()
+    assert.equal("order-42", fake:requests("MsgSendReq")[1].body.UserMsgId)
+  end)
+
   it("refuses bad input before sending and bounds the queue", function()
     local s = session.new(opts(fake, { queue_limit = 2 }))
     local _, e1 = s:submit { to = "12", from = "15666639", text = "x" }

@@ -78,6 +78,7 @@ local OPTIONS = {
 
 local MSG_FIELDS = {
   to = true, from = true, text = true, subject = true, kind = true, id = true, sub_id = true,
+  user_msg_id = true, user_msg_sub_id = true, -- the protocol's names for id and sub_id
   user_data = true, tran_id = true, reseller_code = true, files = true, kakao = true, rcs = true,
 }
 local KAKAO = {
@@ -388,8 +389,9 @@ function P:submit(msg)
       format("the send queue holds %d messages (queue_limit)", self.queue_limit), { retryable = true })
   end
 
-  local id = opt_str(msg.id, "id")
-  local sub_id = opt_str(msg.sub_id, "sub_id") or ""
+  if msg.id ~= nil and msg.user_msg_id ~= nil then error("ksms: give id or user_msg_id, not both", 2) end
+  local id = opt_str(msg.user_msg_id or msg.id, "user_msg_id")
+  local sub_id = opt_str(msg.user_msg_sub_id or msg.sub_id, "sub_id") or ""
   if not id then
     self.seq = self.seq + 1
     id = self.id_prefix .. "-" .. self.seq
