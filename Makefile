@@ -33,7 +33,7 @@ SO   := $(BUILD)/ksms/core.so
 
 LUA_SRC := $(shell find lua -name '*.lua' 2>/dev/null)
 
-.PHONY: all build test deps specs asan asan-run valgrind bench bench-codec bench-http demo install uninstall clean tables
+.PHONY: all build test deps specs asan asan-run valgrind bench bench-codec bench-http bench-oneshot demo install uninstall clean tables
 
 all: $(SO)
 build: $(SO)
@@ -96,11 +96,14 @@ valgrind: $(SO)
 	   --show-leak-kinds=definite,indirect --error-exitcode=99 \
 	   lua5.4 spec/stress/oneshot_stress.lua
 
-bench: bench-codec bench-http
+bench: bench-codec bench-http bench-oneshot
 
 bench-codec: $(SO)
 	@$(MAKE) --no-print-directory -C bench
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) bench/codec.lua
+
+bench-oneshot: $(SO)
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) bench/oneshot.lua
 
 bench-http: $(SO)
 	@$(MAKE) --no-print-directory -C bench

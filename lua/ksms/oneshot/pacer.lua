@@ -1,16 +1,20 @@
 -- ksms.oneshot.pacer: spaces sends so that no 1-second window, however
 -- placed, holds more than `rate` of them. Sans-I/O: time goes in.
 --
---   local p = pacer.new(rate, { margin = 0.02 })
+--   local p = pacer.new(rate, { margin = 0.02, max_lag = 0.003 })
 --   p:next_time()      -> the earliest time the next send is allowed
 --   p:take(now)        -> true (and records a send at now) | false
 --   p:pause(until_t)   -> no send before until_t (after a 903 from the server)
 --   p:reset()          -> forgets past sends (a new connection)
 --
--- Sends are spread evenly, one every (1 + margin) / rate seconds, never in
--- bursts; a send that comes late does not earn a catch-up burst. As a second
--- guard, the send `rate` sends back must be at least 1 + margin seconds old.
--- margin absorbs jitter between when we write and when the server counts.
+-- Sends are spread evenly on a schedule of one slot every (1 + margin) /
+-- rate seconds. A poll that comes late (timers and poll(2) have millisecond
+-- granularity, 1 ms is a whole slot at Speed 1000) may use the slots it
+-- missed, but only those of the last max_lag seconds: a short catch-up,
+-- never a burst after idling. The hard guard is exact: the send `rate`
+-- sends back must be at least 1 + margin seconds old, so no window of that
+-- length, however placed, holds more than `rate` sends. margin absorbs
+-- jitter between when we write and when the server counts.
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -20,6 +24,7 @@ Pacer.__index = Pacer
 function _M.new(rate, opts)
   if type(rate) ~= "number" or not (rate > 0) then error("ksms.oneshot.pacer: rate must be > 0", 2) end
   local margin = opts and opts.margin or 0.02
+  local max_lag = opts and opts.max_lag or 0.003
   if type(margin) ~= "number" or margin < 0 or margin >= 1 then
     error("ksms.oneshot.pacer: margin must be in [0, 1)", 2)
   end
@@ -30,13 +35,12 @@ function _M.new(rate, opts)
     window = 1 + margin,
     ring = {}, -- the last `rate` send times, ring[pos] the oldest once full
     pos = 1, count = 0,
-    last = nil, paused_until = nil,
+    slot = nil, max_lag = max_lag, paused_until = nil,
   }, Pacer)
 end
 
 function Pacer:next_time()
-  local t = -math.huge
-  if self.last then t = self.last + self.interval end
+  local t = self.slot or -math.huge
   if self.count >= self.rate then
     local oldest = self.ring[self.pos] + self.window
     if oldest > t then t = oldest end
@@ -50,7 +54,9 @@ function Pacer:take(now)
   self.ring[self.pos] = now
   self.pos = self.pos % self.rate + 1
   if self.count < self.rate then self.count = self.count + 1 end
-  self.last = now
+  local base = self.slot or now
+  if base < now - self.max_lag then base = now end -- far behind (idle): no burst
+  self.slot = base + self.interval
   return true
 end
 
@@ -59,7 +65,7 @@ function Pacer:pause(until_t)
 end
 
 function Pacer:reset()
-  self.ring, self.pos, self.count, self.last, self.paused_until = {}, 1, 0, nil, nil
+  self.ring, self.pos, self.count, self.slot, self.paused_until = {}, 1, 0, nil, nil
 end
 
 return _M

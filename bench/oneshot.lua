@@ -1,0 +1,56 @@
+-- bench/oneshot.lua: the OneShot session against the fake OneShot server.
+-- 1. Speed 1000 granted: messages per second achieved over ~10 s beside the
+--    granted Speed (goal: at least 0.98 of it, and zero 903/11 answers).
+-- 2. Speed effectively unlimited: client CPU per message (goal: under
+--    25 us on this machine) and throughput. The fake server is a Lua
+--    process, so throughput here is bounded by it, not by ksms.
+-- Run with `make bench-oneshot`. BENCH_SECONDS and BENCH_MESSAGES shrink it.
+package.path = "spec/?.lua;" .. package.path
+local session = require "ksms.oneshot.session"
+local core = require "ksms.core"
+local fake_control = require "fake_control"
+
+local SECONDS = tonumber(os.getenv("BENCH_SECONDS") or "") or 10
+local MESSAGES = tonumber(os.getenv("BENCH_MESSAGES") or "") or 20000
+local now = core.monotonic
+
+local fake = fake_control.start("oneshot", { state = { speed = 1000, report_delay_ms = 1000000 } })
+
+local function run(speed, count)
+  fake:reset()
+  fake:state { speed = speed, report_delay_ms = 1000000 } -- no reports during the run
+  local s = session.new { host = "127.0.0.1", port = fake.oneshot_port, id = "test001",
+    password = "test001#$$%", key = "ksms-oneshot-key", iv = "ksms-oneshot-iv!",
+    queue_limit = count + 1 }
+  assert(s:connect())
+  local done, failed = 0, 0
+  local function on_result(r) done = done + 1; if not r then failed = failed + 1 end end
+  local cpu0, t0 = os.clock(), now()
+  for i = 1, count do
+    assert(s:submit({ to = "01012345678", from = "15666639", text = "벤치마크 메시지 " .. i }, on_result))
+  end
+  assert(s:flush(count / speed * 2 + 30))
+  local elapsed, cpu = now() - t0, os.clock() - cpu0
+  s:close()
+  local st = fake:stats()
+  return { done = done, failed = failed, elapsed = elapsed, cpu = cpu,
+    speed_errors = st.speed_errors, max_per_second = st.max_per_second }
+end
+
+local ok, err = pcall(function()
+  print(("OneShot session, %s"):format(_VERSION .. (jit and (" " .. jit.version) or "")))
+  local r = run(1000, 1000 * SECONDS)
+  local rate = r.done / r.elapsed
+  print(("Speed 1000 granted, %d messages:"):format(r.done))
+  print(("  achieved %9.1f messages/s   %.3fx of the granted Speed (goal >= 0.98: %s)"):format(
+    rate, rate / 1000, rate / 1000 >= 0.98 and "met" or "MISSED"))
+  print(("  server saw at most %d in any 1-second window; 903/11 answers: %d (goal 0: %s); failed %d"):format(
+    r.max_per_second, r.speed_errors, r.speed_errors == 0 and "met" or "MISSED", r.failed))
+  local u = run(1000000, MESSAGES)
+  local us = u.cpu / u.done * 1e6
+  print(("Speed unlimited, %d messages:"):format(u.done))
+  print(("  client CPU %6.1f us per message (goal < 25 us: %s)"):format(us, us < 25 and "met" or "MISSED"))
+  print(("  throughput %9.0f messages/s (bounded by the Lua fake server)"):format(u.done / u.elapsed))
+end)
+fake:stop()
+if not ok then error(err, 0) end
