@@ -127,6 +127,17 @@ describe("oneshot session", function()
     assert(s:submit { to = "01012345678", from = "15666639", text = "b" })
     local _, e2 = s:submit { to = "01012345678", from = "15666639", text = "c" }
     assert.equal("rate_limit", e2.category)
+    -- Closing before anything was sent still gives each message its outcome.
+    local outcomes = {}
+    local s2 = session.new(opts(fake))
+    for i = 1, 3 do
+      assert(s2:submit({ to = "01012345678", from = "15666639", text = "q" .. i }, function(r, e) outcomes[i] = r or e end))
+    end
+    s2:close()
+    for i = 1, 3 do
+      assert.equal("closed", outcomes[i].code)
+      assert.is_false(outcomes[i].maybe_sent)
+    end
     s:close()
     assert.equal(0, #fake:requests("MsgSendReq"))
   end)

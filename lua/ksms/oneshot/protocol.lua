@@ -203,6 +203,21 @@ function P:_pop()
 end
 
 function P:queued() return self.qtail - self.qhead + 1 end
+
+-- p:drop_queued(err) -> events: every message not yet written ends now
+-- with err as its outcome (the session is closing; nothing was sent).
+function P:drop_queued(err)
+  local events = {}
+  local rec = self:_pop()
+  while rec do
+    self.ids[rec.key] = nil
+    rec.state = "dropped"
+    events[#events + 1] = { type = "result", rec = rec, user_msg_id = rec.id, sub_id = rec.sub_id,
+      ok = false, outcome = err }
+    rec = self:_pop()
+  end
+  return events
+end
 function P:in_flight() return self.n_inflight end
 
 -- ---- dedup of pushed requests (report, spam, change_phone) ----

@@ -180,6 +180,7 @@ end
 function Session:connect(timeout)
   if self.closed then error("ksms.oneshot.session: closed", 2) end
   if self.bound then return true end
+  self.last_error = nil
   local ok, err = self:_open()
   if not ok then return nil, err end
   local deadline = monotonic() + (timeout or 15)
@@ -243,6 +244,10 @@ function Session:close()
     self.conn = nil
     self:_emit_all(self.p:disconnected(monotonic()))
   end
+  -- Every message still queued gets its outcome: not sent.
+  self:_emit_all(self.p:drop_queued(errors.new { category = "network", code = "closed",
+    provider = "oneshot", retryable = true, maybe_sent = false,
+    message = "the session was closed before this message was sent" }))
 end
 
 -- No __gc: closing unbinds and waits for the answer, which a finalizer
