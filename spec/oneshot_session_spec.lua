@@ -119,6 +119,37 @@ describe("oneshot session", function()
     assert.equal("order-42", fake:requests("MsgSendReq")[1].body.UserMsgId)
   end)
 
+  it("holds or refuses messages outside the granted sending window (Korea time)", function()
+    local h = os.date("!*t", os.time() + 9 * 3600).hour
+    fake:state { begin_time = (h + 2) % 24, end_time = (h + 3) % 24 }
+    local held = session.new(opts(fake))
+    assert(held:connect())
+    local outcome
+    assert(held:submit({ to = "01012345678", from = "15666639", text = "대기" }, function(r, e) outcome = r or e end))
+    assert.is_nil(held:flush(0.5))
+    assert.is_nil(outcome)
+    assert.equal(0, #fake:requests("MsgSendReq"))
+    held:close()
+    assert.equal("closed", outcome.code)
+    local refusing = session.new(opts(fake, { outside_window = "refuse" }))
+    assert(refusing:connect())
+    local ok, err = refusing:submit { to = "01012345678", from = "15666639", text = "거절" }
+    assert.is_nil(ok)
+    assert.equal("schedule", err.category)
+    refusing:close()
+    -- Inside the window it goes.
+    fake:state { begin_time = h, end_time = (h + 1) % 24 }
+    local open = session.new(opts(fake, { outside_window = "refuse" }))
+    assert(open:connect())
+    assert(open:send { to = "01012345678", from = "15666639", text = "보냄" })
+    open:close()
+    assert.equal(1, #fake:requests("MsgSendReq"))
+    assert.is_true(session.in_window({ begin_time = 22, end_time = 3 }, 1700000000 - 9 * 3600 + 0)
+      == (os.date("!*t", 1700000000).hour >= 22 or os.date("!*t", 1700000000).hour < 3))
+    assert.is_true(session.in_window({ begin_time = 0, end_time = 24 }, 0))
+    assert.has_error(function() session.new(opts(fake, { outside_window = "drop" })) end)
+  end)
+
   it("refuses bad input before sending and bounds the queue", function()
     local s = session.new(opts(fake, { queue_limit = 2 }))
     local _, e1 = s:submit { to = "12", from = "15666639", text = "x" }

@@ -204,6 +204,10 @@ end
 
 function P:queued() return self.qtail - self.qhead + 1 end
 
+-- p:hold(flag): while held, queued messages wait (outside the sending
+-- window the server grants); keepalives and pushes go on.
+function P:hold(flag) self.held = flag and true or false end
+
 -- p:drop_queued(err) -> events: every message not yet written ends now
 -- with err as its outcome (the session is closing; nothing was sent).
 function P:drop_queued(err)
@@ -680,7 +684,7 @@ function P:poll(now)
     out[#out + 1] = self:_frame("UploadFileNameReq", { FileExtension = up.ext })
   end
   local pacer = self.pacer
-  while self.qhead <= self.qtail and pacer:take(now) do
+  while not self.held and self.qhead <= self.qtail and pacer:take(now) do
     local rec = self:_pop()
     rec.attempts = rec.attempts + 1
     rec.state = "sent"
@@ -707,7 +711,7 @@ function P:next_deadline()
   local d
   if self.alive_sent_at then d = self.alive_sent_at + self.alive_timeout
   else d = self.last_tx + self.keepalive_interval end
-  if self.qhead <= self.qtail then
+  if not self.held and self.qhead <= self.qtail then
     local t = self.pacer:next_time()
     if t < d then d = t end
   end

@@ -17,7 +17,9 @@
 -- refusal before sending, or, when the connection died after it was
 -- written, { category = "unknown", maybe_sent = true }: never resent unless
 -- resend_unanswered = true. Messages not yet written when a connection dies
--- are sent after the reconnect (reconnect_delay, jittered). Pushed reports,
+-- are sent after the reconnect (reconnect_delay, jittered). Outside the
+-- BeginTime..EndTime the bind grants (Korea time) messages are held until
+-- the window opens, or refused with outside_window = "refuse". Pushed reports,
 -- spam notices and number changes reach the callbacks, and each is
 -- acknowledged only after its callback returns.
 
@@ -36,12 +38,28 @@ Session.__index = Session
 
 -- Options the session keeps; everything else goes to the protocol.
 local OWN = { host = true, port = true, on_report = true, on_spam = true, on_change_phone = true,
-  reconnect_delay = true, connect_timeout = true, write_timeout = true, auto_reconnect = true }
+  reconnect_delay = true, connect_timeout = true, write_timeout = true, auto_reconnect = true,
+  outside_window = true, clock = true }
+
+-- Is the Korea-time hour of `epoch` inside the granted BeginTime..EndTime
+-- (hours, end exclusive; a window like 22..3 wraps midnight; 0..24 is all day)?
+local function in_window(grant, epoch)
+  local b, e = tonumber(grant.begin_time) or 0, tonumber(grant.end_time) or 24
+  if e - b >= 24 or b == e then return true end
+  local h = os.date("!*t", epoch + 9 * 3600).hour
+  if b < e then return h >= b and h < e end
+  return h >= b or h < e
+end
+_M.in_window = in_window
 
 function _M.new(opts)
   if type(opts) ~= "table" then error("ksms.oneshot.session: options table expected", 2) end
   if type(opts.host) ~= "string" or type(opts.port) ~= "number" then
     error("ksms.oneshot.session: host (string) and port (number) are required", 2)
+  end
+  local ow = opts.outside_window or "hold"
+  if ow ~= "hold" and ow ~= "refuse" then
+    error("ksms.oneshot.session: outside_window is \"hold\" or \"refuse\"", 2)
   end
   local popts = {}
   for k, v in pairs(opts) do if not OWN[k] then popts[k] = v end end
@@ -51,6 +69,7 @@ function _M.new(opts)
     opts = opts, p = p, conn = nil, bound = false, closed = false,
     callbacks = {}, reconnect_at = nil, last_error = nil,
     reconnect_delay = opts.reconnect_delay or 30,
+    outside_window = ow, clock = opts.clock or os.time,
   }, Session)
 end
 
@@ -170,6 +189,9 @@ function Session:_step(deadline)
     return
   end
   if self.conn then
+    -- Outside the granted sending window the queue waits (the server
+    -- would answer 901); "refuse" turns new messages away in submit.
+    if self.grant then self.p:hold(not in_window(self.grant, self.clock())) end
     local events, out = self.p:poll(now)
     self:_emit_all(events)
     self:_write(out)
@@ -194,6 +216,11 @@ end
 function Session:submit(msg, on_result)
   if self.closed then error("ksms.oneshot.session: closed", 2) end
   if on_result ~= nil and type(on_result) ~= "function" then error("ksms.oneshot.session: on_result must be a function", 2) end
+  if self.outside_window == "refuse" and self.grant and not in_window(self.grant, self.clock()) then
+    return nil, errors.new { category = "schedule", code = "outside_window", provider = "oneshot",
+      retryable = true, message = ("outside the sending window the server grants (%s:00-%s:00 KST)")
+        :format(tostring(self.grant.begin_time), tostring(self.grant.end_time)) }
+  end
   local rec, err = self.p:submit(msg)
   if not rec then return nil, err end
   self.callbacks[rec] = on_result or false
