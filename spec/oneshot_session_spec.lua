@@ -150,6 +150,31 @@ describe("oneshot session", function()
     assert.has_error(function() session.new(opts(fake, { outside_window = "drop" })) end)
   end)
 
+  it("uploads MMS images through the name, data and finish steps and sends them", function()
+    local s = session.new(opts(fake))
+    assert(s:connect())
+    local jpeg = "\255\216\255\224" .. ("j"):rep(6000) .. "\255\217" -- SOI ... EOI
+    local r = assert(s:send { to = "01012345678", from = "15666639", subject = "사진", text = "사진입니다",
+      images = { { data = jpeg } } })
+    assert.is_true(r.ok)
+    local sent = fake:requests("MsgSendReq")[1].body
+    assert.equal(6, sent.MsgType)
+    assert.equal(1, sent.FileCount)
+    assert.is_string(sent.FileName1)
+    assert.is_true(#sent.FileName1 > 0)
+    assert.is_true(#fake:requests("UploadFileNameReq") == 1)
+    assert.is_true(#fake:requests("UploadFileFinishReq") == 1)
+    local _, e1 = s:send { to = "01012345678", from = "15666639", text = "x", images = { { data = "PNG..." } } }
+    assert.equal("image", e1.code)
+    local _, e3 = s:send { to = "01012345678", from = "15666639", text = "x", images = { { data = jpeg:sub(1, -3) } } }
+    assert.equal("image", e3.code)
+    local big = "\255\216\255" .. ("x"):rep(600 * 1024) .. "\255\217"
+    local _, e2 = s:send { to = "01012345678", from = "15666639", text = "x", images = { { data = big }, { data = big } } }
+    assert.equal("image", e2.code)
+    s:close()
+    assert.equal(1, #fake:requests("MsgSendReq"))
+  end)
+
   it("refuses bad input before sending and bounds the queue", function()
     local s = session.new(opts(fake, { queue_limit = 2 }))
     local _, e1 = s:submit { to = "12", from = "15666639", text = "x" }

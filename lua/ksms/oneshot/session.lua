@@ -7,7 +7,9 @@
 --     on_report, on_spam, on_change_phone, reconnect_delay = 30,
 --     keepalive_interval = 25, encrypted = false, ... }
 --   s:connect()                 -> true | nil, err   (connect and bind)
---   s:send(msg)                 -> result | nil, err (blocks until its outcome)
+--   s:send(msg)                 -> result | nil, err (blocks until its outcome;
+--                                  msg.images: JPEGs uploaded first, sent as MMS)
+--   s:upload(data [, ext])      -> the uploaded file's name | nil, err
 --   s:submit(msg, on_result)    -> true | nil, err   (queued; on_result(res) or on_result(nil, err))
 --   s:poll(timeout)             -> runs I/O and callbacks for up to timeout seconds
 --   s:flush([timeout])          -> true when every submitted message has its outcome
@@ -70,6 +72,7 @@ function _M.new(opts)
     callbacks = {}, reconnect_at = nil, last_error = nil,
     reconnect_delay = opts.reconnect_delay or 30,
     outside_window = ow, clock = opts.clock or os.time,
+    upload_results = setmetatable({}, { __mode = "k" }),
   }, Session)
 end
 
@@ -123,6 +126,8 @@ function Session:_emit(ev)
     self:_lost(ev.err)
   elseif t == "unbound" then
     self.bound = false
+  elseif t == "upload_done" or t == "upload_failed" then
+    self.upload_results[ev.handle] = ev
   end
 end
 
@@ -246,8 +251,65 @@ function Session:flush(timeout)
     message = ("%d messages still queued, %d awaiting an answer"):format(self.p:queued(), self.p:in_flight()) }
 end
 
+-- MMS images: JPEG only, at most 3, 1 MB in all (document 1.2), as paths
+-- or { data =, filename = } tables. Checked before anything is uploaded.
+local function load_images(images)
+  if type(images) == "string" or (type(images) == "table" and images.data) then images = { images } end
+  if type(images) ~= "table" or #images == 0 then error("ksms: 'images' is a path, { data = }, or a list of them", 4) end
+  local function bad(fmt, ...)
+    return nil, errors.new { category = "invalid_input", code = "image", provider = "oneshot", message = fmt:format(...) }
+  end
+  if #images > 3 then return bad("%d images; OneShot takes at most 3", #images) end
+  local out, total = {}, 0
+  for i, item in ipairs(images) do
+    local data = type(item) == "table" and item.data
+    if type(item) == "string" then
+      local f, ferr = io.open(item, "rb")
+      if not f then return bad("image %d cannot be read: %s", i, tostring(ferr)) end
+      data = f:read("a")
+      f:close()
+    end
+    if type(data) ~= "string" then error("ksms: image " .. i .. " is a path or { data = }", 4) end
+    if data:sub(1, 3) ~= "\255\216\255" then return bad("image %d is not a JPEG", i) end
+    if data:sub(-2) ~= "\255\217" then return bad("image %d is a cut-off JPEG (no end marker)", i) end
+    total = total + #data
+    out[i] = data
+  end
+  if total > 1024 * 1024 then return bad("images are %d bytes in all; OneShot takes at most 1 MB", total) end
+  return out
+end
+
+-- s:upload(data [, ext]) -> file name | nil, err: the name, data and
+-- finish steps of an MMS image upload, waited for.
+function Session:upload(data, ext, timeout)
+  local h, err = self.p:upload(data, ext or ".jpg")
+  if not h then return nil, err end
+  local deadline = monotonic() + (timeout or 60)
+  while not self.upload_results[h] and monotonic() < deadline do self:_step(deadline) end
+  local ev = self.upload_results[h]
+  if not ev then
+    return nil, errors.new { category = "timeout", code = "upload", provider = "oneshot", message = "upload not finished in time" }
+  end
+  if ev.type == "upload_failed" then return nil, ev.err end
+  return ev.file_name
+end
+
 -- s:send(msg) -> result | nil, err: submits and waits for its outcome.
+-- msg.images (paths or { data = }) are checked, uploaded, and sent as MMS.
 function Session:send(msg, timeout)
+  if type(msg) == "table" and msg.images ~= nil then
+    local datas, ierr = load_images(msg.images)
+    if not datas then return nil, ierr end
+    local copy, files = {}, {}
+    for k, v in pairs(msg) do if k ~= "images" then copy[k] = v end end
+    for i, data in ipairs(datas) do
+      local name, uerr = self:upload(data, ".jpg", timeout)
+      if not name then return nil, uerr end
+      files[i] = name
+    end
+    copy.files = files
+    msg = copy
+  end
   local done, res, rerr = false
   local ok, err = self:submit(msg, function(r, e) done, res, rerr = true, r, e end)
   if not ok then return nil, err end
