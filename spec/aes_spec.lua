@@ -13,28 +13,11 @@ local function to_hex(s)
   return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
 
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local data = f:read("*a")
-  f:close()
-  return data
-end
+local H = require "spec_helper"
+local read_file, write_file = H.read_file, H.write_file
 
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
-
--- Runs a shell command; returns its combined output and whether it
--- exited 0 (os.execute reports that differently on 5.1 and 5.4).
-local function run(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1; echo \"::$?\""))
-  local out = p:read("*a")
-  p:close()
-  local body, status = out:match("^(.*)::(%d+)%s*$")
-  return body, tonumber(status) == 0
-end
+-- A shell command with its stderr: output and whether it exited 0.
+local function run(cmd) return H.run(cmd .. " 2>&1") end
 
 -- openssl enc over files; returns the output bytes. Fails the test when
 -- the tool fails, so a missing openssl cannot make these specs pass.

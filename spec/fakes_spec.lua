@@ -44,29 +44,7 @@ local function post_bytes(path, fields, extra_headers)
   return request_bytes("POST", path, forms.encode(fields), headers)
 end
 
--- One response from sock: status, headers (lowercased), body; nil, err.
-local function read_response(sock)
-  local line, err = sock:receive("*l")
-  if not line then return nil, err end
-  local status = tonumber(line:match("^HTTP/1%.1 (%d%d%d)"))
-  if not status then return nil, "not HTTP: " .. line end
-  local headers = {}
-  while true do
-    local h, herr = sock:receive("*l")
-    if not h then return nil, herr end
-    if h == "" then break end
-    local name, value = h:match("^([^:]+):%s*(.*)$")
-    headers[name:lower()] = value
-  end
-  local body = ""
-  local length = tonumber(headers["content-length"] or "0")
-  if length > 0 then
-    local berr
-    body, berr = sock:receive(length)
-    if not body then return nil, berr end
-  end
-  return status, headers, body
-end
+local read_response = require("spec_helper").read_response
 
 local function list_of(map)
   local list = {}

@@ -32,6 +32,38 @@ function H.run(cmd)
   return body, tonumber(status) == 0
 end
 
+-- A fake's recorded form as its names in order and a name -> value map.
+function H.form_of(req)
+  local names, values = {}, {}
+  for i, pair in ipairs(req.form) do names[i] = pair[1]; values[pair[1]] = pair[2] end
+  return names, values
+end
+
+-- One HTTP/1.1 response read from a LuaSocket: status, headers
+-- (lowercased), body; or nil, err.
+function H.read_response(sock)
+  local line, err = sock:receive("*l")
+  if not line then return nil, err end
+  local status = tonumber(line:match("^HTTP/1%.1 (%d%d%d)"))
+  if not status then return nil, "not HTTP: " .. line end
+  local headers = {}
+  while true do
+    local h, herr = sock:receive("*l")
+    if not h then return nil, herr end
+    if h == "" then break end
+    local name, value = h:match("^([^:]+):%s*(.*)$")
+    headers[name:lower()] = value
+  end
+  local body = ""
+  local length = tonumber(headers["content-length"] or "0")
+  if length > 0 then
+    local berr
+    body, berr = sock:receive(length)
+    if not body then return nil, berr end
+  end
+  return status, headers, body
+end
+
 function H.tmpname()
   return os.tmpname()
 end

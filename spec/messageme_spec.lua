@@ -8,11 +8,7 @@ local schedule = require "ksms.rules.schedule"
 
 local KEY = "test-messageme-key"
 
-local function form_of(req)
-  local names, values = {}, {}
-  for i, pair in ipairs(req.form) do names[i] = pair[1]; values[pair[1]] = pair[2] end
-  return names, values
-end
+local form_of = require("spec_helper").form_of
 
 describe("messageme", function()
   local fake, client

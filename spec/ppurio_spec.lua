@@ -5,11 +5,7 @@ local schedule = require "ksms.rules.schedule"
 
 local KEY, ID = "test-ppurio-key", "ksmstest"
 
-local function form_of(req)
-  local names, values = {}, {}
-  for i, pair in ipairs(req.form) do names[i] = pair[1]; values[pair[1]] = pair[2] end
-  return names, values
-end
+local form_of = require("spec_helper").form_of
 
 -- A minimal JPEG-looking file of n bytes (the fake checks the FF D8 FF start).
 local function jpeg(n)

@@ -26,18 +26,8 @@ local function chars_of(s)
   return list
 end
 
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local data = f:read("*a")
-  f:close()
-  return data
-end
+local H = require "spec_helper"
+local read_file, write_file = H.read_file, H.write_file
 
 -- Runs iconv from UTF-8 to charset on data. Returns whether it succeeded
 -- and what it wrote. With skip_invalid (-c) it drops what it cannot convert
