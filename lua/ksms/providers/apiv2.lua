@@ -215,10 +215,7 @@ function _M.define(p)
   if p.paths.friendtalk then
     local FIELDS = { channel = true, text = true, button = true, image = true, image_link = true,
       to = true, from = true, fallback = true, at = true }
-    local function invalid(code, fmt, ...)
-      return nil, errors.new { category = "invalid_input", code = code, provider = p.name,
-        message = format(fmt, ...) }
-    end
+    local function invalid(code, fmt, ...) return common.invalid(p.name, code, fmt, ...) end
     function P.plan_friendtalk(cfg, msg, ctx)
       if type(msg) == "table" then
         if type(msg.channel) ~= "string" or msg.channel == "" then

@@ -35,10 +35,7 @@ P.capabilities = {
 local MIN_LEAD = 600      -- reservations at least 10 minutes ahead
 local MODE = b64("1")     -- "every field is Base64"
 
-local function invalid(code, fmt, ...)
-  return nil, errors.new { category = "invalid_input", code = code, provider = "cafe24",
-    message = format(fmt, ...) }
-end
+local function invalid(code, fmt, ...) return common.invalid("cafe24", code, fmt, ...) end
 
 function P.configure(o)
   for _, k in ipairs({ "user_id", "secure_key" }) do

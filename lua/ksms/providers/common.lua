@@ -12,6 +12,12 @@ local _M = { _VERSION = "0.1.0" }
 
 local json = cjson.new()
 
+-- nil, err for input refused before sending: category invalid_input.
+function _M.invalid(provider, code, fmt, ...)
+  return nil, errors.new { category = "invalid_input", code = code, provider = provider,
+    message = format(fmt, ...) }
+end
+
 -- A provider's answer to one request: parsed JSON, or an error.
 function _M.parse_json(provider, res)
   if res.status ~= 200 then

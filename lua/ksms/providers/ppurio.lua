@@ -67,10 +67,7 @@ function P.configure(o)
   }
 end
 
-local function invalid(code, fmt, ...)
-  return nil, errors.new { category = "invalid_input", code = code, provider = "ppurio",
-    message = format(fmt, ...) }
-end
+local function invalid(code, fmt, ...) return common.invalid("ppurio", code, fmt, ...) end
 
 -- MMS images: a path, a list of paths, or { data =, filename = } tables.
 -- Each must be a JPEG; at most 3, each at most 20 KB, 40 KB in all.
