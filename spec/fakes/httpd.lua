@@ -13,6 +13,7 @@
 --   srv:run()
 local socket = require "socket"
 local forms = require "fakes.forms"
+local timer_heap = require "fakes.timer_heap"
 
 local _M = {}
 
@@ -353,7 +354,7 @@ function _M.new(opts)
     log = opts.log or function(msg) io.stderr:write(msg, "\n") end,
     watched = {},   -- socket -> object with wants_read/wants_write/on_readable/on_writable
     conns = {},     -- id -> Conn
-    timers = {},
+    timers = timer_heap.new(),
     next_conn_id = 0,
     next_timer_id = 0,
     next_seq = 0,
@@ -403,27 +404,27 @@ function Server:unwatch(sock) self.watched[sock] = nil end
 function Server:after(ms, fn)
   self.next_timer_id = self.next_timer_id + 1
   local timer = { at = socket.gettime() + (ms or 0) / 1000, fn = fn, id = self.next_timer_id }
-  self.timers[#self.timers + 1] = timer
+  self.timers:push(timer)
   return timer
 end
 
 function Server:cancel(timer) timer.cancelled = true end
 
+-- Runs the timers due now, earliest first; one added by a running timer
+-- waits for the next turn.
 function Server:run_timers()
-  local now, due, keep = socket.gettime(), {}, {}
-  for _, t in ipairs(self.timers) do
-    if not t.cancelled then
-      if t.at <= now then due[#due + 1] = t else keep[#keep + 1] = t end
-    end
+  local now, due = socket.gettime(), {}
+  local heap = self.timers
+  local t = heap:peek()
+  while t and t.at <= now do
+    due[#due + 1] = heap:pop()
+    t = heap:peek()
   end
-  self.timers = keep
-  table.sort(due, function(a, b)
-    if a.at ~= b.at then return a.at < b.at end
-    return a.id < b.id
-  end)
-  for _, t in ipairs(due) do
-    local ok, err = xpcall(t.fn, debug.traceback)
-    if not ok then self.log("timer error: " .. tostring(err)) end
+  for _, d in ipairs(due) do
+    if not d.cancelled then
+      local ok, err = xpcall(d.fn, debug.traceback)
+      if not ok then self.log("timer error: " .. tostring(err)) end
+    end
   end
 end
 
@@ -465,9 +466,8 @@ function Server:step()
     if w.wants_write(w) then sendt[#sendt + 1] = sock end
   end
   local wait, now = SELECT_MAX_WAIT, socket.gettime()
-  for _, t in ipairs(self.timers) do
-    if not t.cancelled and t.at - now < wait then wait = t.at - now end
-  end
+  local first = self.timers:peek()
+  if first and first.at - now < wait then wait = first.at - now end
   if wait < 0 then wait = 0 end
   local readable, writable = socket.select(recvt, sendt, wait)
   for _, sock in ipairs(writable or {}) do
