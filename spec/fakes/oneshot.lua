@@ -78,6 +78,9 @@ function _M.default_state()
     coalesce_ms = 50,
     drop_after_received = false,    -- close a connection after N received frames
     drop_after_sent = false,        -- ... or after N sent frames
+    record_messages = true,         -- false: MsgSendReq frames are not kept for
+                                    -- /_fake/requests (benchmarks: a small heap, so the
+                                    -- fake's GC does not delay its arrival stamps)
   }
 end
 
@@ -89,7 +92,7 @@ local function deep_copy(v)
 end
 
 local function to_hex(s)
-  return (s:gsub(".", function(c) return string.format("%02X", c:byte()) end))
+  return core.hex(s):upper()
 end
 
 local function num(v)
@@ -189,6 +192,7 @@ function App:reset()
 end
 
 function App:record(conn, entry)
+  if entry.method == "MsgSendReq" and not self.state.record_messages then return entry end
   self.seq = self.seq + 1
   entry.seq, entry.conn, entry.at = self.seq, conn.id, entry.at or socket.gettime()
   self.records[#self.records + 1] = entry
@@ -225,6 +229,8 @@ function Conn:on_readable()
   local data, err, partial = self.sock:receive(65536)
   data = data or partial
   if data and #data > 0 then
+    -- Arrivals are stamped here, when the bytes are read, not when a frame
+    -- is handled: frames handled later in the same batch arrived no later.
     self.last_recv = socket.gettime()
     self.app.server.last_activity = self.last_recv
     self.inbuf = self.inbuf .. data
@@ -393,7 +399,7 @@ function App:take_script(method)
 end
 
 function App:handle_frame(conn, payload, raw)
-  local at = socket.gettime()
+  local at = conn.last_recv
   conn.frames_in = conn.frames_in + 1
   self.stats.frames_in = self.stats.frames_in + 1
   local text, err = inflate_limited(payload, self.state.max_inflated)
@@ -414,7 +420,7 @@ function App:handle_frame(conn, payload, raw)
     body, plain = decrypt_body(self, body, key)
     if not body then
       if method == "BindReq" then
-        self:record(conn, { method = method, json = text, raw_hex = to_hex(raw), encrypted = true,
+        self:record(conn, { method = method, json = text, raw = raw, encrypted = true,
                             error = plain, at = at })
         self.stats.bind_failures = self.stats.bind_failures + 1
         self:send_frame(conn, "BindRes", { Result = 911 }, { encrypt_with = bind_key(self, conn) })
@@ -429,7 +435,7 @@ function App:handle_frame(conn, payload, raw)
     return self:protocol_error(conn, "BindReq: the body must be AES+Base64", raw)
   end
   self:record(conn, { method = method, body = body, json = text, encrypted = encrypted,
-                      raw_hex = to_hex(raw), at = at })
+                      raw = raw, at = at })
   local n = self.state.drop_after_received
   if n and conn.frames_in >= n then
     self.stats.dropped = self.stats.dropped + 1
@@ -458,16 +464,16 @@ end
 -- on a bound connection counts, whatever its answer.
 function App:arrival(conn, at)
   if not conn.bound then return end
-  local list = self.arrivals
-  list[#list + 1] = at
-  local first = 1
-  while list[first] and list[first] <= at - 1 do first = first + 1 end
-  if first > 1 then
-    local keep = {}
-    for i = first, #list do keep[#keep + 1] = list[i] end
-    self.arrivals = keep
-  end
-  local count = #self.arrivals
+  local list = self.arrivals        -- a deque: list.head .. list.tail
+  local tail = (list.tail or 0) + 1
+  list[tail], list.tail = at, tail
+  local head = list.head or 1
+  while list[head] <= at - 1 do list[head] = nil; head = head + 1 end
+  list.head = head
+  local count = tail - head + 1
+  local st = self.stats
+  st.first_arrival = st.first_arrival or at
+  st.last_arrival = at
   conn.window_count = count
   if count > self.stats.max_per_second then self.stats.max_per_second = count end
 end
@@ -724,7 +730,7 @@ handlers.upload_chunk = function(app, conn, b, script)
   elseif not up then result = 911
   elseif type(data) ~= "string" then result = 911
   elseif #data > st.upload_max_data then result = 910
-  elseif st.upload_max_packet and rec and #rec.raw_hex / 2 > st.upload_max_packet then result = 910
+  elseif st.upload_max_packet and rec and #rec.raw > st.upload_max_packet then result = 910
   else
     local bin = core.b64decode(data)
     if not bin then result = 911
@@ -845,7 +851,13 @@ endpoints["GET /_fake/requests"] = function(app, req, res)
   local only = req.query and (req.query:match("method=([%w_]+)") or req.query:match("path=([%w_]+)"))
   local out = json.array()
   for _, r in ipairs(app.records) do
-    if not only or r.method == only then out[#out + 1] = r end
+    if not only or r.method == only then
+      -- The hex of the wire bytes is made when asked for, not per frame.
+      local copy = {}
+      for k, v in pairs(r) do if k ~= "raw" then copy[k] = v end end
+      if r.raw then copy.raw_hex = to_hex(r.raw) end
+      out[#out + 1] = copy
+    end
   end
   reply(res, 200, out)
 end
