@@ -430,7 +430,7 @@ describe("ksms.oneshot.protocol", function()
 
   describe("rate limit answers", function()
     it("requeues a message refused with 903 or 11 and backs off", function()
-      local p, S = bound(100)
+      local p, S = bound(100, { retry_backoff = 1 })
       assert(p:submit(sms(1, { id = "x" })))
       assert(p:submit(sms(2, { id = "y" })))
       local sent = drain(p, S, 0, 0)
