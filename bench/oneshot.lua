@@ -18,7 +18,9 @@ local fake = fake_control.start("oneshot", { state = { speed = 1000, report_dela
 
 local function run(speed, count)
   fake:reset()
-  fake:state { speed = speed, report_delay_ms = 1000000 } -- no reports during the run
+  -- No reports and no per-message records: the fake stays small, so pauses
+  -- of its own garbage collector do not bunch its arrival stamps.
+  fake:state { speed = speed, reports = false, record_messages = false }
   local s = session.new { host = "127.0.0.1", port = fake.oneshot_port, id = "test001",
     password = "test001#$$%", key = "ksms-oneshot-key", iv = "ksms-oneshot-iv!",
     queue_limit = count + 1 }
@@ -34,16 +36,21 @@ local function run(speed, count)
   s:close()
   local st = fake:stats()
   return { done = done, failed = failed, elapsed = elapsed, cpu = cpu,
-    speed_errors = st.speed_errors, max_per_second = st.max_per_second }
+    speed_errors = st.speed_errors, max_per_second = st.max_per_second,
+    server_span = (st.last_arrival or 0) - (st.first_arrival or 0), arrivals = st.accepted }
 end
 
 local ok, err = pcall(function()
   print(("OneShot session, %s"):format(_VERSION .. (jit and (" " .. jit.version) or "")))
   local r = run(1000, 1000 * SECONDS)
-  local rate = r.done / r.elapsed
+  -- The rate as the server receives it: first to last arrival. The wall
+  -- rate also counts the bind, queueing all messages before the first
+  -- send, and the last answer.
+  local rate = (r.arrivals - 1) / r.server_span
   print(("Speed 1000 granted, %d messages:"):format(r.done))
   print(("  achieved %9.1f messages/s   %.3fx of the granted Speed (goal >= 0.98: %s)"):format(
     rate, rate / 1000, rate / 1000 >= 0.98 and "met" or "MISSED"))
+  print(("  wall clock, submit to last answer: %.1f messages/s"):format(r.done / r.elapsed))
   print(("  server saw at most %d in any 1-second window; 903/11 answers: %d (goal 0: %s); failed %d"):format(
     r.max_per_second, r.speed_errors, r.speed_errors == 0 and "met" or "MISSED", r.failed))
   local u = run(1000000, MESSAGES)
