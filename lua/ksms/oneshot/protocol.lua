@@ -429,7 +429,8 @@ function P:submit(msg)
     KakaoTimeout = 0, KakaoButton = "", FileCount = nfiles,
     FileType1 = "", FileName1 = "", FileType2 = "", FileName2 = "", FileType3 = "", FileName3 = "",
     UserData = opt_str(msg.user_data, "user_data") or "",
-    ResellerCode = reseller or "",
+    -- Left out when empty, as in the document's example frame.
+    ResellerCode = reseller ~= "" and reseller or nil,
   }
   for i = 1, nfiles do
     body["FileType" .. i] = "IMG"
