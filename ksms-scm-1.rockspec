@@ -65,6 +65,8 @@ build = {
     ["ksms.oneshot.protocol"] = "lua/ksms/oneshot/protocol.lua",
     ["ksms.transport"] = "lua/ksms/transport/init.lua",
     ["ksms.transport.curl"] = "lua/ksms/transport/curl.lua",
+    ["ksms.transport.http1"] = "lua/ksms/transport/http1.lua",
+    ["ksms.transport.ngx"] = "lua/ksms/transport/ngx.lua",
   },
 }
 test = {

@@ -182,8 +182,9 @@ end
 -- options: the provider's credentials (api_key, ...), base_url (scheme,
 -- host and port; the documented paths are appended), timeout and
 -- connect_timeout (seconds), transport (an object with request,
--- request_many, close; default: libcurl), concurrency (default 8), now (a
--- function returning epoch seconds, for reservations).
+-- request_many, close; or "ngx" | "curl"; default: nginx cosockets inside
+-- nginx, libcurl elsewhere, see ksms.transport), concurrency (default 8),
+-- now (a function returning epoch seconds, for reservations).
 function _M.new(provider, options)
   if type(provider) ~= "string" then error("ksms.client: provider name expected", 2) end
   -- OneShot is a bound TCP session, not request/response plans.
@@ -200,8 +201,11 @@ function _M.new(provider, options)
   local adapter = require(modname)
   local cfg = adapter.configure(options) -- raises on missing credentials
   local transport, owns = options.transport, false
-  if not transport then
+  if not transport or type(transport) == "string" then
+    -- A kind ("ngx" or "curl") or none: ksms.transport picks (cosockets
+    -- inside nginx, libcurl elsewhere) and raises where neither is right.
     transport = require("ksms.transport").new {
+      kind = transport or nil,
       timeout = options.timeout, connect_timeout = options.connect_timeout,
       insecure = options.insecure, ca_file = options.ca_file,
     }

@@ -3,9 +3,9 @@
 --
 --   local transport = require("ksms.transport").new(opts)
 --
--- A transport is an object with three methods. Another implementation (an
--- OpenResty cosocket transport, a test double) replaces libcurl by offering
--- the same methods with the same shapes.
+-- A transport is an object with three methods. Another implementation (the
+-- OpenResty cosocket transport ksms.transport.ngx, a test double) replaces
+-- libcurl by offering the same methods with the same shapes.
 --
 -- transport:request(req) -> res | nil, err
 --   req = {
@@ -69,13 +69,37 @@
 -- certificate and host name verification OFF), ca_file (CA bundle to trust
 -- instead of the system's), user_agent ("ksms/<version>"), max_connections
 -- (connections kept alive, 16), proxy (none by default; the environment's
--- proxy variables are ignored).
+-- proxy variables are ignored), kind (below).
+--
+-- Which transport. kind = "curl" is libcurl (ksms.transport.curl); kind =
+-- "ngx" is nginx cosockets (ksms.transport.ngx: its own options, no
+-- ca_file, see there). Without kind: "ngx" when running inside nginx's Lua
+-- module (OpenResty), "curl" anywhere else. Inside nginx the default is
+-- never libcurl, which would block the worker: in a phase without
+-- cosockets (init, init_worker, set, filters, log) new() raises, saying
+-- what to do; only an explicit kind = "curl" gets libcurl there.
+
+local type, pairs, tostring, error, require = type, pairs, tostring, error, require
 
 local _M = { _VERSION = "0.1.0" }
 
--- The default transport: libcurl.
+local KINDS = { curl = "ksms.transport.curl", ngx = "ksms.transport.ngx" }
+
+-- The kind new() picks without one: "ngx" inside nginx, else "curl".
+function _M.default_kind()
+  return require("ksms.transport.ngx").in_nginx() and "ngx" or "curl"
+end
+
 function _M.new(opts)
-  return require("ksms.transport.curl").new(opts)
+  local kind, rest = nil, opts
+  if type(opts) == "table" and opts.kind ~= nil then
+    kind, rest = opts.kind, {}
+    for k, v in pairs(opts) do if k ~= "kind" then rest[k] = v end end
+  end
+  if kind ~= nil and not KINDS[kind] then
+    error("ksms.transport: kind must be \"ngx\" or \"curl\", got " .. tostring(kind), 2)
+  end
+  return require(KINDS[kind or _M.default_kind()]).new(rest)
 end
 
 return _M

@@ -1,0 +1,463 @@
+-- ksms.transport.http1: HTTP/1.1 without I/O, for transports that own
+-- their sockets (ksms.transport.ngx). It checks and writes a request the
+-- way the libcurl transport sends it, and reads a response through a
+-- buffered reader over any "give me more bytes" function.
+--
+--   local p = http1.prepare(req, defaults [, index])   -- raises on a bad req
+--   p.scheme, p.host, p.port, p.tls, p.head (request line and headers),
+--   p.body, p.timeout, p.connect_timeout, p.close (the caller asked for
+--   Connection: close), p.method, p.err (a multipart file could not be read:
+--   send nothing, return nil, p.err)
+--
+--   local r = http1.reader(fill)    -- fill(max) -> bytes | nil, err
+--   local res, keep = http1.read_response(r, { max_response =, head = })
+--   -- or nil, code, detail; code: "empty" (closed before any byte),
+--   -- "recv", "timeout", "protocol", "too_large"
+--
+-- defaults: { timeout =, connect_timeout = (seconds), user_agent = }.
+-- Bodies come from the C core (core.urlencode_form, core.multipart_body),
+-- so they are byte for byte what the libcurl transport sends.
+
+local core = require "ksms.core"
+
+local type, pairs, ipairs, tostring, tonumber, error =
+  type, pairs, ipairs, tostring, tonumber, error
+local byte, find, sub, lower, format, match, gsub =
+  string.byte, string.find, string.sub, string.lower, string.format, string.match, string.gsub
+local concat, sort = table.concat, table.sort
+local ceil, huge = math.ceil, math.huge
+local setmetatable = setmetatable
+
+local urlencode_form, multipart_body = core.urlencode_form, core.multipart_body
+
+local _M = { _VERSION = "0.1.0" }
+
+_M.MAX_HEADER_BYTES = 256 * 1024 -- the whole response header block, as libcurl's transport
+local MAX_LINE = 64 * 1024       -- one status, header or chunk-size line
+local READ_SIZE = 16 * 1024
+
+-- ---- the request ----------------------------------------------------------
+
+-- Programmer errors name fields and header names, never a value: headers,
+-- URLs and bodies may carry keys.
+local function bad(index, why, ...)
+  local where = index and index > 0 and (" #" .. index) or ""
+  error(format("ksms.transport: bad request%s: " .. why, where, ...), 0)
+end
+
+local REQ_KEYS = { method = true, url = true, headers = true, body = true, form = true,
+  multipart = true, boundary = true, timeout = true, connect_timeout = true }
+
+local function seconds(v, field, index, default)
+  if v == nil then return default end
+  if type(v) ~= "number" or not (v > 0 and v <= 1e7) then
+    bad(index, "%s must be a number of seconds > 0", field)
+  end
+  return ceil(v * 1000) / 1000
+end
+
+-- scheme://host[:port][/path][?query][#fragment] -> parts, or raises.
+function _M.parse_url(url, index)
+  if type(url) ~= "string" then bad(index, "url must be a string") end
+  if url == "" or find(url, "%z") then bad(index, "url must be a non-empty string without NUL") end
+  if find(url, "[%c ]") then bad(index, "url has a space or control character") end
+  local scheme, authority, rest = match(url, "^(%a[%w+.-]*)://([^/?#]*)(.*)$")
+  scheme = scheme and lower(scheme)
+  if scheme ~= "http" and scheme ~= "https" then
+    bad(index, "url is not an absolute http:// or https:// URL")
+  end
+  if find(authority, "@", 1, true) then bad(index, "url user information is not supported") end
+  local host, port = match(authority, "^(%[[%x:.]+%])(.*)$") -- IPv6 literal
+  if not host then host, port = match(authority, "^([^:]+)(.*)$") end
+  if not host or (port ~= "" and not match(port, "^:%d+$")) then
+    bad(index, "url is not an absolute http:// or https:// URL")
+  end
+  local default_port = scheme == "https" and 443 or 80
+  port = port ~= "" and tonumber(sub(port, 2)) or default_port
+  if port < 1 or port > 65535 then bad(index, "url has a bad port") end
+  rest = gsub(rest, "#.*$", "")
+  if rest == "" then rest = "/" elseif byte(rest) == 63 then rest = "/" .. rest end -- "?"
+  host = lower(host)
+  return {
+    scheme = scheme, host = host, port = port, tls = scheme == "https", target = rest,
+    -- libcurl's Host header: the port only when it is not the scheme's.
+    authority = port == default_port and host or (host .. ":" .. port),
+  }
+end
+
+local function token(s)
+  return not find(s, "[^%w!#$%%&'*+%-.^_`|~]")
+end
+
+local OURS = { ["content-length"] = true, ["transfer-encoding"] = true, expect = true }
+
+-- Checks one header; returns its line.
+local function header_line(name, value, index)
+  if type(name) ~= "string" then bad(index, "header names must be strings") end
+  local vt = type(value)
+  if vt == "number" then value = tostring(value)
+  elseif vt ~= "string" then bad(index, "header '%s' must have a string value", sub(name, 1, 64)) end
+  if #name == 0 or #name > 256 then bad(index, "bad header name length") end
+  if not token(name) then
+    bad(index, "header name '%s' has a character not allowed in a name", sub(name, 1, 64))
+  end
+  if find(value, "[\r\n%z]") then bad(index, "header '%s' has CR, LF or NUL in its value", sub(name, 1, 64)) end
+  if OURS[lower(name)] then bad(index, "header '%s' is set by the transport", sub(name, 1, 64)) end
+  -- libcurl sends an empty value as "Name:".
+  return value == "" and (name .. ":") or (name .. ": " .. value)
+end
+
+-- The caller's headers as lines (a map is sorted by name, so the order is
+-- stable), and which names were given (lowercased).
+local function user_headers(h, index)
+  local lines, given = {}, {}
+  if h == nil then return lines, given end
+  if type(h) ~= "table" then bad(index, "headers must be a table") end
+  local n, keys = #h, 0
+  for _ in pairs(h) do keys = keys + 1 end
+  if n > 0 then
+    if keys ~= n then bad(index, "headers mix the list and map forms") end
+    for i = 1, n do
+      local pair = h[i]
+      if type(pair) ~= "table" then bad(index, "header %d must be a {name, value} pair", i) end
+      lines[i] = header_line(pair[1], pair[2], index)
+      given[lower(pair[1])] = pair[2]
+    end
+  else
+    local names = {}
+    for name in pairs(h) do
+      if type(name) ~= "string" then bad(index, "header names must be strings") end
+      names[#names + 1] = name
+    end
+    sort(names)
+    for i, name in ipairs(names) do
+      lines[i] = header_line(name, h[name], index)
+      given[lower(name)] = h[name]
+    end
+  end
+  return lines, given
+end
+
+local function boundary_ok(b)
+  return type(b) == "string" and #b >= 1 and #b <= 70 and not find(b, "[^%w'()+_,%-./:=?]")
+end
+
+local BODY_METHODS = { POST = true, PUT = true, PATCH = true }
+
+-- prepare(req, defaults [, index]) -> prepared request (see the header).
+function _M.prepare(req, defaults, index)
+  if type(req) ~= "table" then bad(index, "table expected, got %s", type(req)) end
+  for k in pairs(req) do
+    if type(k) ~= "string" then bad(index, "request has a non-string key") end
+    if not REQ_KEYS[k] then bad(index, "unknown request field '%s'", sub(k, 1, 64)) end
+  end
+  local p = _M.parse_url(req.url, index)
+  local kinds, which = 0, nil
+  for _, k in ipairs({ "body", "form", "multipart" }) do
+    if req[k] ~= nil then kinds = kinds + 1; which = k end
+  end
+  if kinds > 1 then bad(index, "give only one of body, form, multipart") end
+  if req.boundary ~= nil then
+    if which ~= "multipart" then bad(index, "boundary is only for multipart") end
+    if not boundary_ok(req.boundary) then
+      bad(index, "boundary must be 1-70 characters from [A-Za-z0-9'()+_,-./:=?]")
+    end
+  end
+  local method = req.method
+  if method == nil then
+    method = which and "POST" or "GET"
+  else
+    if type(method) ~= "string" then bad(index, "method must be a string") end
+    if #method == 0 or #method > 20 then bad(index, "method must be 1-20 letters") end
+    if find(method, "[^A-Z]") then bad(index, "method must be upper-case letters A-Z") end
+  end
+  if method == "HEAD" and which then bad(index, "a HEAD request has no body") end
+  local lines, given = user_headers(req.headers, index)
+
+  local body, ctype
+  if which == "body" then
+    if type(req.body) ~= "string" then bad(index, "body must be a string") end
+    body = req.body -- sent as given: no Content-Type unless the caller's
+  elseif which == "form" then
+    if type(req.form) ~= "table" then bad(index, "form must be a list of {name, value}") end
+    body = urlencode_form(req.form)
+    ctype = "application/x-www-form-urlencoded"
+  elseif which == "multipart" then
+    if given["content-type"] then
+      bad(index, "Content-Type is set by multipart (it carries the boundary)")
+    end
+    if type(req.multipart) ~= "table" then bad(index, "multipart must be a list of parts") end
+    -- A `file` part is read here, before any socket is touched. That is
+    -- blocking disk I/O; in nginx prefer `data` parts (ppurio's adapter
+    -- already reads its images before planning the request).
+    local b, ct_or_err = multipart_body(req.multipart, req.boundary)
+    if not b then
+      p.err = ct_or_err -- invalid_input "file", maybe_sent false: nothing is sent
+    end
+    body, ctype = b, ct_or_err
+  end
+  if given["content-type"] then ctype = nil end
+  local has_body = which ~= nil or BODY_METHODS[method] or false
+  if has_body and not body then body = "" end
+
+  if not p.err then
+    local head = { method .. " " .. p.target .. " HTTP/1.1" }
+    if given.host == nil then head[#head + 1] = "Host: " .. p.authority end
+    if given["user-agent"] == nil then head[#head + 1] = "User-Agent: " .. defaults.user_agent end
+    if given.accept == nil then head[#head + 1] = "Accept: */*" end
+    for _, l in ipairs(lines) do head[#head + 1] = l end
+    if ctype then head[#head + 1] = "Content-Type: " .. ctype end
+    if has_body then head[#head + 1] = "Content-Length: " .. #body end
+    head[#head + 1] = "\r\n"
+    p.head = concat(head, "\r\n")
+  end
+  p.body = has_body and body or nil
+  p.method = method
+  local conn = given.connection
+  p.close = conn ~= nil and find(lower(tostring(conn)), "close", 1, true) ~= nil
+  p.timeout = seconds(req.timeout, "timeout", index, defaults.timeout)
+  p.connect_timeout = seconds(req.connect_timeout, "connect_timeout", index, defaults.connect_timeout)
+  return p
+end
+
+-- ---- the response ---------------------------------------------------------
+
+local Reader = {}
+Reader.__index = Reader
+
+-- reader(fill): fill(max) returns up to max bytes (at least one), or nil,
+-- err ("closed" at the end of the stream, "timeout", anything else).
+function _M.reader(fill)
+  return setmetatable({ fill = fill, buf = "", got = 0 }, Reader)
+end
+
+-- Bytes read from the stream so far (to tell an empty reply from a cut one).
+function Reader:received() return self.got end
+
+-- Whether bytes beyond the response are buffered (then the connection is
+-- not reused: they belong to nothing we asked for).
+function Reader:pending() return #self.buf > 0 end
+
+function Reader:more(max)
+  local data, err = self.fill(max or READ_SIZE)
+  if not data then return nil, err end
+  self.got = self.got + #data
+  self.buf = self.buf .. data
+  return true
+end
+
+-- One line without its LF (and CR); nil, "too_long" past max bytes.
+function Reader:line(max)
+  local from = 1
+  while true do
+    local nl = find(self.buf, "\n", from, true)
+    if nl then
+      local line = sub(self.buf, 1, nl - 1)
+      self.buf = sub(self.buf, nl + 1)
+      if byte(line, -1) == 13 then line = sub(line, 1, -2) end
+      if #line > max then return nil, "too_long" end
+      return line
+    end
+    if #self.buf > max + 1 then return nil, "too_long" end
+    from = #self.buf + 1
+    local ok, err = self:more()
+    if not ok then return nil, err end
+  end
+end
+
+-- Exactly n bytes; nil, err, partial when the stream ends first.
+function Reader:exact(n)
+  local buf = self.buf
+  if #buf >= n then
+    self.buf = sub(buf, n + 1)
+    return sub(buf, 1, n)
+  end
+  local parts, have = { buf }, #buf
+  self.buf = ""
+  while have < n do
+    local data, err = self.fill(n - have)
+    if not data then return nil, err, concat(parts) end
+    self.got = self.got + #data
+    if #data > n - have then -- a fill that ignores max: keep the rest
+      self.buf = sub(data, n - have + 1)
+      data = sub(data, 1, n - have)
+    end
+    parts[#parts + 1] = data
+    have = have + #data
+  end
+  return concat(parts)
+end
+
+-- Everything until the stream closes, at most max bytes (nil, "too_large").
+function Reader:rest(max)
+  local parts, have = { self.buf }, #self.buf
+  self.buf = ""
+  while true do
+    if have > max then return nil, "too_large" end
+    local data, err = self.fill(READ_SIZE)
+    if not data then
+      if err == "closed" then return concat(parts) end
+      return nil, err
+    end
+    self.got = self.got + #data
+    parts[#parts + 1] = data
+    have = have + #data
+  end
+end
+
+-- Header lines -> { lowercased name = value }, repeats joined with ", ",
+-- obs-folded lines unfolded (as the libcurl transport's res.headers).
+function _M.parse_headers(lines)
+  local headers, last = {}, nil
+  for _, line in ipairs(lines) do
+    local first = byte(line)
+    if (first == 32 or first == 9) and last then
+      local v = match(line, "^[ \t]*(.-)[ \t]*$")
+      headers[last] = headers[last] .. " " .. v
+    else
+      local name, value = match(line, "^([^:]+):[ \t]*(.-)[ \t]*$")
+      if name and first ~= 32 and first ~= 9 then
+        name = lower(name)
+        local old = headers[name]
+        headers[name] = old and (old .. ", " .. value) or value
+        last = name
+      else
+        last = nil
+      end
+    end
+  end
+  return headers
+end
+
+-- How the body is delimited: "none", "chunked", "close", or "length", n.
+-- nil, why for a Content-Length that cannot be trusted.
+function _M.framing(status, headers, head_request)
+  if head_request or status == 204 or status == 304 or (status >= 100 and status < 200) then
+    return "none"
+  end
+  local te = headers["transfer-encoding"]
+  if te then
+    -- chunked must be the last coding; anything else runs to the close.
+    if match(lower(te), "chunked[ \t]*$") then return "chunked" end
+    return "close"
+  end
+  local cl = headers["content-length"]
+  if cl then
+    local n
+    for v in (cl .. ","):gmatch("[ \t]*([^,]-)[ \t]*,") do
+      if not match(v, "^%d+$") or #v > 15 then return nil, "bad Content-Length" end
+      local m = tonumber(v)
+      if n and m ~= n then return nil, "conflicting Content-Length values" end
+      n = m
+    end
+    if not n then return nil, "bad Content-Length" end
+    return "length", n
+  end
+  return "close"
+end
+
+-- Whether the connection may carry another request after this response.
+function _M.keep_alive(minor, headers)
+  local conn = headers.connection and lower(headers.connection) or ""
+  if find(conn, "close", 1, true) then return false end
+  if minor == 0 then return find(conn, "keep-alive", 1, true) ~= nil end
+  return true
+end
+
+-- The server's idle limit from "Keep-Alive: timeout=N", in seconds.
+function _M.keepalive_timeout(headers)
+  local ka = headers["keep-alive"]
+  return ka and tonumber(match(ka, "timeout%s*=%s*(%d+)")) or nil
+end
+
+local function fail(reader, err, what)
+  if err == "timeout" then return nil, "timeout", what end
+  if err == "too_long" or err == "too_large" then return nil, "too_large", what end
+  if reader:received() == 0 and err == "closed" then
+    return nil, "empty", "the connection closed before any response byte"
+  end
+  return nil, "recv", what .. ": " .. tostring(err)
+end
+
+local function read_chunked(r, max)
+  local parts, total = {}, 0
+  while true do
+    local line, err = r:line(MAX_LINE)
+    if not line then return fail(r, err, "reading a chunk size") end
+    local hex = match(line, "^[ \t]*(%x+)[ \t]*;?")
+    if not hex or #hex > 15 then return nil, "protocol", "bad chunk size line" end
+    local size = tonumber(hex, 16)
+    if size == 0 then break end
+    if total + size > max then return nil, "too_large", "response body over max_response" end
+    local data, rerr = r:exact(size)
+    if not data then return fail(r, rerr, "reading a chunk") end
+    parts[#parts + 1] = data
+    total = total + size
+    local crlf, cerr = r:line(2)
+    if not crlf then return fail(r, cerr, "reading a chunk") end
+    if crlf ~= "" then return nil, "protocol", "chunk not followed by CRLF" end
+  end
+  -- Trailers: read and dropped (the interface has none).
+  local seen = 0
+  while true do
+    local line, err = r:line(MAX_LINE)
+    if not line then return fail(r, err, "reading trailers") end
+    if line == "" then break end
+    seen = seen + #line
+    if seen > _M.MAX_HEADER_BYTES then return nil, "too_large", "response trailers too large" end
+  end
+  return concat(parts)
+end
+
+-- read_response(reader, opts) -> res, keep | nil, code, detail
+-- res = { status, headers, body, raw_headers }; keep: the connection can
+-- be reused (framed body read whole, no Connection: close).
+function _M.read_response(r, opts)
+  local max = opts.max_response or huge
+  local status, minor, lines
+  repeat -- interim 1xx responses (100 Continue, 103) are skipped
+    local line, err = r:line(MAX_LINE)
+    if not line then return fail(r, err, "reading the status line") end
+    local m, code = match(line, "^HTTP/1%.(%d) (%d%d%d)")
+    if not m then return nil, "protocol", "malformed HTTP response (no status line)" end
+    minor, status = tonumber(m), tonumber(code)
+    lines = {}
+    local size = #line
+    while true do
+      local h, herr = r:line(MAX_LINE)
+      if not h then return fail(r, herr, "reading the response headers") end
+      if h == "" then break end
+      size = size + #h + 2
+      if size > _M.MAX_HEADER_BYTES then return nil, "too_large", "response headers too large" end
+      lines[#lines + 1] = h
+    end
+  until status and (status >= 200 or status == 101)
+  local headers = _M.parse_headers(lines)
+  local how, n = _M.framing(status, headers, opts.head)
+  if not how then return nil, "protocol", n end
+  local body, err, detail = "", nil, nil
+  if how == "length" then
+    if n > max then return nil, "too_large", "response body over max_response" end
+    local partial
+    body, err, partial = r:exact(n)
+    if not body then
+      return fail(r, err, format("reading the body (%d of %d bytes)", partial and #partial or 0, n))
+    end
+  elseif how == "chunked" then
+    body, err, detail = read_chunked(r, max)
+    if not body then return nil, err, detail end
+  elseif how == "close" then
+    body, err = r:rest(max)
+    if not body then
+      if err == "too_large" then return nil, "too_large", "response body over max_response" end
+      return fail(r, err, "reading the body")
+    end
+  end
+  lines[#lines + 1] = ""
+  local res = { status = status, headers = headers, body = body,
+    raw_headers = concat(lines, "\r\n") .. "\r\n" }
+  local keep = how ~= "close" and status ~= 101 and _M.keep_alive(minor, headers) and not r:pending()
+  return res, keep
+end
+
+return _M
