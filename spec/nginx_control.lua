@@ -6,6 +6,11 @@
 --   local nginx = require("nginx_control").start{ http = "<server-level config>",
 --     lua = true, workers = 1 }
 --   nginx.port, nginx.base_url, nginx.prefix; nginx:stop()
+--
+-- With ksms = true (implies lua = true) the Lua module finds ksms: absolute
+-- lua_package_path to the repository's lua/ and lua_package_cpath to
+-- build/luajit/ (nginx's Lua is always LuaJIT). nginx_control.available()
+-- tells whether nginx and its Lua module are installed.
 local socket = require "socket"
 
 local _M = {}
@@ -20,6 +25,13 @@ local function free_port()
   return port
 end
 
+-- os.execute's success under Lua 5.4 (true) and LuaJIT / 5.1 (0).
+local function exec_ok(cmd)
+  local a = os.execute(cmd)
+  if type(a) == "number" then return a == 0 end
+  return a == true
+end
+
 local function write(path, data)
   local f = assert(io.open(path, "w"))
   f:write(data)
@@ -29,23 +41,61 @@ end
 local Nginx = {}
 Nginx.__index = Nginx
 
+-- true, or false and why nginx with the Lua module cannot run here.
+function _M.available()
+  local f = io.open(NGINX, "r")
+  if not f then return false, NGINX .. " is not installed (Debian: nginx-light)" end
+  f:close()
+  f = io.open(MODULES .. "ngx_http_lua_module.so", "r")
+  if not f then return false, "the nginx Lua module is not installed (Debian: libnginx-mod-http-lua)" end
+  f:close()
+  return true
+end
+
+-- The repository's root (this file is spec/nginx_control.lua).
+function _M.repo_root()
+  local here = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")
+  if not here or here:sub(1, 1) ~= "/" then
+    local p = assert(io.popen("pwd"))
+    local cwd = p:read("*l")
+    p:close()
+    here = here and (cwd .. "/" .. here) or cwd
+  end
+  return here
+end
+
+-- lua_package_path / lua_package_cpath lines for ksms (absolute paths);
+-- extra_path: more "dir/?.lua" entries before ksms's.
+function _M.ksms_paths(extra_path)
+  local root = _M.repo_root()
+  return ('lua_package_path "%s%s/lua/?.lua;%s/lua/?/init.lua;;";\n  lua_package_cpath "%s/build/luajit/?.so;;";\n')
+    :format(extra_path and (extra_path .. ";") or "", root, root, root)
+end
+
 -- opts.locations: text placed inside the server block; opts.http: text
--- placed in the http block; opts.lua: load the Lua module (and NDK);
--- opts.workers: worker processes (default 1).
+-- placed in the http block; opts.main: text at the top level (env, ...);
+-- opts.lua: load the Lua module (and NDK); opts.ksms: lua = true plus
+-- ksms's package paths (opts.lua_path: more path entries first);
+-- opts.workers: worker processes (default 1); opts.log_level (warn).
+-- opts.conf: a whole configuration instead (paths relative to the prefix;
+-- it runs with -g "daemon off;"), with opts.port the port it listens on.
 function _M.start(opts)
   local prefix = os.tmpname()
   os.remove(prefix)
-  assert(os.execute("mkdir -p " .. prefix .. "/logs " .. prefix .. "/conf"))
+  assert(exec_ok("mkdir -p " .. prefix .. "/logs " .. prefix .. "/conf"))
   local port = opts.port or free_port()
   local modules = ""
-  if opts.lua then
+  local http = opts.http or ""
+  if opts.ksms then http = _M.ksms_paths(opts.lua_path) .. "  " .. http end
+  if opts.lua or opts.ksms then
     modules = ("load_module %sndk_http_module.so;\nload_module %sngx_http_lua_module.so;\n"):format(MODULES, MODULES)
   end
-  local conf = modules .. ([[
+  local conf = modules .. (opts.main or "") .. ([[
+
 worker_processes %d;
 daemon off;
 master_process on;
-error_log %s/logs/error.log warn;
+error_log %s/logs/error.log %s;
 pid %s/logs/nginx.pid;
 events { worker_connections 1024; }
 http {
@@ -63,10 +113,17 @@ http {
     %s
   }
 }
-]]):format(opts.workers or 1, prefix, prefix, prefix, prefix, prefix, prefix, prefix,
-    opts.http or "", port, opts.locations or "")
+]]):format(opts.workers or 1, prefix, opts.log_level or "warn", prefix, prefix, prefix, prefix, prefix, prefix,
+    http, port, opts.locations or "")
+  local flags = ""
+  if opts.conf then
+    conf, flags = opts.conf, " -g 'daemon off;'"
+  end
   write(prefix .. "/conf/nginx.conf", conf)
-  local cmd = ("%s -p %s -c conf/nginx.conf >%s/logs/stdout.log 2>&1 & echo $!"):format(NGINX, prefix, prefix)
+  -- Without LD_PRELOAD: under `make asan` the sanitizer runtime is
+  -- preloaded for the interpreters; nginx is not built for it.
+  local cmd = ("env -u LD_PRELOAD %s -p %s -c conf/nginx.conf%s >%s/logs/stdout.log 2>&1 & echo $!")
+    :format(NGINX, prefix, flags, prefix)
   local p = assert(io.popen(cmd))
   local pid = tonumber(p:read("*l"))
   p:close()
@@ -90,7 +147,7 @@ http {
 end
 
 function Nginx:reload()
-  assert(os.execute(("%s -p %s -c conf/nginx.conf -s reload"):format(NGINX, self.prefix)))
+  assert(exec_ok(("env -u LD_PRELOAD %s -p %s -c conf/nginx.conf -s reload"):format(NGINX, self.prefix)))
 end
 
 function Nginx:error_log()
@@ -105,7 +162,7 @@ function Nginx:stop()
   if not self.pid then return end
   os.execute(("kill -QUIT %d 2>/dev/null"):format(self.pid))
   for _ = 1, 100 do
-    if not os.execute(("kill -0 %d 2>/dev/null"):format(self.pid)) then break end
+    if not exec_ok(("kill -0 %d 2>/dev/null"):format(self.pid)) then break end
     socket.sleep(0.05)
   end
   os.execute(("kill -9 %d 2>/dev/null"):format(self.pid))
