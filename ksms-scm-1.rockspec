@@ -67,6 +67,9 @@ build = {
     ["ksms.transport.curl"] = "lua/ksms/transport/curl.lua",
     ["ksms.transport.http1"] = "lua/ksms/transport/http1.lua",
     ["ksms.transport.ngx"] = "lua/ksms/transport/ngx.lua",
+    ["ksms.ngx.queue"] = "lua/ksms/ngx/queue.lua",
+    ["ksms.ngx.oneshot_session"] = "lua/ksms/ngx/oneshot_session.lua",
+    ["ksms.ngx.oneshot"] = "lua/ksms/ngx/oneshot.lua",
   },
 }
 test = {
