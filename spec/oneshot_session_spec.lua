@@ -110,6 +110,25 @@ describe("oneshot session", function()
     assert.equal(3, #fake:requests("MsgSendReq"))
   end)
 
+  it("sends AlimTalk and FriendTalk through ksms.client(\"oneshot\"), and results name their kind", function()
+    local client = require("ksms").client("oneshot", opts(fake))
+    assert.is_false(client.capabilities.report) -- reports are pushed, not fetched
+    local sms = assert(client:send { to = "01011112222", from = "15666639", text = "짧은 글" })
+    assert.equal("sms", sms.kind)
+    local lms = assert(client:send { to = "01011112222", from = "15666639", text = ("가"):rep(60) })
+    assert.equal("lms", lms.kind)
+    local at = assert(client:alimtalk { to = "01011112222", from = "15666639", text = "주문 완료",
+      kakao = { sender_key = "sk-1", template_code = "T001" } })
+    assert.equal("alimtalk", at.kind)
+    local ft = assert(client:friendtalk { to = "01011112222", from = "15666639", text = "할인",
+      kakao = { sender_key = "sk-1" } })
+    assert.equal("friendtalk", ft.kind)
+    client:close()
+    local sent = fake:requests("MsgSendReq")
+    assert.same({ 4, 6, 7, 8 }, { sent[1].body.MsgType, sent[2].body.MsgType, sent[3].body.MsgType, sent[4].body.MsgType })
+    assert.equal("T001", sent[3].body.KakaoTemplateCode)
+  end)
+
   it("uses a message's user_msg_id as its UserMsgId", function()
     local s = session.new(opts(fake))
     assert(s:connect())

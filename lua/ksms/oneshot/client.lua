@@ -15,7 +15,8 @@ Client.__index = Client
 
 _M.capabilities = {
   sms = true, lms = true, mms = true, alimtalk = true, friendtalk = true, rcs = true,
-  reservation = false, balance = false, report = true, sender_numbers = false,
+  -- report: reports are pushed (pushed_reports, on_report); no report(id) call.
+  reservation = false, balance = false, report = false, sender_numbers = false,
   register_sender = false, history = false, pushed_reports = true,
 }
 
@@ -30,10 +31,11 @@ function Client:_ready()
   return self.session:connect()
 end
 
-local function copy_with(msg, to)
+local function copy_with(msg, to, kind)
   local m = {}
   for k, v in pairs(msg) do m[k] = v end
   m.to = to
+  if kind then m.kind = m.kind or kind end
   return m
 end
 
@@ -46,8 +48,11 @@ function Client:_run(list, timeout)
   end
   if pending > 0 then self.session:flush(timeout or 120) end
   for i = 1, #list do
-    outcomes[i] = outcomes[i] or errors.new { category = "timeout", code = "no_outcome", provider = "oneshot",
-      message = "no outcome yet; it arrives later through the session's poll" }
+    -- Still queued or in flight: the session may yet send it, so a caller
+    -- must not resend it blindly.
+    outcomes[i] = outcomes[i] or errors.new { category = "unknown", code = "no_outcome", provider = "oneshot",
+      maybe_sent = true,
+      message = "no outcome in time; it may still be sent, and its outcome arrives through the session's poll" }
   end
   return outcomes
 end
@@ -83,6 +88,18 @@ function Client:send_many(messages, opts)
     return outs
   end
   return self:_run(messages, opts and opts.timeout)
+end
+
+-- AlimTalk / FriendTalk: send with the kind set; msg.kakao carries
+-- sender_key, template_code, ... (see ksms.oneshot.protocol).
+function Client:alimtalk(msg)
+  if type(msg) ~= "table" then error("ksms: alimtalk needs a message table", 2) end
+  return self:send(copy_with(msg, msg.to, "alimtalk"))
+end
+
+function Client:friendtalk(msg)
+  if type(msg) ~= "table" then error("ksms: friendtalk needs a message table", 2) end
+  return self:send(copy_with(msg, msg.to, "friendtalk"))
 end
 
 function Client:close() self.session:close() end

@@ -439,7 +439,9 @@ function P:submit(msg)
   if kakao then for k, field in pairs(KAKAO) do if kakao[k] ~= nil then body[field] = kakao[k] end end end
   if rcs then for k, field in pairs(RCS) do if rcs[k] ~= nil then body[field] = rcs[k] end end end
 
-  local rec = { id = id, sub_id = sub_id, key = key, msg_type = msg_type, body = body,
+  -- kind: what the result reports (the session's results read rec.kind).
+  local kind_name = kind ~= "auto" and kind or (msg_type == 4 and "sms" or (nfiles > 0 and "mms" or "lms"))
+  local rec = { id = id, sub_id = sub_id, key = key, msg_type = msg_type, kind = kind_name, body = body,
     attempts = 0, state = "queued", to = to }
   self.ids[key] = rec
   self:_push_back(rec)
