@@ -64,6 +64,17 @@ function _M.repo_root()
   return here
 end
 
+local root_checked, root
+local function is_root()
+  if not root_checked then
+    local p = io.popen("id -u")
+    root = p and p:read("*l") == "0"
+    if p then p:close() end
+    root_checked = true
+  end
+  return root
+end
+
 -- lua_package_path / lua_package_cpath lines for ksms (absolute paths);
 -- extra_path: more "dir/?.lua" entries before ksms's.
 function _M.ksms_paths(extra_path)
@@ -115,14 +126,21 @@ http {
 }
 ]]):format(opts.workers or 1, prefix, opts.log_level or "warn", prefix, prefix, prefix, prefix, prefix, prefix,
     http, port, opts.locations or "")
-  local flags = ""
+  local globals = ""
   if opts.conf then
-    conf, flags = opts.conf, " -g 'daemon off;'"
+    conf, globals = opts.conf, "daemon off;"
   end
+  -- As root, nginx would run its workers as nobody, who cannot read a
+  -- checkout under a private (0700) directory such as a CI's mktemp -d:
+  -- keep them the master's user.
+  if is_root() then globals = globals .. " user root;" end
+  local flags = globals ~= "" and (" -g '" .. globals .. "'") or ""
   write(prefix .. "/conf/nginx.conf", conf)
   -- Without LD_PRELOAD: under `make asan` the sanitizer runtime is
-  -- preloaded for the interpreters; nginx is not built for it.
-  local cmd = ("env -u LD_PRELOAD %s -p %s -c conf/nginx.conf%s >%s/logs/stdout.log 2>&1 & echo $!")
+  -- preloaded for the interpreters; nginx is not built for it. Without
+  -- LUA_PATH / LUA_CPATH: the Lua module would append the spec runner's
+  -- (relative, Lua 5.4) paths to its own.
+  local cmd = ("env -u LD_PRELOAD -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 %s -p %s -c conf/nginx.conf%s >%s/logs/stdout.log 2>&1 & echo $!")
     :format(NGINX, prefix, flags, prefix)
   local p = assert(io.popen(cmd))
   local pid = tonumber(p:read("*l"))
