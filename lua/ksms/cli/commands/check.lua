@@ -1,0 +1,99 @@
+-- ksms check TEXT: offline. The CP949 byte count, the kind each provider
+-- would send (SMS/LMS by its limits), and every character a provider's
+-- charset cannot carry. Nothing is sent and no credentials are needed.
+
+local core = require "ksms.core"
+local config = require "ksms.cli.config"
+local input = require "ksms.cli.input"
+local status = require "ksms.cli.status"
+local text_rules = require "ksms.rules.text"
+
+local ipairs, tostring, error, require = ipairs, tostring, error, require
+local format, upper, concat = string.format, string.upper, table.concat
+
+local _M = { _VERSION = "0.1.0" }
+
+-- Each provider's limits: the adapters' own tables; OneShot's are the
+-- protocol's defaults (sms_max 90, lms_max 2000, CP949).
+local function limits_of(name)
+  if name == "oneshot" then return { charset = "cp949", sms = 90, lms = 2000 } end
+  return require(require("ksms.client").providers[name]).limits
+end
+
+-- The verdict of one provider on the text.
+local function verdict(name, text)
+  local limits = limits_of(name)
+  local v = { provider = name, charset = upper(limits.charset), sms_limit = limits.sms, lms_limit = limits.lms }
+  local ok, bad = core.charset_check(text, limits.charset)
+  if not ok then
+    v.ok = false
+    v.unsupported = {}
+    for i, b in ipairs(bad) do v.unsupported[i] = { char = b.char, position = b.pos } end
+    v.reason = "charset"
+    return v
+  end
+  local kind, err = text_rules.choose_kind(text, "auto", false, limits)
+  if not kind then
+    v.ok, v.reason, v.message = false, tostring(err.code), err.message
+    return v
+  end
+  v.ok, v.kind = true, kind
+  return v
+end
+
+local function run(ctx)
+  local o = ctx.opts
+  local text = ctx.args[1]
+  if ctx.args[2] then error(status.usage("give the text as one argument (quote it), or on stdin"), 0) end
+  if text == nil or text == "-" then text = input.stdin() end
+  local bytes, uerr = core.cp949_len(text)
+  if not bytes then error(status.usage("the text is not valid UTF-8: " .. tostring(uerr.message)), 0) end
+  if bytes == 0 then error(status.usage("the text is empty"), 0) end
+  local names = config.PROVIDERS
+  if o.provider then
+    if not config.OPTIONS[o.provider] then
+      error(status.usage(format("unknown provider %q (known: %s)", o.provider, concat(config.PROVIDERS, ", "))), 0)
+    end
+    names = { o.provider }
+  end
+  local verdicts, all_ok = {}, true
+  for i, name in ipairs(names) do
+    verdicts[i] = verdict(name, text)
+    all_ok = all_ok and verdicts[i].ok
+  end
+  local code = all_ok and status.OK or status.REFUSED
+  local out = ctx.out
+  if out.json then
+    out:json_doc({ ok = all_ok, bytes = bytes, characters = text_rules.chars(text), providers = verdicts })
+    return code
+  end
+  out:line(format("%d bytes in CP949 (Hangul 2, ASCII 1), %d characters", bytes, text_rules.chars(text)))
+  for _, v in ipairs(verdicts) do
+    local what
+    if v.ok then
+      what = format("%s (SMS up to %d bytes, LMS up to %d)", upper(v.kind), v.sms_limit, v.lms_limit)
+    elseif v.reason == "charset" then
+      local chars = {}
+      for i, u in ipairs(v.unsupported) do chars[i] = format("'%s' at %d", u.char, u.position) end
+      what = format("refused: %s cannot carry %s", v.charset, concat(chars, ", "))
+    else
+      what = "refused: " .. tostring(v.message)
+    end
+    out:line(format("%-10s %-7s %s", v.provider, v.charset, what))
+  end
+  return code
+end
+
+_M.commands = {
+  {
+    name = "check", summary = "offline: bytes, SMS/LMS per provider, characters a charset lacks",
+    usage = "ksms check [TEXT | -] [--provider NAME] [--json]",
+    flags = {},
+    offline = true,
+    details = "Exit 0 when every provider shown can send the text, 1 when one cannot, 2 for invalid UTF-8.",
+    examples = { "ksms check '됬나요? 😀'", "cat notice.txt | ksms check --json", "ksms check --provider cafe24 '안녕하세요'" },
+    run = run,
+  },
+}
+
+return _M

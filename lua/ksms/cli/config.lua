@@ -1,0 +1,229 @@
+-- ksms.cli.config: a provider's client options from three places, in order
+-- of precedence: command-line flags, environment variables
+-- KSMS_<PROVIDER>_<OPTION>, and the config file (--config PATH, default
+-- $XDG_CONFIG_HOME/ksms/config or ~/.config/ksms/config), an INI file:
+--
+--   [default]            ; optional: the provider and caller number to use
+--   provider = senders
+--   from = 02-1234-5678
+--
+--   [senders]
+--   api_key = ...
+--   base_url = http://127.0.0.1:8080
+--
+-- Values are converted to the option's type (numbers, booleans).
+
+local type, pairs, ipairs, tonumber, tostring = type, pairs, ipairs, tonumber, tostring
+local format, upper, lower, concat, sort = string.format, string.upper, string.lower, table.concat, table.sort
+local getenv, io_open = os.getenv, io.open
+
+local _M = { _VERSION = "0.1.0" }
+
+local HTTP_COMMON = { timeout = "number", connect_timeout = "number", insecure = "boolean",
+  ca_file = "string", concurrency = "number", max_recipients_per_request = "number" }
+
+local function with_common(t)
+  for k, v in pairs(HTTP_COMMON) do t[k] = v end
+  return t
+end
+
+local APIV2 = { api_key = "string", base_url = "string", recipient_separator = "string",
+  variable_separator = "string", reserve_format = "string" }
+
+-- Every client option of every provider (ksms.client, the adapters'
+-- configure, ksms.oneshot.session and .protocol), with its type.
+_M.OPTIONS = {
+  senders = with_common({}),
+  messageme = with_common({}),
+  ppurio = with_common({ client_id = "string", api_key = "string", base_url = "string" }),
+  cafe24 = with_common({ user_id = "string", secure_key = "string", base_url = "string",
+    history_url = "string", test = "boolean", nointeractive = "boolean" }),
+  oneshot = {
+    host = "string", port = "number", id = "string", password = "string", key = "string", iv = "string",
+    encrypted = "boolean", reconnect_delay = "number", connect_timeout = "number",
+    write_timeout = "number", auto_reconnect = "boolean", outside_window = "string",
+    keepalive_interval = "number", alive_timeout = "number", bind_timeout = "number",
+    queue_limit = "number", pace_margin = "number", max_retries = "number", retry_backoff = "number",
+    resend_unanswered = "boolean", id_prefix = "string", version = "number", dedup_size = "number",
+    sms_max = "number", lms_max = "number", upload_method = "string", upload_chunk = "number",
+    default_speed = "number",
+  },
+}
+for k, v in pairs(APIV2) do _M.OPTIONS.senders[k] = v; _M.OPTIONS.messageme[k] = v end
+
+_M.REQUIRED = {
+  senders = { "api_key" }, messageme = { "api_key" }, ppurio = { "client_id", "api_key" },
+  cafe24 = { "user_id", "secure_key" }, oneshot = { "host", "port", "id", "password", "key", "iv" },
+}
+
+_M.PROVIDERS = { "senders", "messageme", "ppurio", "cafe24", "oneshot" }
+
+-- Options every provider section may also hold: command defaults.
+local CLI_KEYS = { from = "string" }
+
+-- Every option name, sorted: the command's provider flags.
+function _M.all_option_names()
+  local seen, names = {}, {}
+  for _, opts in pairs(_M.OPTIONS) do
+    for k in pairs(opts) do
+      if not seen[k] then seen[k] = true; names[#names + 1] = k end
+    end
+  end
+  sort(names)
+  return names
+end
+
+function _M.option_type(provider, name)
+  local opts = _M.OPTIONS[provider]
+  return opts and opts[name] or CLI_KEYS[name]
+end
+
+-- A string value to the option's type; nil, message when it does not fit.
+function _M.convert(provider, name, value)
+  if type(value) ~= "string" then return value end
+  local t = _M.option_type(provider, name) or "string"
+  if t == "number" then
+    local n = tonumber(value)
+    if not n then return nil, format("%s must be a number, got %q", name, value) end
+    return n
+  elseif t == "boolean" then
+    local v = lower(value)
+    if v == "1" or v == "true" or v == "yes" or v == "on" then return true end
+    if v == "0" or v == "false" or v == "no" or v == "off" or v == "" then return false end
+    return nil, format("%s must be true or false, got %q", name, value)
+  end
+  return value
+end
+
+function _M.default_path()
+  local xdg = getenv("XDG_CONFIG_HOME")
+  if xdg and xdg ~= "" then return xdg .. "/ksms/config" end
+  local home = getenv("HOME")
+  if home and home ~= "" then return home .. "/.config/ksms/config" end
+  return nil
+end
+
+-- Reads an INI file: { [section] = { key = { value =, line = } } }, or
+-- nil, message. A missing file is nil, nil (the default file is optional).
+function _M.read_ini(path)
+  local f = io_open(path, "r")
+  if not f then return nil, nil end
+  local sections, current, n = {}, nil, 0
+  for line in f:lines() do
+    n = n + 1
+    line = line:gsub("\r$", "")
+    local trimmed = line:match("^%s*(.-)%s*$")
+    if trimmed == "" or trimmed:find("^[#;]") then
+      -- comment or blank
+    elseif trimmed:find("^%[") then
+      local name = trimmed:match("^%[%s*([%w_%-]+)%s*%]$")
+      if not name then f:close(); return nil, format("%s:%d: bad section header %q", path, n, trimmed) end
+      current = lower(name)
+      sections[current] = sections[current] or {}
+    else
+      local k, v = trimmed:match("^([%w_%-%.]+)%s*=%s*(.-)$")
+      if not k then f:close(); return nil, format("%s:%d: expected key = value", path, n) end
+      local quoted = v:match('^"(.*)"$') or v:match("^'(.*)'$")
+      if quoted then v = quoted end
+      local section = current or "default"
+      sections[section] = sections[section] or {}
+      sections[section][lower(k):gsub("%-", "_")] = { value = v, line = n }
+    end
+  end
+  f:close()
+  return sections
+end
+
+-- Loads the config file: explicit path (must exist) or the default one.
+function _M.load(path)
+  local explicit = path ~= nil
+  path = path or _M.default_path()
+  if not path then return { sections = {}, path = nil } end
+  local sections, err = _M.read_ini(path)
+  if not sections then
+    if err then return nil, err end
+    if explicit then return nil, format("config file %s cannot be read", path) end
+    return { sections = {}, path = nil }
+  end
+  return { sections = sections, path = path }
+end
+
+local function env_name(provider, name)
+  return "KSMS_" .. upper(provider) .. "_" .. upper(name)
+end
+_M.env_name = env_name
+
+-- The provider to use: --provider, KSMS_PROVIDER, [default] provider.
+function _M.provider(flag_value, conf)
+  if flag_value and flag_value ~= "" then return flag_value, "--provider" end
+  local e = getenv("KSMS_PROVIDER")
+  if e and e ~= "" then return e, "KSMS_PROVIDER" end
+  local d = conf.sections.default
+  if d and d.provider then return d.provider.value, conf.path .. " [default]" end
+  return nil
+end
+
+-- resolve(provider, flag_options, conf) -> options, sources | nil, message
+-- flag_options: { name = value } from the command line (already typed or
+-- strings). sources[name] says where each value came from (never the value).
+function _M.resolve(provider, flag_options, conf)
+  local known = _M.OPTIONS[provider]
+  if not known then
+    return nil, format("unknown provider %q (known: %s)", tostring(provider), concat(_M.PROVIDERS, ", "))
+  end
+  local options, sources = {}, {}
+  local section = conf.sections[provider] or {}
+  for k, entry in pairs(section) do
+    if not known[k] and not CLI_KEYS[k] then
+      return nil, format("%s:%d: %s takes no option %q", conf.path, entry.line, provider, k)
+    end
+    local v, err = _M.convert(provider, k, entry.value)
+    if v == nil then return nil, format("%s:%d: %s", conf.path, entry.line, err) end
+    options[k], sources[k] = v, format("%s [%s]", conf.path, provider)
+  end
+  local default = conf.sections.default
+  if default and default.from and options.from == nil then
+    options.from, sources.from = default.from.value, conf.path .. " [default]"
+  end
+  for k in pairs(known) do
+    local e = getenv(env_name(provider, k))
+    if e ~= nil then
+      local v, err = _M.convert(provider, k, e)
+      if v == nil then return nil, env_name(provider, k) .. ": " .. err end
+      options[k], sources[k] = v, env_name(provider, k)
+    end
+  end
+  local from_env = getenv(env_name(provider, "from")) or getenv("KSMS_FROM")
+  if from_env and from_env ~= "" then
+    options.from, sources.from = from_env, getenv(env_name(provider, "from")) and env_name(provider, "from") or "KSMS_FROM"
+  end
+  for k, v in pairs(flag_options) do
+    if not known[k] then
+      local names = {}
+      for name in pairs(known) do names[#names + 1] = name end
+      sort(names)
+      return nil, format("%s takes no option %q (it takes: %s)", provider, k, concat(names, ", "))
+    end
+    local cv, err = _M.convert(provider, k, v)
+    if cv == nil then return nil, err end
+    options[k], sources[k] = cv, "command line"
+  end
+  return options, sources
+end
+
+-- Names of required options still missing, with where to give them.
+function _M.missing(provider, options)
+  local missing = {}
+  for _, k in ipairs(_M.REQUIRED[provider] or {}) do
+    if options[k] == nil or options[k] == "" then missing[#missing + 1] = k end
+  end
+  if #missing == 0 then return nil end
+  local how = {}
+  for i, k in ipairs(missing) do
+    how[i] = format("--%s or %s", k:gsub("_", "-"), env_name(provider, k))
+  end
+  return format("%s needs %s: give %s, or put them under [%s] in %s", provider, concat(missing, ", "),
+    concat(how, "; "), provider, _M.default_path() or "the config file")
+end
+
+return _M

@@ -1,0 +1,100 @@
+-- ksms.cli.journal: the outcome journal of a bulk send, one line per row
+-- and event, appended and flushed as it goes:
+--
+--   # ksms bulk journal v1 ...            (comments: runs, the CSV header)
+--   <row>\t<recipient>\tpending\t         written BEFORE the row is sent
+--   <row>\t<recipient>\tok\tid=...        the provider accepted it
+--   <row>\t<recipient>\tfailed\t<code> <message>       refused, not sent
+--   <row>\t<recipient>\tmaybe_sent\t<code> <message>   may have been sent
+--
+-- The last line of a row decides. Reading a journal keeps only bitsets of
+-- row numbers (ksms.cli.bitset): done (ok), failed, and unknown (pending or
+-- maybe_sent), so a million-row journal stays a few hundred KB.
+
+local bitset = require "ksms.cli.bitset"
+
+local io_open, tonumber, tostring = io.open, tonumber, tostring
+local format, gsub, sub = string.format, string.gsub, string.sub
+local setmetatable = setmetatable
+
+local _M = { _VERSION = "0.1.0" }
+
+_M.OUTCOMES = { pending = true, ok = true, failed = true, maybe_sent = true }
+
+function _M.empty()
+  return { ok = bitset.new(), failed = bitset.new(), unknown = bitset.new(), pending = bitset.new(),
+    lines = 0, exists = false }
+end
+
+-- load(path) -> state | nil, message. A missing file is an empty state.
+-- state: ok, failed, unknown, pending (bitsets), lines, columns (the CSV
+-- header the journal was written for, if recorded).
+function _M.load(path)
+  local state = _M.empty()
+  local f = io_open(path, "rb")
+  if not f then return state end
+  state.exists = true
+  local ok, failed, unknown, pending = state.ok, state.failed, state.unknown, state.pending
+  for line in f:lines() do
+    state.lines = state.lines + 1
+    if sub(line, 1, 1) == "#" then
+      local columns = line:match("^# columns\t(.*)$")
+      if columns then state.columns = columns end
+    else
+      local row, outcome = line:match("^(%d+)\t[^\t]*\t([%a_]+)")
+      row = tonumber(row)
+      -- A line cut by a kill (no outcome) is ignored: the pending line
+      -- before it already marks the row.
+      if row and _M.OUTCOMES[outcome] then
+        if outcome == "ok" then
+          ok:add(row); failed:remove(row); unknown:remove(row); pending:remove(row)
+        elseif outcome == "failed" then
+          failed:add(row); ok:remove(row); unknown:remove(row); pending:remove(row)
+        else
+          unknown:add(row); ok:remove(row); failed:remove(row)
+          if outcome == "pending" then pending:add(row) else pending:remove(row) end
+        end
+      end
+    end
+  end
+  f:close()
+  return state
+end
+
+local Writer = {}
+Writer.__index = Writer
+
+-- open(path) -> writer | nil, message: appends.
+function _M.open(path)
+  local f, err = io_open(path, "ab")
+  if not f then return nil, err end
+  return setmetatable({ f = f, path = path }, Writer)
+end
+
+-- Tabs and line breaks would break the line format.
+local function clean(s)
+  return (gsub(tostring(s or ""), "[\t\r\n]+", " "))
+end
+
+function Writer:comment(s)
+  self.f:write("# ", clean(s), "\n")
+  self.f:flush()
+end
+
+function Writer:columns(header_line)
+  self.f:write("# columns\t", clean(header_line), "\n")
+  self.f:flush()
+end
+
+-- One line, flushed at once: a kill right after leaves it on disk.
+function Writer:record(row, to, outcome, detail)
+  self.f:write(format("%d\t%s\t%s\t%s\n", row, clean(to), outcome, clean(detail)))
+  self.f:flush()
+end
+
+function Writer:close()
+  if self.f then self.f:close() end
+  self.f = nil
+end
+
+return _M

@@ -1,0 +1,121 @@
+-- ksms.cli.output: everything the command prints goes through here, masked
+-- (see ksms.cli.secrets): text lines to stdout, notes and errors to stderr,
+-- JSON documents, progress redraws.
+--
+--   local out = output.new { json = false, verbose = false }
+--   out:secret(value)          -- never print this value
+--   out:line("...")            -- stdout
+--   out:note("...")            -- stderr
+--   out:debug("...")           -- stderr, only with --verbose
+--   out:json_doc(tbl)          -- one JSON document on stdout
+
+local cjson = require "cjson"
+local secrets = require "ksms.cli.secrets"
+
+local setmetatable, tostring, type, pairs, ipairs, tonumber = setmetatable, tostring, type, pairs, ipairs, tonumber
+local format, concat, sort, floor = string.format, table.concat, table.sort, math.floor
+local stdout, stderr = io.stdout, io.stderr
+
+local _M = { _VERSION = "0.1.0" }
+
+-- JSON out: keys sorted (stable output), an empty table as [] (the empty
+-- tables ksms returns are lists: numbers, records, unknown rows), strings
+-- escaped by cjson. lua-cjson 2.1.0 has no empty-array setting.
+local cjson_encode = cjson.encode
+local function json_string(s)
+  -- cjson 2.1.0 writes "/" as "\/": valid, but noisy in URLs and paths.
+  return (cjson_encode(s):gsub("\\/", "/"))
+end
+local function encode(v, buf)
+  local t = type(v)
+  if t == "string" then buf[#buf + 1] = json_string(v)
+  elseif t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then buf[#buf + 1] = "null"
+    elseif v == floor(v) and v >= -2^53 and v <= 2^53 then buf[#buf + 1] = format("%d", v)
+    else buf[#buf + 1] = format("%.14g", v) end
+  elseif t == "boolean" then buf[#buf + 1] = v and "true" or "false"
+  elseif t == "table" then
+    local n = #v
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    if #keys == n then -- a list (or empty)
+      buf[#buf + 1] = "["
+      for i = 1, n do
+        if i > 1 then buf[#buf + 1] = "," end
+        encode(v[i], buf)
+      end
+      buf[#buf + 1] = "]"
+    else
+      for i, k in ipairs(keys) do keys[i] = tostring(k) end
+      sort(keys)
+      buf[#buf + 1] = "{"
+      for i, k in ipairs(keys) do
+        if i > 1 then buf[#buf + 1] = "," end
+        buf[#buf + 1] = json_string(k)
+        buf[#buf + 1] = ":"
+        local x = v[k]
+        if x == nil then x = v[tonumber(k)] end
+        encode(x, buf)
+      end
+      buf[#buf + 1] = "}"
+    end
+  elseif v == cjson.null then buf[#buf + 1] = "null"
+  else buf[#buf + 1] = "null" end
+end
+
+function _M.encode(v)
+  local buf = {}
+  encode(v, buf)
+  return concat(buf)
+end
+
+local Out = {}
+Out.__index = Out
+
+function _M.new(opts)
+  opts = opts or {}
+  return setmetatable({ json = opts.json and true or false, verbose = opts.verbose and true or false,
+    masker = secrets.masker(), stdout = opts.stdout or stdout, stderr = opts.stderr or stderr }, Out)
+end
+
+function Out:secret(value) self.masker:add(value) end
+function Out:mask(s) return self.masker:mask(s) end
+
+function Out:line(s)
+  self.stdout:write(self.masker:mask(s or ""), "\n")
+  self.stdout:flush()
+end
+
+-- Raw (no newline) writes to stderr: the progress bar's redraws.
+function Out:raw_err(s)
+  self.stderr:write(self.masker:mask(s))
+  self.stderr:flush()
+end
+
+function Out:note(s)
+  self.stderr:write(self.masker:mask(s), "\n")
+  self.stderr:flush()
+end
+
+function Out:debug(s)
+  if self.verbose then self:note("ksms: " .. tostring(s)) end
+end
+
+-- A table as compact JSON, masked, on one line.
+function Out:encode(tbl)
+  return _M.encode(self.masker:mask_tree(tbl))
+end
+
+function Out:json_doc(tbl)
+  self:line(self:encode(tbl))
+end
+
+-- An error object (or string) as plain fields for JSON.
+function _M.error_fields(err)
+  if type(err) ~= "table" then return { category = "invalid_input", code = "usage", message = tostring(err) } end
+  return { category = err.category, code = err.code ~= nil and tostring(err.code) or nil, message = err.message,
+    provider = err.provider, retryable = err.retryable, maybe_sent = err.maybe_sent and true or false,
+    partial = err.partial, accepted = err.accepted, description_ko = err.description_ko, chars = err.chars }
+end
+
+return _M

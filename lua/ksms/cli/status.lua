@@ -1,0 +1,48 @@
+-- ksms.cli.status: the command's exit codes, and which one an error means.
+--
+--   0  success
+--   1  the provider refused (auth, balance, caller number, ...), a check
+--      found text a provider cannot carry, or some bulk rows failed
+--   2  usage or invalid input: nothing was sent
+--   3  network, timeout or unknown outcome: the message may have been sent
+--      (bulk: rows whose outcome is unknown)
+
+local type, tonumber, setmetatable, getmetatable = type, tonumber, setmetatable, getmetatable
+
+local _M = { _VERSION = "0.1.0" }
+
+_M.OK, _M.REFUSED, _M.USAGE, _M.UNKNOWN = 0, 1, 2, 3
+
+local UNCERTAIN = { network = true, timeout = true, protocol = true, unknown = true }
+_M.UNCERTAIN = UNCERTAIN
+
+-- An error raised by the command itself: a usage mistake (exit 2).
+local Usage = {}
+Usage.__index = Usage
+Usage.__tostring = function(u) return u.message end
+
+function _M.usage(message)
+  return setmetatable({ message = message, exit = _M.USAGE }, Usage)
+end
+
+function _M.is_usage(v) return getmetatable(v) == Usage end
+
+-- The exit code for a ksms error. sent: whether any request left (HTTP:
+-- counted by the transport; OneShot: the server answered with a number).
+function _M.for_error(err, sent)
+  if type(err) ~= "table" then return _M.USAGE end
+  if err.maybe_sent or UNCERTAIN[err.category] then return _M.UNKNOWN end
+  if err.provider == "oneshot" then sent = tonumber(err.code) ~= nil end
+  if sent then return _M.REFUSED end
+  return _M.USAGE
+end
+
+-- What a bulk row's error means for the journal: "maybe_sent" or "failed".
+function _M.row_outcome(err)
+  if err.maybe_sent or err.category == "unknown" then return "maybe_sent" end
+  -- OneShot: still queued in the session when the batch's wait ended.
+  if err.code == "no_outcome" or err.code == "send" and err.category == "timeout" then return "maybe_sent" end
+  return "failed"
+end
+
+return _M

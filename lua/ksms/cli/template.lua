@@ -1,0 +1,71 @@
+-- ksms.cli.template: "{column}" placeholders in a bulk message, filled from
+-- each CSV row. "{{" and "}}" stand for literal braces. Compiled once into
+-- pieces, so rendering a row is one table.concat.
+--
+--   local render, err = template.compile("{name}님, {item} 발송", columns)
+--   render(fields) -> "홍길동님, 책 발송"
+
+local find, sub, format, concat = string.find, string.sub, string.format, table.concat
+local ipairs, pairs = ipairs, pairs
+
+local _M = { _VERSION = "0.1.0" }
+
+-- compile(text, columns) -> render | nil, message. columns: { name -> index }.
+function _M.compile(text, columns)
+  local pieces, slots = {}, {}
+  local pos, literal = 1, {}
+  while true do
+    local a = find(text, "[{}]", pos)
+    if not a then
+      literal[#literal + 1] = sub(text, pos)
+      break
+    end
+    literal[#literal + 1] = sub(text, pos, a - 1)
+    local c, nxt = sub(text, a, a), sub(text, a + 1, a + 1)
+    if c == nxt then -- {{ or }}
+      literal[#literal + 1] = c
+      pos = a + 2
+    elseif c == "}" then
+      return nil, format("a lone '}' at character %d (write }} for a literal brace)", a)
+    else
+      local close = find(text, "}", a + 1, true)
+      if not close then return nil, format("'{' at character %d is not closed (write {{ for a literal brace)", a) end
+      local name = sub(text, a + 1, close - 1):match("^%s*(.-)%s*$")
+      local index = columns[name]
+      if not index then
+        local names = {}
+        for k in pairs(columns) do names[#names + 1] = k end
+        table.sort(names)
+        return nil, format("placeholder {%s} is not a column (columns: %s)", name, concat(names, ", "))
+      end
+      pieces[#pieces + 1] = concat(literal)
+      literal = {}
+      pieces[#pieces + 1] = false
+      slots[#pieces] = index
+      pos = close + 1
+    end
+  end
+  pieces[#pieces + 1] = concat(literal)
+  local n = #pieces
+  return function(fields)
+    local out = {}
+    for i = 1, n do
+      local idx = slots[i]
+      if idx then out[i] = fields[idx] or "" else out[i] = pieces[i] end
+    end
+    return concat(out)
+  end
+end
+
+-- The column indexes of a header row: { name -> index }, or nil, message.
+function _M.columns(header)
+  local columns = {}
+  for i, name in ipairs(header) do
+    name = name:match("^%s*(.-)%s*$")
+    if columns[name] then return nil, format("column %q appears twice in the header", name) end
+    columns[name] = i
+  end
+  return columns
+end
+
+return _M
