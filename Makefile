@@ -8,7 +8,8 @@
 #   make asan            the whole suite with AddressSanitizer + UBSan
 #   make valgrind        a codec stress script under valgrind, leaks are errors
 #   make bench           the benchmarks under bench/ (LUA=luajit for LuaJIT)
-#   make install         PREFIX=/usr/local, DESTDIR= honoured
+#   make install         PREFIX=/usr/local, DESTDIR= honoured; also bin/ksms
+#                        (shebang: $(LUA)) into $(PREFIX)/bin
 
 LUA       ?= lua5.4
 LUA_PC    ?= $(if $(filter luajit,$(LUA)),luajit,lua5.4)
@@ -16,6 +17,7 @@ LUA_ABI   ?= $(if $(filter luajit,$(LUA)),5.1,5.4)
 PREFIX    ?= /usr/local
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
+BINDIR    ?= $(PREFIX)/bin
 BUILD     ?= build/$(LUA)
 CC        ?= cc
 
@@ -118,15 +120,24 @@ tables:
 	$(CC) -std=gnu11 -O2 -Wall -Wextra -o build/gen_text_tables tools/gen_text_tables.c
 	build/gen_text_tables csrc/text_tables.h
 
+# bin/ksms is installed with the interpreter $(LUA) in its shebang and the
+# module directories written in, so it runs without LUA_PATH under any PREFIX.
 install: $(SO)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/ksms
 	install -m 0755 $(SO) $(DESTDIR)$(LUA_LIBDIR)/ksms/core.so
 	cd lua && for f in $$(find . -name '*.lua'); do \
 	  install -d $(DESTDIR)$(LUA_SHAREDIR)/$$(dirname $$f); \
 	  install -m 0644 $$f $(DESTDIR)$(LUA_SHAREDIR)/$$f; done
+	install -d $(DESTDIR)$(BINDIR)
+	sed -e '1s|.*|#!/usr/bin/env $(LUA)|' \
+	    -e 's|^local INSTALLED = nil$$|local INSTALLED = { share = "$(LUA_SHAREDIR)", lib = "$(LUA_LIBDIR)" }|' \
+	    bin/ksms > $(DESTDIR)$(BINDIR)/ksms.tmp
+	chmod 0755 $(DESTDIR)$(BINDIR)/ksms.tmp
+	mv -f $(DESTDIR)$(BINDIR)/ksms.tmp $(DESTDIR)$(BINDIR)/ksms
 
 uninstall:
 	rm -rf $(DESTDIR)$(LUA_LIBDIR)/ksms $(DESTDIR)$(LUA_SHAREDIR)/ksms $(DESTDIR)$(LUA_SHAREDIR)/ksms.lua
+	rm -f $(DESTDIR)$(BINDIR)/ksms
 
 clean:
 	rm -rf build
