@@ -1,0 +1,686 @@
+-- The `ksms` command end to end: `make install` into a temporary prefix
+-- with the interpreter under test, then the INSTALLED command run as a
+-- subprocess (without LUA_PATH/LUA_CPATH, from another directory) against
+-- the fake providers. Every output of every run is searched for the
+-- secrets.
+local cjson = require "cjson"
+local H = require "spec_helper"
+local fake_control = require "fake_control"
+local socket = require "socket"
+
+local LUA = os.getenv("KSMS_TEST_LUA") or "lua5.4"
+local BUILD = os.getenv("KSMS_TEST_BUILD") or ("build/" .. LUA)
+-- Rows of the generated CSV that shows memory stays flat (the report
+-- gives the million-row numbers; KSMS_SPEC_BIG_ROWS=1000000 runs them).
+local BIG_ROWS = tonumber(os.getenv("KSMS_SPEC_BIG_ROWS")) or 200000
+
+local SENDERS_KEY, MM_KEY, PP_KEY, C24_KEY = "test-senders-key", "test-messageme-key", "test-ppurio-key", "test-cafe24-key"
+local OS_PASSWORD, OS_KEY, OS_IV = "test001#$$%", "ksms-oneshot-key", "ksms-oneshot-iv!"
+local SECRETS = { SENDERS_KEY, MM_KEY, PP_KEY, C24_KEY, OS_PASSWORD, OS_KEY, OS_IV,
+  require("ksms.core").b64encode(C24_KEY) }
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p " .. q(d)))
+  return d
+end
+
+local prefix, workdir, bin
+
+-- No secret in any output of any run.
+local function assert_no_secrets(text, what)
+  for _, s in ipairs(SECRETS) do
+    assert.is_nil(text:find(s, 1, true), ("secret %q printed by %s:\n%s"):format(s, what, text))
+  end
+end
+
+-- ksms(args, env, stdin) -> stdout, stderr, exit code. env: a string of
+-- NAME=value assignments (quoted by the caller).
+local function ksms(args, env, stdin)
+  local err_path = workdir .. "/stderr"
+  local in_part = ""
+  if stdin then
+    H.write_file(workdir .. "/stdin", stdin)
+    in_part = " < " .. q(workdir .. "/stdin")
+  end
+  local cmd = ("cd %s && env -u LUA_PATH -u LUA_CPATH %s %s %s%s 2>%s; echo \"::$?\""):format(
+    q(workdir), env or "", q(bin), args, in_part, q(err_path))
+  local p = assert(io.popen(cmd))
+  local all = p:read("a")
+  p:close()
+  local out, code = all:match("^(.*)::(%d+)%s*$")
+  local err = H.read_file(err_path)
+  assert_no_secrets(out .. err, "ksms " .. args)
+  return out, err, tonumber(code)
+end
+
+local function json_of(out)
+  local ok, doc = pcall(cjson.decode, out)
+  assert(ok, "not JSON: " .. tostring(out))
+  return doc
+end
+
+local function form_of(req)
+  local f = {}
+  for _, pair in ipairs(req.form) do f[pair[1]] = pair[2] end
+  return f
+end
+
+local function file_lines(path)
+  local f = io.open(path, "rb")
+  if not f then return {} end
+  local lines = {}
+  for l in f:lines() do lines[#lines + 1] = l end
+  f:close()
+  return lines
+end
+
+local function alive(pid)
+  local r = os.execute("kill -0 " .. pid .. " 2>/dev/null")
+  return r == true or r == 0
+end
+
+local function wait_for(pred, seconds)
+  local deadline = socket.gettime() + seconds
+  while socket.gettime() < deadline do
+    if pred() then return true end
+    socket.sleep(0.02)
+  end
+  return pred()
+end
+
+-- Starts the installed command in the background; returns its pid (exec
+-- all the way: the shell's pid becomes the interpreter's).
+local function spawn(args, env, out_path, err_path)
+  local cmd = ("cd %s && (exec env -u LUA_PATH -u LUA_CPATH %s %s %s >%s 2>%s) & echo $!"):format(
+    q(workdir), env or "", q(bin), args, q(out_path), q(err_path))
+  local p = assert(io.popen(cmd))
+  local pid = tonumber(p:read("l"))
+  p:close()
+  return pid
+end
+
+describe("the ksms command", function()
+  local senders, messageme, ppurio, cafe24, oneshot
+  local SENV, OSENV
+
+  setup(function()
+    prefix, workdir = tmpdir(), tmpdir()
+    -- -o: never rebuild the module here (the sanitizer runs use their own).
+    local out, ok = H.run(("make -s install PREFIX=%s LUA=%s BUILD=%s -o %s/ksms/core.so 2>&1"):format(
+      q(prefix), LUA, BUILD, BUILD))
+    assert(ok, out)
+    bin = prefix .. "/bin/ksms"
+    senders = fake_control.start("senders")
+    messageme = fake_control.start("messageme")
+    ppurio = fake_control.start("ppurio")
+    cafe24 = fake_control.start("cafe24", { history_port = 0 })
+    oneshot = fake_control.start("oneshot", { state = { speed = 50, report_delay_ms = 20 } })
+    SENV = ("KSMS_SENDERS_API_KEY=%s KSMS_SENDERS_BASE_URL=%s"):format(q(SENDERS_KEY), q(senders.base_url))
+    OSENV = ("KSMS_ONESHOT_HOST=127.0.0.1 KSMS_ONESHOT_PORT=%d KSMS_ONESHOT_ID=test001 KSMS_ONESHOT_PASSWORD=%s "
+      .. "KSMS_ONESHOT_KEY=%s KSMS_ONESHOT_IV=%s KSMS_ONESHOT_RECONNECT_DELAY=0.2"):format(
+      oneshot.oneshot_port, q(OS_PASSWORD), q(OS_KEY), q(OS_IV))
+  end)
+
+  teardown(function()
+    fake_control.stop_all()
+    if prefix then os.execute("rm -rf " .. q(prefix) .. " " .. q(workdir)) end
+  end)
+
+  before_each(function()
+    for _, f in ipairs({ senders, messageme, ppurio, cafe24, oneshot }) do f:reset() end
+  end)
+
+  describe("installation", function()
+    it("installs bin/ksms with the interpreter under test in its shebang", function()
+      local first = H.read_file(bin):match("^[^\n]*")
+      assert.equal("#!/usr/bin/env " .. LUA, first)
+      local out, _, code = ksms("--version")
+      assert.equal(0, code)
+      assert.matches("^ksms 0%.1%.0", out)
+    end)
+  end)
+
+  describe("help", function()
+    it("documents the tool, every command, the options and the exit codes", function()
+      local out, _, code = ksms("--help")
+      assert.equal(0, code)
+      for _, c in ipairs({ "send", "alimtalk", "friendtalk", "balance", "report", "senders", "history",
+        "check", "bulk", "listen" }) do
+        assert.matches("\n  " .. c .. " ", out, 1, true)
+        local cout, _, ccode = ksms(c .. " --help")
+        assert.equal(0, ccode, c)
+        assert.matches("Usage: ksms " .. c, cout, 1, true)
+        assert.matches("Examples:", cout, 1, true)
+        assert.matches("Exit codes:", cout, 1, true)
+      end
+      local opts = ksms("help options")
+      assert.matches("KSMS_SENDERS_API_KEY", opts, 1, true)
+      assert.matches("KSMS_ONESHOT_PORT", opts, 1, true)
+    end)
+
+    it("exits 2 on usage errors", function()
+      local _, err, code = ksms("")
+      assert.equal(2, code)
+      assert.matches("Usage:", err, 1, true)
+      _, err, code = ksms("frobnicate")
+      assert.equal(2, code)
+      assert.matches("unknown command", err, 1, true)
+      _, err, code = ksms("send --provider senders --bogus 1")
+      assert.equal(2, code)
+      assert.matches("unknown option --bogus", err, 1, true)
+      -- A mistyped flag never echoes its value.
+      _, err, code = ksms("send --provider senders --api-kye=" .. q(SENDERS_KEY))
+      assert.equal(2, code)
+      assert.matches("unknown option --api-kye (did you mean --api-key?)", err, 1, true)
+    end)
+  end)
+
+  describe("check", function()
+    it("counts CP949 bytes and names what each charset lacks, offline", function()
+      local out, _, code = ksms("check " .. q("됬나요? 😀"))
+      assert.equal(1, code)
+      assert.matches("cafe24%s+EUC%-KR%s+refused: EUC%-KR cannot carry '됬' at 1, '😀' at 6", out)
+      assert.matches("senders%s+CP949%s+refused: CP949 cannot carry '😀' at 6", out)
+      local doc = json_of((ksms("check --json " .. q("됬나요? 😀"))))
+      assert.is_false(doc.ok)
+      for _, p in ipairs(doc.providers) do
+        assert.is_false(p.ok, p.provider)
+        local chars = {}
+        for _, u in ipairs(p.unsupported) do chars[#chars + 1] = u.char end
+        assert.is_truthy(table.concat(chars):find("😀", 1, true), p.provider .. ": emoji")
+        assert.equal(p.charset == "EUC-KR", table.concat(chars):find("됬", 1, true) ~= nil, p.provider)
+      end
+    end)
+
+    it("picks SMS or LMS per provider, reads stdin, refuses invalid UTF-8", function()
+      local doc = json_of((ksms("check --json -", nil, ("가"):rep(45) .. "\n")))
+      assert.is_true(doc.ok)
+      assert.equal(90, doc.bytes) -- the trailing newline is dropped
+      for _, p in ipairs(doc.providers) do assert.equal("sms", p.kind) end
+      doc = json_of((ksms("check --json --provider ppurio " .. q(("가"):rep(46)))))
+      assert.equal(1, #doc.providers)
+      assert.equal("lms", doc.providers[1].kind)
+      local _, err, code = ksms("check", nil, "\255\254")
+      assert.equal(2, code)
+      assert.matches("not valid UTF%-8", err)
+    end)
+  end)
+
+  describe("send", function()
+    it("sends through a provider with credentials from the environment", function()
+      local out, _, code = ksms("send --provider senders --to 010-1111-2222,010-3333-4444 --to 01055556666"
+        .. " --from 02-1234-5678 --text " .. q("안녕하세요") .. " --json", SENV)
+      assert.equal(0, code)
+      local doc = json_of(out)
+      assert.is_true(doc.ok)
+      assert.equal("sms", doc.kind)
+      assert.equal(3, doc.recipients)
+      local reqs = senders:requests()
+      assert.equal(1, #reqs)
+      local f = form_of(reqs[1])
+      assert.equal("01011112222|01033334444|01055556666", f.dstaddr)
+      assert.equal("안녕하세요", f.msg)
+      assert.equal(SENDERS_KEY, f.api_key)
+      local text = ksms("send --provider senders --to 010-1111-2222 --from 0212345678 --text hi", SENV)
+      assert.matches("^sent SMS %(2 bytes%) to 1 recipient via senders: 100 accepted", text)
+    end)
+
+    it("reserves in Korea time with --at", function()
+      local out, _, code = ksms("send --provider senders --to 01011112222 --from 0212345678 --text hi"
+        .. " --at " .. q("2030-12-01 09:00") .. " --json", SENV, nil)
+      assert.equal(0, code, out)
+      assert.equal("2030-12-01 09:00:00", json_of(out).reserved_at_kst)
+      local f = form_of(senders:requests()[1])
+      assert.equal("1", f.send_reserve)
+      assert.equal("2030|12|01|09|00|00", f.send_reserve_date)
+      local _, err, c2 = ksms("send --provider senders --to 01011112222 --from 0212345678 --text hi --at 2030-13-01", SENV)
+      assert.equal(2, c2)
+      assert.matches("not a valid date", err, 1, true)
+      _, err, c2 = ksms("send --provider senders --to 01011112222 --from 0212345678 --text hi --at tomorrow", SENV)
+      assert.equal(2, c2)
+      assert.matches("--at \"tomorrow\"", err, 1, true)
+      assert.equal(1, #senders:requests())
+    end)
+
+    it("--dry-run prints the exact request, masked, and sends nothing", function()
+      local out, err, code = ksms("send --provider senders --to 01011112222 --from 0212345678 --text "
+        .. q("점검 안내") .. " --dry-run --verbose", SENV)
+      assert.equal(0, code)
+      assert.matches("POST " .. senders.base_url .. "/APIV2/sms_send\n", out, 1, true)
+      assert.matches("Content-Type: application/x-www-form-urlencoded", out, 1, true)
+      assert.matches("api_key=********&msg=%EC%A0%90", out, 1, true)
+      assert.matches("#   msg = 점검 안내", out, 1, true)
+      assert.matches("option api_key = (secret, 16 characters)  [KSMS_SENDERS_API_KEY]", err, 1, true)
+      assert.same({}, senders:requests())
+      local doc = json_of((ksms("send --provider senders --to 01011112222 --from 0212345678 --text hi --dry-run --json", SENV)))
+      assert.is_true(doc.dry_run)
+      assert.equal(senders.base_url .. "/APIV2/sms_send", doc.requests[1].url)
+      assert.equal("POST", doc.requests[1].method)
+      assert.same({ "api_key", "********" }, doc.requests[1].fields[1])
+      assert.same({}, senders:requests())
+    end)
+
+    it("masks secrets in every provider's dry run (header, Base64 field)", function()
+      local ppenv = ("KSMS_PPURIO_CLIENT_ID=ksmstest KSMS_PPURIO_API_KEY=%s KSMS_PPURIO_BASE_URL=%s"):format(
+        q(PP_KEY), q(ppurio.base_url))
+      local out, _, code = ksms("send --provider ppurio --to 01011112222 --from 0212345678 --text hi --dry-run", ppenv)
+      assert.equal(0, code)
+      assert.matches("x-waple-authorization: ********", out, 1, true)
+      local c24env = ("KSMS_CAFE24_USER_ID=ksmstest KSMS_CAFE24_SECURE_KEY=%s KSMS_CAFE24_BASE_URL=%s"):format(
+        q(C24_KEY), q(cafe24.base_url))
+      out, _, code = ksms("send --provider cafe24 --to 01011112222 --from 0212345678 --text " .. q("안녕")
+        .. " --dry-run", c24env)
+      assert.equal(0, code)
+      assert.matches("secure=********", out, 1, true)
+      assert.matches("#   msg = 안녕", out, 1, true)
+      assert.same({}, ppurio:requests())
+      assert.same({}, cafe24:requests())
+    end)
+
+    it("exits 1 when the provider refuses, 2 for invalid input, 3 when it may have been sent", function()
+      senders:script { path = "/APIV2/sms_send", result = "315", times = 1 }
+      local out, _, code = ksms("send --provider senders --to 01011112222 --from 0212345678 --text hi --json", SENV)
+      assert.equal(1, code)
+      local doc = json_of(out)
+      assert.is_false(doc.ok)
+      assert.equal("sender_number", doc.error.category)
+      assert.equal("315", doc.error.code)
+      assert.is_false(doc.error.maybe_sent)
+
+      local _, err
+      _, err, code = ksms("send --provider senders --to 010-1111 --from 0212345678 --text hi", SENV)
+      assert.equal(2, code)
+      assert.matches("not a Korean telephone number", err, 1, true)
+      _, err, code = ksms("send --provider cafe24 --to 01011112222 --from 0212345678 --text " .. q("됬어요"),
+        ("KSMS_CAFE24_USER_ID=ksmstest KSMS_CAFE24_SECURE_KEY=%s KSMS_CAFE24_BASE_URL=%s"):format(q(C24_KEY), q(cafe24.base_url)))
+      assert.equal(2, code)
+      assert.matches("'됬' at 1", err, 1, true)
+      assert.same({}, cafe24:requests())
+
+      senders:script { path = "/APIV2/sms_send", fault = "close", times = 1 }
+      out, _, code = ksms("send --provider senders --to 01011112222 --from 0212345678 --text hi --json", SENV)
+      assert.equal(3, code)
+      assert.is_true(json_of(out).error.maybe_sent)
+
+      _, err, code = ksms("balance --provider senders", "KSMS_SENDERS_API_KEY=" .. q(SENDERS_KEY)
+        .. " KSMS_SENDERS_BASE_URL=http://127.0.0.1:1")
+      assert.equal(3, code)
+      assert.matches("network", err, 1, true)
+      assert.equal(2, #senders:requests())
+    end)
+
+    it("names the missing credentials and where to give them", function()
+      local _, err, code = ksms("send --provider senders --to 01011112222 --from 0212345678 --text hi",
+        "XDG_CONFIG_HOME=" .. q(workdir .. "/none"))
+      assert.equal(2, code)
+      assert.matches("senders needs api_key", err, 1, true)
+      assert.matches("KSMS_SENDERS_API_KEY", err, 1, true)
+      _, err, code = ksms("send --to 01011112222 --from 0212345678 --text hi", "XDG_CONFIG_HOME=" .. q(workdir .. "/none"))
+      assert.equal(2, code)
+      assert.matches("no provider", err, 1, true)
+    end)
+
+    it("takes flags over the environment over the config file", function()
+      local conf = workdir .. "/config"
+      H.write_file(conf, ("[default]\nprovider = senders\nfrom = 02-1234-5678\n\n[senders]\napi_key = wrong-key-in-file\n"
+        .. "base_url = %s\n"):format(senders.base_url))
+      -- config alone: its (wrong) key is used
+      local out, _, code = ksms("send --config " .. q(conf) .. " --to 01011112222 --text hi --json")
+      assert.equal(1, code)
+      assert.equal("auth", json_of(out).error.category)
+      -- the environment beats the file
+      out, _, code = ksms("send --config " .. q(conf) .. " --to 01011112222 --text hi --json",
+        "KSMS_SENDERS_API_KEY=" .. q(SENDERS_KEY))
+      assert.equal(0, code, out)
+      -- a flag beats the environment
+      out, _, code = ksms("send --config " .. q(conf) .. " --to 01011112222 --text hi --json --api-key wrong-flag-key",
+        "KSMS_SENDERS_API_KEY=" .. q(SENDERS_KEY))
+      assert.equal(1, code)
+      local keys = {}
+      for _, r in ipairs(senders:requests()) do keys[#keys + 1] = form_of(r).api_key end
+      assert.same({ "wrong-key-in-file", SENDERS_KEY, "wrong-flag-key" }, keys)
+      -- the default config file ($XDG_CONFIG_HOME/ksms/config), and --opt
+      os.execute("mkdir -p " .. q(workdir .. "/xdg/ksms"))
+      H.write_file(workdir .. "/xdg/ksms/config", ("[senders]\napi_key = %s\n"):format(SENDERS_KEY))
+      out, _, code = ksms("balance --provider senders --opt base_url=" .. q(senders.base_url) .. " --json",
+        "XDG_CONFIG_HOME=" .. q(workdir .. "/xdg"))
+      assert.equal(0, code, out)
+      assert.is_number(json_of(out).balance)
+    end)
+
+    it("never prints a secret, not with --verbose, not in errors", function()
+      -- ksms() checks every output; here the paths that are most likely to leak.
+      local _, err, code = ksms("balance --provider senders --verbose --api-key " .. q(SENDERS_KEY)
+        .. " --base-url " .. q(senders.base_url))
+      assert.equal(0, code)
+      assert.matches("(secret, 16 characters)", err, 1, true)
+      -- An answer echoing the key: the raw body in the JSON result is masked.
+      senders:script { path = "/APIV2/remainCoin", body = '{"result":"100","remainCoin":"7","echo":"'
+        .. SENDERS_KEY .. '"}', times = 1 }
+      local out
+      out, err, code = ksms("balance --provider senders --verbose --json", SENV)
+      assert.equal(0, code, err)
+      assert.matches('\\"echo\\":\\"********\\"', out)
+      _, _, code = ksms("send --provider oneshot --to 01011112222 --from 15666639 --text hi --verbose --dry-run", OSENV)
+      assert.equal(0, code)
+    end)
+  end)
+
+  describe("account commands", function()
+    it("balance, senders, report, register-sender and history where the provider has them", function()
+      local out, _, code = ksms("balance --provider senders --json", SENV)
+      assert.equal(0, code)
+      assert.equal("coin", json_of(out).unit)
+
+      local ppenv = ("KSMS_PPURIO_CLIENT_ID=ksmstest KSMS_PPURIO_API_KEY=%s KSMS_PPURIO_BASE_URL=%s"):format(
+        q(PP_KEY), q(ppurio.base_url))
+      out, _, code = ksms("send --provider ppurio --to 01011112222 --from 0212345678 --text hi --json", ppenv)
+      assert.equal(0, code, out)
+      local cmid = json_of(out).cmid
+      assert.is_string(cmid)
+      out, _, code = ksms("report " .. q(cmid) .. " --provider ppurio --json", ppenv)
+      assert.equal(0, code, out)
+      assert.equal(cmid, json_of(out).cmid)
+      out, _, code = ksms("senders --provider ppurio", ppenv)
+      assert.equal(0, code)
+      assert.matches("0212345678", out, 1, true)
+      out, _, code = ksms("register-sender 031-123-4567 --comment " .. q("경기 사무실") .. " --provider ppurio --json", ppenv)
+      assert.equal(0, code, out)
+
+      local c24env = ("KSMS_CAFE24_USER_ID=ksmstest KSMS_CAFE24_SECURE_KEY=%s KSMS_CAFE24_BASE_URL=%s "
+        .. "KSMS_CAFE24_HISTORY_URL=%s"):format(q(C24_KEY), q(cafe24.base_url), q(cafe24.history_url))
+      out, _, code = ksms("send --provider cafe24 --to 01011112222 --from 0212345678 --text " .. q("기록"), c24env)
+      assert.equal(0, code, out)
+      out, _, code = ksms("history --provider cafe24 --json", c24env)
+      assert.equal(0, code, out)
+      assert.equal("기록", json_of(out).records[1].text)
+      out, _, code = ksms("balance --provider cafe24 --json", c24env)
+      assert.equal(0, code, out)
+    end)
+
+    it("says which provider lacks a call, and exits 2", function()
+      local _, err, code = ksms("balance --provider ppurio", ("KSMS_PPURIO_CLIENT_ID=x KSMS_PPURIO_API_KEY=%s"):format(q(PP_KEY)))
+      assert.equal(2, code)
+      assert.matches("ppurio does not support balance; providers that do: senders, messageme, cafe24", err, 1, true)
+      _, err, code = ksms("history --provider senders", SENV)
+      assert.equal(2, code)
+      assert.matches("senders does not support history; providers that do: cafe24", err, 1, true)
+      _, err, code = ksms("report 1 --provider oneshot", OSENV)
+      assert.equal(2, code)
+      assert.matches("ksms listen", err, 1, true)
+      assert.same({}, senders:requests())
+    end)
+  end)
+
+  describe("kakao", function()
+    local MENV
+    setup(function()
+      MENV = ("KSMS_MESSAGEME_API_KEY=%s KSMS_MESSAGEME_BASE_URL=%s"):format(q(MM_KEY), q(messageme.base_url))
+    end)
+
+    it("sends AlimTalk and FriendTalk through messageme", function()
+      local out, _, code = ksms("alimtalk --provider messageme --template ORDER_02 --var " .. q("홍길동")
+        .. " --var A-1001 --to 01011112222 --from 0212345678 --json", MENV)
+      assert.equal(0, code, out)
+      assert.equal("alimtalk", json_of(out).kind)
+      out, _, code = ksms("friendtalk --provider messageme --channel @ksms --text " .. q("할인 소식")
+        .. " --to 01011112222 --from 0212345678 --button-name " .. q("쇼핑") .. " --button-url https://shop.example --json", MENV)
+      assert.equal(0, code, out)
+      local paths = {}
+      for _, r in ipairs(messageme:requests()) do paths[#paths + 1] = r.path end
+      assert.same({ "/APIV2/API/alimtalk_send", "/APIV2/API/friendstalk_send" }, paths)
+      local _, err
+      _, err, code = ksms("alimtalk --provider senders --template T --to 01011112222 --from 0212345678", SENV)
+      assert.equal(2, code)
+      assert.matches("providers that do: messageme, oneshot", err, 1, true)
+    end)
+  end)
+
+  describe("oneshot", function()
+    it("sends over a session, and --dry-run prints the MsgSendReq without connecting", function()
+      local out, _, code = ksms("send --provider oneshot --to 01011112222,01033334444 --from 15666639 --text "
+        .. q("안녕하세요") .. " --json", OSENV)
+      assert.equal(0, code, out)
+      assert.equal(2, json_of(out).recipients)
+      assert.equal(2, #oneshot:requests("MsgSendReq"))
+      assert.equal(1, oneshot:stats().unbinds)
+      oneshot:reset()
+      local err
+      out, err, code = ksms("send --provider oneshot --to 01011112222 --from 15666639 --text " .. q("점검") .. " --dry-run", OSENV)
+      assert.equal(0, code)
+      local frame = json_of(out:match("\n(%b{})"))
+      assert.equal("MsgSendReq", frame.Header.Method)
+      assert.equal("01011112222", frame.Body.PhoneNo)
+      assert.equal("점검", frame.Body.Message)
+      assert.matches("nothing sent", err, 1, true)
+      assert.equal(0, oneshot:stats().connections)
+      assert.same({}, oneshot:requests("MsgSendReq"))
+    end)
+
+    it("listen prints pushed reports as JSON lines and unbinds at --for", function()
+      -- Reports come later than the sender's session: they wait for the next bind.
+      oneshot:state { report_delay_ms = 600 }
+      local _, _, code = ksms("send --provider oneshot --to 01011112222 --from 15666639 --text hi --msg-id cli-1", OSENV)
+      assert.equal(0, code)
+      local out, err
+      out, err, code = ksms("listen --provider oneshot --for 1.5", OSENV)
+      assert.equal(0, code, err)
+      local line = out:match("[^\n]+")
+      local doc = json_of(line)
+      assert.equal("report", doc.type)
+      assert.equal("cli-1", doc.user_msg_id)
+      assert.is_true(doc.ok)
+      assert.equal(1, oneshot:stats().reports_acked)
+      assert.equal(2, oneshot:stats().unbinds)
+    end)
+
+    it("listen exits 0 on Ctrl-C (SIGINT) after unbinding", function()
+      local out_path, err_path = workdir .. "/listen.out", workdir .. "/listen.err"
+      local pid = spawn("listen --provider oneshot", OSENV, out_path, err_path)
+      assert.is_true(wait_for(function()
+        local f = io.open(err_path, "rb")
+        local text = f and f:read("a") or ""
+        if f then f:close() end
+        return text:find("bound", 1, true) ~= nil
+      end, 10))
+      os.execute("kill -INT " .. pid)
+      assert.is_true(wait_for(function() return not alive(pid) end, 10))
+      assert.matches("interrupted", H.read_file(err_path), 1, true)
+      assert.equal(1, oneshot:stats().unbinds)
+    end)
+
+    it("listen needs oneshot", function()
+      local _, err, code = ksms("listen --provider senders --for 1", SENV)
+      assert.equal(2, code)
+      assert.matches("senders does not push reports", err, 1, true)
+    end)
+  end)
+
+  describe("bulk", function()
+    local function write_csv(path, n, extra)
+      local f = assert(io.open(path, "wb"))
+      f:write("name,phone,note\r\n")
+      for i = 1, n do f:write(("\"고객 %d\",010-2000-%04d,\"메모, \"\"%d\"\"\"\r\n"):format(i, i, i)) end
+      if extra then f:write(extra) end
+      f:close()
+    end
+
+    local function counts_by_recipient(fake)
+      local seen = {}
+      for _, r in ipairs(fake:requests("/APIV2/sms_send")) do
+        local to = form_of(r).dstaddr
+        seen[to] = (seen[to] or 0) + 1
+      end
+      return seen
+    end
+
+    it("sends one message per row with placeholders, journals each row, and resumes without resending", function()
+      local csv, journal = workdir .. "/small.csv", workdir .. "/small.journal"
+      os.remove(journal)
+      write_csv(csv, 5, "박민수,010-1111,틀린 번호\r\n\"최\n줄바꿈\",,빈 번호\r\n")
+      local args = "bulk " .. q(csv) .. " --provider senders --from 0212345678 --text " .. q("{name}님 {note}")
+        .. " --journal " .. q(journal) .. " --batch 2 --json"
+      local out, err, code = ksms(args, SENV .. " KSMS_PROGRESS=lines")
+      assert.equal(1, code, err) -- two rows refused
+      local doc = json_of(out)
+      assert.equal(7, doc.rows)
+      assert.equal(5, doc.sent_ok)
+      assert.equal(2, doc.failed)
+      assert.matches("ksms bulk: 7/7 rows", err, 1, true)
+      assert.matches("rows/s", err, 1, true)
+      local seen = counts_by_recipient(senders)
+      assert.equal(1, seen["01020000003"])
+      local f = form_of(senders:requests("/APIV2/sms_send")[3])
+      assert.equal("고객 3님 메모, \"3\"", f.msg)
+      -- The journal: pending before, then the outcome, per row.
+      local lines = file_lines(journal)
+      local by_row = {}
+      for _, l in ipairs(lines) do
+        local row, outcome = l:match("^(%d+)\t[^\t]*\t(%S+)")
+        if row then by_row[#by_row + 1] = row .. ":" .. outcome end
+      end
+      local joined = table.concat(by_row, " ")
+      assert.matches("1:pending 2:pending 1:ok 2:ok", joined, 1, true)
+      assert.matches("6:failed", joined, 1, true)
+      assert.matches("7:failed", joined, 1, true)
+      -- Again: nothing is sent twice.
+      out, err, code = ksms(args, SENV)
+      assert.equal(0, code)
+      doc = json_of(out)
+      assert.equal(5, doc.skipped_done)
+      assert.equal(2, doc.skipped_failed)
+      assert.equal(5, #senders:requests("/APIV2/sms_send"))
+    end)
+
+    it("checks the whole file before sending anything", function()
+      local csv = workdir .. "/bad.csv"
+      H.write_file(csv, "name,phone\n홍길동,01011112222\n\"unterminated,01011113333\n")
+      local _, err, code = ksms("bulk " .. q(csv) .. " --provider senders --from 0212345678 --text hi --journal "
+        .. q(workdir .. "/bad.journal"), SENV)
+      assert.equal(2, code)
+      assert.matches("not closed", err, 1, true)
+      _, err, code = ksms("bulk " .. q(csv) .. " --provider senders --from 0212345678 --text " .. q("{nme}")
+        .. " --journal " .. q(workdir .. "/bad.journal"), SENV)
+      assert.equal(2, code)
+      assert.matches("{nme} is not a column", err, 1, true)
+      _, err, code = ksms("bulk " .. q(csv) .. " --provider senders --from 0212345678 --text hi --phone-column tel"
+        .. " --journal " .. q(workdir .. "/bad.journal"), SENV)
+      assert.equal(2, code)
+      assert.matches("no column \"tel\"", err, 1, true)
+      -- A journal belongs to one file (its columns are recorded).
+      local other = workdir .. "/other.csv"
+      H.write_file(other, "tel\n01011112222\n")
+      H.write_file(workdir .. "/bad.journal", "# columns\tname,phone\n1\t01011112222\tok\tcode=100\n")
+      _, err, code = ksms("bulk " .. q(other) .. " --provider senders --from 0212345678 --text hi --phone-column tel"
+        .. " --journal " .. q(workdir .. "/bad.journal"), SENV)
+      assert.equal(2, code)
+      assert.matches("was written for a CSV with columns", err, 1, true)
+      assert.same({}, senders:requests())
+    end)
+
+    it("--dry-run prints the first requests masked and sends nothing", function()
+      local csv = workdir .. "/dry.csv"
+      write_csv(csv, 4)
+      local out, err, code = ksms("bulk " .. q(csv) .. " --provider senders --from 0212345678 --text "
+        .. q("{name}") .. " --dry-run --show 1", SENV .. " KSMS_PROGRESS=bar")
+      assert.equal(0, code)
+      assert.matches("\rksms bulk %[#+%] 4/4 100%%", err)
+      assert.matches("api_key=********", out, 1, true)
+      assert.matches("would send: 4 rows", out, 1, true)
+      local _, n = out:gsub("POST ", "")
+      assert.equal(1, n)
+      assert.same({}, senders:requests())
+    end)
+
+    it("a run killed mid-send resumes: each row sent once, maybe-sent rows listed and not resent", function()
+      local csv, journal = workdir .. "/kill.csv", workdir .. "/kill.journal"
+      os.remove(journal)
+      write_csv(csv, 30)
+      -- Slow answers: the kill lands while a batch waits for them.
+      senders:script { path = "/APIV2/sms_send", latency_ms = 250, times = 20 }
+      local args = "bulk " .. q(csv) .. " --provider senders --from 0212345678 --text " .. q("{name}")
+        .. " --journal " .. q(journal) .. " --batch 4"
+      local pid = spawn(args, SENV, workdir .. "/kill.out", workdir .. "/kill.err")
+      assert.is_true(wait_for(function()
+        local ok = 0
+        for _, l in ipairs(file_lines(journal)) do if l:find("\tok\t", 1, true) then ok = ok + 1 end end
+        return ok >= 8
+      end, 20), "no progress: " .. H.read_file(workdir .. "/kill.err"))
+      os.execute("kill -9 " .. pid)
+      assert.is_true(wait_for(function() return not alive(pid) end, 10))
+      local before = #senders:requests("/APIV2/sms_send")
+      assert.is_true(before < 30, "the run finished before the kill")
+
+      local out, err, code = ksms(args .. " --json", SENV)
+      assert.equal(3, code, err) -- rows that may have been sent
+      local doc = json_of(out)
+      assert.is_true(doc.unknown_total >= 1, out)
+      local listed = {}
+      for _, u in ipairs(doc.unknown) do
+        assert.equal("pending", u.outcome)
+        listed[u.to:gsub("%-", "")] = true
+      end
+      local seen = counts_by_recipient(senders)
+      for i = 1, 30 do
+        local to = ("0102000%04d"):format(i)
+        if listed[to] then
+          assert.is_true((seen[to] or 0) <= 1, to .. " resent")
+        else
+          assert.equal(1, seen[to], to .. " sent " .. tostring(seen[to]) .. " times")
+        end
+      end
+      -- The text listing, and the operator's decision.
+      out, err, code = ksms(args, SENV)
+      assert.equal(3, code)
+      assert.matches("rows that may have been sent", out, 1, true)
+      assert.matches("\n  row %d+  010%-2000%-%d+  pending", out)
+      local sent = #senders:requests("/APIV2/sms_send")
+      out, err, code = ksms(args .. " --accept-unknown", SENV)
+      assert.equal(0, code, err)
+      out, err, code = ksms(args .. " --json", SENV)
+      assert.equal(0, code)
+      assert.equal(30, json_of(out).skipped_done)
+      assert.equal(sent, #senders:requests("/APIV2/sms_send"))
+    end)
+
+    it("keeps memory flat on a large file (dry run, and a resumed journal)", function()
+      local csv, journal = workdir .. "/big.csv", workdir .. "/big.journal"
+      local small_csv = workdir .. "/big_small.csv"
+      local f = assert(io.open(csv, "wb"))
+      local j = assert(io.open(journal, "wb"))
+      local s = assert(io.open(small_csv, "wb"))
+      f:write("name,phone,note\n")
+      s:write("name,phone,note\n")
+      j:write("# columns\tname,phone,note\n")
+      for i = 1, BIG_ROWS do
+        local line = ("고객%d,010%08d,\"상품, %d\"\n"):format(i, 20000000 + i, i)
+        f:write(line)
+        if i <= math.floor(BIG_ROWS / 10) then s:write(line) end
+        j:write(("%d\t010%08d\tok\tcode=100\n"):format(i, 20000000 + i))
+      end
+      f:close(); j:close(); s:close()
+      local base = " --provider senders --from 0212345678 --text " .. q("{name}님, {note} 발송") .. " --json --no-progress"
+      local out, _, code = ksms("bulk " .. q(small_csv) .. base .. " --dry-run --show 0", SENV)
+      assert.equal(0, code)
+      local small = json_of(out)
+      out, _, code = ksms("bulk " .. q(csv) .. base .. " --dry-run --show 0", SENV)
+      assert.equal(0, code)
+      local big = json_of(out)
+      assert.equal(BIG_ROWS, big.would_send)
+      -- Ten times the rows, about the same heap.
+      assert.is_true(big.memory_kb < 4096, "dry run peak " .. big.memory_kb .. " KB")
+      assert.is_true(big.memory_kb - small.memory_kb < 1024,
+        ("peak %.0f KB for %d rows, %.0f KB for %d"):format(big.memory_kb, BIG_ROWS, small.memory_kb, math.floor(BIG_ROWS / 10)))
+      out, _, code = ksms("bulk " .. q(csv) .. base .. " --journal " .. q(journal), SENV)
+      assert.equal(0, code)
+      local resumed = json_of(out)
+      assert.equal(BIG_ROWS, resumed.skipped_done)
+      assert.is_true(resumed.memory_kb < 4096, "resumed peak " .. resumed.memory_kb .. " KB")
+      assert.same({}, senders:requests())
+    end)
+  end)
+end)
