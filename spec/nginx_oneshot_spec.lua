@@ -7,40 +7,14 @@ local fake_control = require "fake_control"
 local nginx_control = require "nginx_control"
 local json = require "fakes.json"
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
 -- The repository root, absolute (nginx's Lua paths must be).
-local ROOT = debug.getinfo(1, "S").source:match("^@(.-)/?spec/[^/]+$") or ""
-if ROOT:sub(1, 1) ~= "/" then
-  local cwd = sh("pwd"):gsub("%s+$", "")
-  ROOT = ROOT == "" and cwd or (cwd .. "/" .. ROOT)
-end
+local ROOT = nginx_control.repo_root()
 local CORE = ROOT .. "/build/luajit/ksms/core.so"   -- nginx always runs LuaJIT
 
 local function exec_ok(cmd)
   local a = os.execute(cmd)
   if type(a) == "number" then return a == 0 end      -- Lua 5.1 / LuaJIT
   return a == true
-end
-
--- nginx_control's stop() reads os.execute's result the Lua 5.4 way, so
--- under LuaJIT it waits its full 5 s every time; this one does not.
-local function stop_nginx(n)
-  if n.pid then
-    os.execute(("kill -QUIT %d 2>/dev/null"):format(n.pid))
-    for _ = 1, 250 do
-      if not exec_ok(("kill -0 %d 2>/dev/null"):format(n.pid)) then break end
-      socket.sleep(0.02)
-    end
-    os.execute(("kill -9 %d 2>/dev/null"):format(n.pid))
-    os.execute("rm -rf " .. n.prefix)
-    n.pid = nil
-  end
 end
 
 local function free_port()
@@ -234,7 +208,7 @@ describe("ksms.ngx.oneshot in nginx", function()
     if not nginx then return end
     local log, size = log_tail(nginx)
     if os.getenv("KSMS_SHOW_NGINX_LOG") then io.stderr:write(log) end
-    stop_nginx(nginx)
+    nginx:stop()
     nginx = nil
     assert.is_true(size < 1000000, "the error log has " .. size .. " bytes")
   end)
@@ -412,7 +386,7 @@ describe("ksms.ngx.oneshot in nginx", function()
     socket.sleep(0.3)
     assert.equal(0, fake:stats().messages)
     assert.equal(1, status().status.queued)     -- still in the shared queue
-    stop_nginx(nginx)
+    nginx:stop()
     app = free_port()
     nginx = start_nginx(app, cfg { outside_window = "refuse" })
     wait_bound()
