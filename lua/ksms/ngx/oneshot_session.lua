@@ -149,15 +149,7 @@ function S:_emit(ev)
   if t == "result" then
     local cb = self.callbacks[ev.rec]
     self.callbacks[ev.rec] = nil
-    if cb then
-      local o = ev.outcome
-      if o.ok then
-        call("on_result", cb, { ok = true, provider = "oneshot", kind = ev.rec.kind, code = ev.result or 0,
-          id = ev.user_msg_id, sub_id = ev.sub_id, raw = ev.body })
-      else
-        call("on_result", cb, nil, o)
-      end
-    end
+    if cb then call("on_result", cb, protocol.outcome_of(ev)) end
   elseif t == "report" or t == "spam" or t == "change_phone" then
     local handler = self.opts["on_" .. t]
     -- Not acknowledged when it raises: the server pushes it again later.

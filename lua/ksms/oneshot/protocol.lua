@@ -639,6 +639,15 @@ function P:_handle(msg, now, events, out)
   end
 end
 
+-- protocol.outcome_of(result_event) -> result | nil, err: the shape a
+-- caller's on_result gets, as ksms.client's send returns it.
+function _M.outcome_of(ev)
+  local o = ev.outcome
+  if not o.ok then return nil, o end
+  return { ok = true, provider = "oneshot", kind = ev.rec.kind, code = ev.result or 0,
+    id = ev.user_msg_id, sub_id = ev.sub_id, raw = ev.body }
+end
+
 -- p:ack(event, [now], [result]) -> bytes ("" when there is nothing to write:
 -- already acknowledged, or not connected; the server pushes an unanswered
 -- request again after a reconnect and it is then answered at once).

@@ -92,15 +92,7 @@ function Session:_emit(ev)
   if t == "result" then
     local cb = self.callbacks[ev.rec]
     self.callbacks[ev.rec] = nil
-    if cb then
-      local o = ev.outcome
-      if o.ok then
-        cb({ ok = true, provider = "oneshot", kind = ev.rec.kind, code = ev.result or 0,
-          id = ev.user_msg_id, sub_id = ev.sub_id, raw = ev.body })
-      else
-        cb(nil, o)
-      end
-    end
+    if cb then cb(protocol.outcome_of(ev)) end
   elseif t == "report" or t == "spam" or t == "change_phone" then
     local handler = self.opts["on_" .. t]
     if handler then
