@@ -105,6 +105,7 @@ bench-codec: $(SO)
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) bench/codec.lua
 
 bench-oneshot: $(SO)
+	@$(MAKE) --no-print-directory -C bench
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) bench/oneshot.lua
 
 bench-http: $(SO)
