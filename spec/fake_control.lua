@@ -32,6 +32,7 @@ if not package.path:find(here .. "?.lua", 1, true) then
 end
 local json = require "fakes.json"
 local forms = require "fakes.forms"
+local exec_ok = require("helper").exec_ok
 
 local _M = {}
 
@@ -291,12 +292,6 @@ end
 -- RSA 2048, two days) in a fresh private directory, made with the openssl
 -- command. Returns { cert = path, key = path, dir = path }; the certificate
 -- is its own CA, so a client verifies the fake with cafile = cert.
-local function exec_ok(cmd)
-  local a = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end      -- Lua 5.1 / LuaJIT
-  return a == true
-end
-
 function _M.make_cert()
   local dir = os.tmpname()
   os.remove(dir)

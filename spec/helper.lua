@@ -64,9 +64,28 @@ function H.read_response(sock)
   return status, headers, body
 end
 
+-- os.execute's success under Lua 5.4 (true) and Lua 5.1 / LuaJIT (0).
+function H.exec_ok(cmd)
+  local a = os.execute(cmd)
+  if type(a) == "number" then return a == 0 end
+  return a == true
+end
+
+-- A TCP port on 127.0.0.1 that nothing listens on (just now).
+function H.free_port()
+  local socket = require "socket"
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
 function H.tmpname()
   return os.tmpname()
 end
 
+-- Specs know it as spec_helper; fake_control and nginx_control, which the
+-- benchmarks load too (no busted helper there), require it as helper.
 package.loaded["spec_helper"] = H
+package.loaded["helper"] = H
 return H

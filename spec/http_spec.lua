@@ -33,12 +33,7 @@ local function stop(proc)
   assert(not alive(proc.pid), "process " .. proc.pid .. " is still running")
 end
 
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local free_port = require("spec_helper").free_port
 
 local S, ctl -- the echo server; a client for its control paths
 

@@ -12,31 +12,14 @@
 -- build/luajit/ (nginx's Lua is always LuaJIT). nginx_control.available()
 -- tells whether nginx and its Lua module are installed.
 local socket = require "socket"
+local H = require "helper"
+
+local free_port, exec_ok, write = H.free_port, H.exec_ok, H.write_file
 
 local _M = {}
 
 local NGINX = "/usr/sbin/nginx"
 local MODULES = "/usr/lib/nginx/modules/"
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
-
--- os.execute's success under Lua 5.4 (true) and LuaJIT / 5.1 (0).
-local function exec_ok(cmd)
-  local a = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true
-end
-
-local function write(path, data)
-  local f = assert(io.open(path, "w"))
-  f:write(data)
-  f:close()
-end
 
 local Nginx = {}
 Nginx.__index = Nginx

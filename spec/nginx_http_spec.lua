@@ -333,19 +333,15 @@ end)
 return H
 ]==]
 
--- A directory nginx's workers (user nobody when started as root) can read.
+local H = require "spec_helper"
+local write = H.write_file
+
+-- A directory nginx's workers can read (mode 755).
 local function mkdtemp()
   local d = os.tmpname()
   os.remove(d)
-  local ok = os.execute("mkdir -m 755 " .. d)
-  assert(ok == true or ok == 0, "mkdir " .. d)
+  assert(H.exec_ok("mkdir -m 755 " .. d), "mkdir " .. d)
   return d
-end
-
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
 end
 
 local function read(path)

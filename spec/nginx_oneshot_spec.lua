@@ -6,23 +6,13 @@ local socket = require "socket"
 local fake_control = require "fake_control"
 local nginx_control = require "nginx_control"
 local json = require "fakes.json"
+local H = require "spec_helper"
 
 -- The repository root, absolute (nginx's Lua paths must be).
 local ROOT = nginx_control.repo_root()
 local CORE = ROOT .. "/build/luajit/ksms/core.so"   -- nginx always runs LuaJIT
 
-local function exec_ok(cmd)
-  local a = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end      -- Lua 5.1 / LuaJIT
-  return a == true
-end
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local exec_ok, free_port = H.exec_ok, H.free_port
 
 -- A Lua literal of a flat table (strings, numbers, booleans).
 local function literal(t)

@@ -82,12 +82,7 @@ describe("ksms.core tcp", function()
     return c
   end
 
-  local function free_port()
-    local s = socket.bind("127.0.0.1", 0)
-    local _, p = s:getsockname()
-    s:close()
-    return p
-  end
+  local free_port = require("spec_helper").free_port
 
   it("connects, sends and receives (echo)", function()
     local c = conn("ECHO")
