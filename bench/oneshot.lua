@@ -29,9 +29,7 @@ local function run(speed, count)
   -- No reports and no per-message records: the fake stays small, so pauses
   -- of its own garbage collector do not bunch its arrival stamps.
   fake:state { speed = speed, reports = false, record_messages = false }
-  local s = session.new { host = "127.0.0.1", port = fake.oneshot_port, id = "test001",
-    password = "test001#$$%", key = "ksms-oneshot-key", iv = "ksms-oneshot-iv!",
-    queue_limit = count + 1 }
+  local s = session.new(fake:session_options { queue_limit = count + 1 })
   assert(s:connect())
   local done, failed = 0, 0
   local function on_result(r) done = done + 1; if not r then failed = failed + 1 end end

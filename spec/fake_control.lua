@@ -181,6 +181,15 @@ function Fake:pushes() return self:control("GET", "pushes") end
 function Fake:connections() return self:control("GET", "connections") end
 function Fake:drop(conn) return self:control("POST", "drop", { conn = conn }) end
 
+-- Options for a OneShot session bound to this fake with its default
+-- account (spec/fakes/oneshot.lua's default_state), extra merged over them.
+function Fake:session_options(extra)
+  local o = { host = "127.0.0.1", port = assert(self.oneshot_port, "not a oneshot fake"),
+    id = "test001", password = "test001#$$%", key = "ksms-oneshot-key", iv = "ksms-oneshot-iv!" }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
+end
+
 -- A socket connected to the OneShot port.
 function Fake:oneshot_connect(timeout)
   return _M.connect(assert(self.oneshot_port, "not a oneshot fake"), timeout)

@@ -170,8 +170,7 @@ describe("ksms.ngx.oneshot in nginx", function()
   local fake, nginx, app
 
   local function cfg(extra)
-    local c = { dict = "ksms_oneshot", host = "127.0.0.1", port = fake.oneshot_port, id = "test001",
-      password = "test001#$$%", key = "ksms-oneshot-key", iv = "ksms-oneshot-iv!", reconnect_delay = 0.3 }
+    local c = fake:session_options { dict = "ksms_oneshot", reconnect_delay = 0.3 }
     for k, v in pairs(extra or {}) do c[k] = v end
     return c
   end

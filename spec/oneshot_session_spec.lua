@@ -3,9 +3,9 @@
 local session = require "ksms.oneshot.session"
 local fake_control = require "fake_control"
 
+-- The fake's account, with a short reconnect delay for the specs.
 local function opts(fake, extra)
-  local o = { host = "127.0.0.1", port = fake.oneshot_port, id = "test001", password = "test001#$$%",
-    key = "ksms-oneshot-key", iv = "ksms-oneshot-iv!", reconnect_delay = 0.2, connect_timeout = 2 }
+  local o = fake:session_options { reconnect_delay = 0.2, connect_timeout = 2 }
   for k, v in pairs(extra or {}) do o[k] = v end
   return o
 end
