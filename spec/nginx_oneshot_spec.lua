@@ -137,6 +137,19 @@ local function msg(i, tag)
   return { to = "01012345678", from = "15666639", text = ("%s %d"):format(tag, i) }
 end
 
+-- Every id's outcome, read from a handler: how many are ok and how many
+-- may have been sent; anything else (no outcome yet, a refusal) fails.
+local function tally_outcomes(port, ids)
+  local ok, maybe = 0, 0
+  for _, id in ipairs(ids) do
+    local o = get(port, "/outcome?id=" .. id)
+    if o.res and o.res.ok then ok = ok + 1
+    elseif o.err and o.err.maybe_sent then maybe = maybe + 1
+    else error("no outcome for " .. id .. ": " .. json.encode(o)) end
+  end
+  return ok, maybe
+end
+
 local function sent_ids(fake)
   local counts = {}
   for _, r in ipairs(fake:requests("MsgSendReq")) do
@@ -271,13 +284,7 @@ describe("ksms.ngx.oneshot in nginx", function()
       local st = status().status
       return st.counters.outcomes >= 40 and st
     end)
-    local ok, maybe = 0, 0
-    for _, id in ipairs(ids) do
-      local o = get(app, "/outcome?id=" .. id)
-      if o.res and o.res.ok then ok = ok + 1
-      elseif o.err and o.err.maybe_sent then maybe = maybe + 1
-      else error("no outcome for " .. id .. ": " .. json.encode(o)) end
-    end
+    local ok, maybe = tally_outcomes(app, ids)
     local counts, distinct = sent_ids(fake), 0
     for _, n in pairs(counts) do
       assert.equal(1, n)
@@ -314,13 +321,7 @@ describe("ksms.ngx.oneshot in nginx", function()
       local st = status().status
       return st.counters.outcomes >= 30 and st
     end)
-    local ok, maybe = 0, 0
-    for _, id in ipairs(ids) do
-      local o = get(app, "/outcome?id=" .. id)
-      if o.res and o.res.ok then ok = ok + 1
-      elseif o.err and o.err.maybe_sent then maybe = maybe + 1
-      else error("no outcome for " .. id .. ": " .. json.encode(o)) end
-    end
+    local ok, maybe = tally_outcomes(app, ids)
     for _, n in pairs(sent_ids(fake)) do assert.equal(1, n) end
     local st = fake:stats()
     print(("\n  kill -9: %d taken back from the dead holder, %d maybe sent, %d ok")
