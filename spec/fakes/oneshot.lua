@@ -10,6 +10,7 @@ local socket = require "socket"
 local zlib = require "zlib"
 local cjson = require("cjson").new()
 local httpd = require "fakes.httpd"
+local scripts = require "fakes.scripts"
 local json = require "fakes.json"
 local korean = require "fakes.korean"
 
@@ -84,11 +85,11 @@ function _M.default_state()
   }
 end
 
-local function deep_copy(v)
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = deep_copy(x) end
-  return setmetatable(out, getmetatable(v))
+local deep_copy = require("fakes.app").deep_copy
+
+-- A OneShot script applies to frames of its method, or of any ("*").
+local function method_matches(script, method)
+  return script.method == "*" or script.method == method
 end
 
 local function to_hex(s)
@@ -184,7 +185,8 @@ end
 function App:reset()
   for _, c in pairs(self.conns) do self:close_conn(c, "reset") end
   self.state = deep_copy(self.initial_state)
-  self.scripts, self.records, self.reports, self.pushes = {}, {}, {}, {}
+  self.scripts = scripts.new(method_matches)
+  self.records, self.reports, self.pushes = {}, {}, {}
   self.files, self.sent_ids, self.arrivals = {}, {}, {}
   self.next_server_msg, self.next_push = 780000, 0
   self.epoch = (self.epoch or 0) + 1        -- timers of the previous epoch do nothing
@@ -386,17 +388,6 @@ local function bind_key(app, conn)
   return conn.enc_key or app.state.key:sub(1, 16)
 end
 
-function App:take_script(method)
-  for i, s in ipairs(self.scripts) do
-    if s.method == "*" or s.method == method then
-      if s.times then
-        s.times = s.times - 1
-        if s.times == 0 then table.remove(self.scripts, i) end
-      end
-      return s
-    end
-  end
-end
 
 function App:handle_frame(conn, payload, raw)
   local at = conn.last_recv
@@ -442,7 +433,7 @@ function App:handle_frame(conn, payload, raw)
     return self:close_conn(conn, "drop_after_received")
   end
   if method == "MsgSendReq" then self:arrival(conn, at) end
-  local script = self:take_script(method)
+  local script = self.scripts:take(method)
   local function go()
     if conn.closed then return end
     if script and script.fault and script.fault ~= "half" and script.fault ~= "split" then
@@ -841,11 +832,11 @@ endpoints["POST /_fake/script"] = function(app, req, res, body)
     if not script then return reply(res, 400, { error = err }) end
     valid[i] = script
   end
-  for _, s in ipairs(valid) do app.scripts[#app.scripts + 1] = s end
-  reply(res, 200, { ok = true, queued = #app.scripts })
+  for _, s in ipairs(valid) do app.scripts:add(s) end
+  reply(res, 200, { ok = true, queued = #app.scripts:list() })
 end
 
-endpoints["GET /_fake/scripts"] = function(app, req, res) reply(res, 200, json.array(app.scripts)) end
+endpoints["GET /_fake/scripts"] = function(app, req, res) reply(res, 200, json.array(app.scripts:list())) end
 
 endpoints["GET /_fake/requests"] = function(app, req, res)
   local only = req.query and (req.query:match("method=([%w_]+)") or req.query:match("path=([%w_]+)"))

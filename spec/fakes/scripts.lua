@@ -10,8 +10,16 @@ _M.__index = _M
 local KNOWN = { path = true, method = true, result = true, latency_ms = true, fault = true,
                 status = true, body = true, headers = true, times = true, process = true }
 
-function _M.new()
-  return setmetatable({ queue = {} }, _M)
+-- An HTTP request matches a script by path (or "*") and, when given, method.
+local function http_matches(script, req)
+  return (script.path == "*" or script.path == req.path)
+     and (script.method == nil or script.method == req.method)
+end
+
+-- matches(script, key) says whether a script applies to what take() is
+-- given; the default matches HTTP requests (the OneShot fake passes its own).
+function _M.new(matches)
+  return setmetatable({ queue = {}, matches = matches or http_matches }, _M)
 end
 
 -- Checks and normalises a script from JSON. Returns script or nil, err.
@@ -52,15 +60,10 @@ function _M:add(script)
   self.queue[#self.queue + 1] = script
 end
 
-local function matches(script, req)
-  return (script.path == "*" or script.path == req.path)
-     and (script.method == nil or script.method == req.method)
-end
-
 -- The script for req, with one of its uses taken; nil when none matches.
 function _M:take(req)
   for i, script in ipairs(self.queue) do
-    if matches(script, req) then
+    if self.matches(script, req) then
       if script.times then
         script.times = script.times - 1
         if script.times == 0 then table.remove(self.queue, i) end
