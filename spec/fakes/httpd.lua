@@ -346,6 +346,21 @@ Server.__index = Server
 -- counts(req) (whether a request counts in the stats; default all),
 -- idle_exit (seconds without a request before run() returns; 0 = never),
 -- log(message).
+-- A non-blocking listening socket on host (127.0.0.1) and port (0: any
+-- free one); nil, err when it cannot bind or listen.
+function _M.listen_socket(host, port, backlog)
+  local listener = socket.tcp()
+  listener:setoption("reuseaddr", true)
+  local ok, err = listener:bind(host or "127.0.0.1", port or 0)
+  if ok then ok, err = listener:listen(backlog or 512) end
+  if not ok then
+    listener:close()
+    return nil, err
+  end
+  listener:settimeout(0)
+  return listener
+end
+
 function _M.new(opts)
   local self = setmetatable({
     handler = assert(opts.handler, "httpd.new: handler required"),
@@ -361,15 +376,8 @@ function _M.new(opts)
     last_activity = socket.gettime(),
   }, Server)
   self:reset_stats()
-  local listener = socket.tcp()
-  listener:setoption("reuseaddr", true)
-  local ok, err = listener:bind(opts.host or "127.0.0.1", opts.port or 0)
-  if ok then ok, err = listener:listen(opts.backlog or 512) end
-  if not ok then
-    listener:close()
-    return nil, err
-  end
-  listener:settimeout(0)
+  local listener, err = _M.listen_socket(opts.host, opts.port, opts.backlog)
+  if not listener then return nil, err end
   self.listener = listener
   local host, port = listener:getsockname()
   self.host, self.port = host, tonumber(port)

@@ -125,16 +125,8 @@ function _M.secure(server, ctx)
 end
 
 function _M.extra(server, opts)
-  local socket = require "socket"
-  local listener = socket.tcp()
-  listener:setoption("reuseaddr", true)
-  local ok, err = listener:bind(opts.host or "127.0.0.1", opts.port or 0)
-  if ok then ok, err = listener:listen(opts.backlog or 512) end
-  if not ok then
-    listener:close()
-    return nil, err
-  end
-  listener:settimeout(0)
+  local listener, err = require("fakes.httpd").listen_socket(opts.host, opts.port, opts.backlog)
+  if not listener then return nil, err end
   server:watch(listener, {
     wants_read = function() return not server.stopping end,
     wants_write = function() return false end,

@@ -942,15 +942,8 @@ function _M.new(opts)
   }
   if not server then return nil, err end
   self.server = server
-  local listener = socket.tcp()
-  listener:setoption("reuseaddr", true)
-  local ok, lerr = listener:bind(opts.host or "127.0.0.1", opts.oneshot_port or 0)
-  if ok then ok, lerr = listener:listen(128) end
-  if not ok then
-    listener:close()
-    return nil, "oneshot port: " .. tostring(lerr)
-  end
-  listener:settimeout(0)
+  local listener, lerr = httpd.listen_socket(opts.host, opts.oneshot_port, 128)
+  if not listener then return nil, "oneshot port: " .. tostring(lerr) end
   self.listener = listener
   local _, lport = listener:getsockname()
   self.oneshot_port = tonumber(lport)
