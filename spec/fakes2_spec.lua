@@ -14,27 +14,8 @@ local base64 = require "fakes.base64"
 
 ---------------------------------------------------------------- helpers
 
-local function wait_until(what, seconds, pred)
-  local deadline = socket.gettime() + seconds
-  while not pred() do
-    if socket.gettime() > deadline then error("timed out waiting for " .. what) end
-    socket.sleep(0.01)
-  end
-end
-
-local function merged(base, overrides)
-  local map = {}
-  for k, v in pairs(base) do map[k] = v end
-  for k, v in pairs(overrides or {}) do map[k] = v or nil end
-  return map
-end
-
-local function sorted_list(map)
-  local list = {}
-  for k, v in pairs(map) do list[#list + 1] = { k, v } end
-  table.sort(list, function(a, b) return a[1] < b[1] end)
-  return list
-end
+local H = require "spec_helper"
+local wait_until, merged, sorted_list = H.wait_until, H.merged, H.sorted_pairs
 
 local read_response = require("spec_helper").read_response
 

@@ -46,19 +46,12 @@ end
 
 local read_response = require("spec_helper").read_response
 
-local function list_of(map)
-  local list = {}
-  for k, v in pairs(map) do list[#list + 1] = { k, v } end
-  table.sort(list, function(a, b) return a[1] < b[1] end)
-  return list
-end
+local H = require "spec_helper"
+local list_of, wait_until = H.sorted_pairs, H.wait_until
 
 -- base with overrides applied (false removes a field), as an ordered list.
 local function fields(base, overrides)
-  local map = {}
-  for k, v in pairs(base) do map[k] = v end
-  for k, v in pairs(overrides or {}) do map[k] = v or nil end
-  return list_of(map)
+  return list_of(H.merged(base, overrides))
 end
 
 -- The decoded answer of a provider request that must be HTTP 200.
@@ -68,13 +61,6 @@ local function answer(fake, path, list)
   return json.decode(body)
 end
 
-local function wait_until(what, seconds, pred)
-  local deadline = socket.gettime() + seconds
-  while not pred() do
-    if socket.gettime() > deadline then error("timed out waiting for " .. what) end
-    socket.sleep(0.01)
-  end
-end
 
 local function in_an_hour()
   return korean.format_kst(os.time() + 3600, "|")

@@ -80,6 +80,36 @@ function H.free_port()
   return tonumber(port)
 end
 
+-- Calls pred every `interval` seconds (0.01) until it returns a true
+-- value, which it returns; raises "timed out waiting for <what>" after
+-- `seconds`.
+function H.wait_until(what, seconds, pred, interval)
+  local socket = require "socket"
+  local deadline = socket.gettime() + seconds
+  while true do
+    local v = pred()
+    if v then return v end
+    if socket.gettime() > deadline then error("timed out waiting for " .. what, 2) end
+    socket.sleep(interval or 0.01)
+  end
+end
+
+-- base with overrides applied (an override of false removes the key).
+function H.merged(base, overrides)
+  local map = {}
+  for k, v in pairs(base) do map[k] = v end
+  for k, v in pairs(overrides or {}) do map[k] = v or nil end
+  return map
+end
+
+-- A map as a list of { key, value } pairs sorted by key (a form's fields).
+function H.sorted_pairs(map)
+  local list = {}
+  for k, v in pairs(map) do list[#list + 1] = { k, v } end
+  table.sort(list, function(a, b) return a[1] < b[1] end)
+  return list
+end
+
 function H.tmpname()
   return os.tmpname()
 end

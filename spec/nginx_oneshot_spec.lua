@@ -123,15 +123,7 @@ local function many(port, reqs)
   return out
 end
 
-local function wait_for(what, seconds, fn)
-  local deadline = socket.gettime() + seconds
-  while true do
-    local v = fn()
-    if v then return v end
-    if socket.gettime() > deadline then error("timed out waiting for " .. what, 2) end
-    socket.sleep(0.05)
-  end
-end
+local function wait_for(what, seconds, fn) return H.wait_until(what, seconds, fn, 0.05) end
 
 local function msg(i, tag)
   return { to = "01012345678", from = "15666639", text = ("%s %d"):format(tag, i) }

@@ -113,7 +113,7 @@ local function send_sms(c, over)
 end
 
 local function doc_frame(name)
-  for _, f in ipairs(cjson.decode(H.read_file("spec/data/oneshot_doc_frames.json")).frames) do
+  for _, f in ipairs(H.doc_frames()) do
     if f.name:find(name, 1, true) == 1 then
       return f.wire_prefix:gsub("\\r\\n", "\r\n") .. unhex(f.zlib_hex), f
     end
@@ -121,13 +121,7 @@ local function doc_frame(name)
   error("no doc frame " .. name)
 end
 
-local function wait_until(what, seconds, pred)
-  local deadline = socket.gettime() + seconds
-  while not pred() do
-    if socket.gettime() > deadline then error("timed out waiting for " .. what) end
-    socket.sleep(0.01)
-  end
-end
+local wait_until = H.wait_until
 
 ---------------------------------------------------------------- specs
 
