@@ -3,7 +3,6 @@
 -- recorded nor counted in the stats, and scripts never apply to them.
 local json = require "fakes.json"
 local forms = require "fakes.forms"
-local scripts = require "fakes.scripts"
 local http_client = require "fakes.http_client"
 
 local _M = {}
@@ -29,15 +28,9 @@ local endpoints = {}
 
 -- One script object, or a list of them, queued in order.
 endpoints["POST /_fake/script"] = function(app, req, res, body)
-  local list = body[1] and body or { body }
-  local valid = {}
-  for i, s in ipairs(list) do
-    local script, err = scripts.validate(s)
-    if not script then return reply(res, 400, { error = err }) end
-    valid[i] = script
-  end
-  for _, script in ipairs(valid) do app.scripts:add(script) end
-  reply(res, 200, { ok = true, queued = #app.scripts:list() })
+  local queued, err = app.scripts:add_posted(body)
+  if not queued then return reply(res, 400, { error = err }) end
+  reply(res, 200, { ok = true, queued = queued })
 end
 
 endpoints["GET /_fake/scripts"] = function(app, req, res)

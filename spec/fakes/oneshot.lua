@@ -87,6 +87,8 @@ end
 
 local deep_copy = require("fakes.app").deep_copy
 
+local validate_script -- checks a posted script; defined with the control endpoints
+
 -- A OneShot script applies to frames of its method, or of any ("*").
 local function method_matches(script, method)
   return script.method == "*" or script.method == method
@@ -185,7 +187,7 @@ end
 function App:reset()
   for _, c in pairs(self.conns) do self:close_conn(c, "reset") end
   self.state = deep_copy(self.initial_state)
-  self.scripts = scripts.new(method_matches)
+  self.scripts = scripts.new(method_matches, validate_script)
   self.records, self.reports, self.pushes = {}, {}, {}
   self.files, self.sent_ids, self.arrivals = {}, {}, {}
   self.next_server_msg, self.next_push = 780000, 0
@@ -796,7 +798,7 @@ end
 local SCRIPT_KEYS = { method = true, times = true, result = true, result_message = true,
                       latency_ms = true, fault = true }
 
-local function validate_script(s)
+function validate_script(s)
   if type(s) ~= "table" then return nil, "a script is a JSON object" end
   for k in pairs(s) do if not SCRIPT_KEYS[k] then return nil, "unknown script field " .. tostring(k) end end
   local out = { method = s.method or "*", fault = s.fault, result_message = s.result_message }
@@ -825,15 +827,9 @@ end
 local endpoints = {}
 
 endpoints["POST /_fake/script"] = function(app, req, res, body)
-  local list = body[1] and body or { body }
-  local valid = {}
-  for i, s in ipairs(list) do
-    local script, err = validate_script(s)
-    if not script then return reply(res, 400, { error = err }) end
-    valid[i] = script
-  end
-  for _, s in ipairs(valid) do app.scripts:add(s) end
-  reply(res, 200, { ok = true, queued = #app.scripts:list() })
+  local queued, err = app.scripts:add_posted(body)
+  if not queued then return reply(res, 400, { error = err }) end
+  reply(res, 200, { ok = true, queued = queued })
 end
 
 endpoints["GET /_fake/scripts"] = function(app, req, res) reply(res, 200, json.array(app.scripts:list())) end

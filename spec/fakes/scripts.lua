@@ -17,9 +17,11 @@ local function http_matches(script, req)
 end
 
 -- matches(script, key) says whether a script applies to what take() is
--- given; the default matches HTTP requests (the OneShot fake passes its own).
-function _M.new(matches)
-  return setmetatable({ queue = {}, matches = matches or http_matches }, _M)
+-- given, validate(posted) checks one script as posted (script | nil, err);
+-- the defaults are HTTP's (the OneShot fake passes its own).
+function _M.new(matches, validate)
+  return setmetatable({ queue = {}, matches = matches or http_matches,
+                        validate = validate or _M.validate }, _M)
 end
 
 -- Checks and normalises a script from JSON. Returns script or nil, err.
@@ -58,6 +60,20 @@ end
 
 function _M:add(script)
   self.queue[#self.queue + 1] = script
+end
+
+-- Queues a posted script object, or a list of them: all or none. Returns
+-- how many scripts are queued now, or nil, err for the first bad one.
+function _M:add_posted(body)
+  local list = body[1] and body or { body }
+  local valid = {}
+  for i, s in ipairs(list) do
+    local script, err = self.validate(s)
+    if not script then return nil, err end
+    valid[i] = script
+  end
+  for _, script in ipairs(valid) do self:add(script) end
+  return #self.queue
 end
 
 -- The script for req, with one of its uses taken; nil when none matches.
