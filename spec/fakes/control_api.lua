@@ -10,6 +10,7 @@ local _M = {}
 local function reply(res, status, value)
   res:send(status, { ["Content-Type"] = "application/json" }, json.encode(value))
 end
+_M.reply = reply
 
 local function decode_body(req)
   if req.body == "" then return {} end
@@ -118,7 +119,14 @@ function _M.handle(app, req, res)
     if not job then return reply(res, 404, { error = "no such MO job" }) end
     return reply(res, 200, job)
   end
-  local endpoint = endpoints[req.method .. " " .. req.path]
+  return _M.dispatch(endpoints, app, req, res)
+end
+
+-- Runs the endpoint "METHOD /path" of `table` with the decoded JSON body;
+-- 404 for none, 400 for a body that is not a JSON object. The OneShot
+-- fake dispatches its own endpoints through it too.
+function _M.dispatch(table, app, req, res)
+  local endpoint = table[req.method .. " " .. req.path]
   if not endpoint then
     return reply(res, 404, { error = "no control endpoint " .. req.method .. " " .. req.path })
   end

@@ -11,6 +11,7 @@ local zlib = require "zlib"
 local cjson = require("cjson").new()
 local httpd = require "fakes.httpd"
 local scripts = require "fakes.scripts"
+local control_api = require "fakes.control_api"
 local json = require "fakes.json"
 local korean = require "fakes.korean"
 
@@ -791,9 +792,7 @@ end
 
 ---------------------------------------------------------------- control API
 
-local function reply(res, status, value)
-  res:send(status, { ["Content-Type"] = "application/json" }, json.encode(value))
-end
+local reply = control_api.reply
 
 local SCRIPT_KEYS = { method = true, times = true, result = true, result_message = true,
                       latency_ms = true, fault = true }
@@ -909,16 +908,7 @@ endpoints["POST /_fake/shutdown"] = function(app, req, res)
 end
 
 function App:control(req, res)
-  local endpoint = endpoints[req.method .. " " .. req.path]
-  if not endpoint then
-    return reply(res, 404, { error = "no control endpoint " .. req.method .. " " .. req.path })
-  end
-  local body = {}
-  if req.body ~= "" then
-    body = json.decode(req.body)
-    if type(body) ~= "table" then return reply(res, 400, { error = "body must be a JSON object" }) end
-  end
-  endpoint(self, req, res, body)
+  return control_api.dispatch(endpoints, self, req, res)
 end
 
 ---------------------------------------------------------------- start
