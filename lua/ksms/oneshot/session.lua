@@ -30,7 +30,7 @@ local protocol = require "ksms.oneshot.protocol"
 local errors = require "ksms.errors"
 
 local type, pairs, pcall, setmetatable, error, tostring = type, pairs, pcall, setmetatable, error, tostring
-local min, max, random = math.min, math.max, math.random
+local min, max, random, floor = math.min, math.max, math.random, math.floor
 local monotonic, tcp_connect = core.monotonic, core.tcp_connect
 
 local _M = { _VERSION = "0.1.0" }
@@ -48,7 +48,9 @@ local OWN = { host = true, port = true, on_report = true, on_spam = true, on_cha
 local function in_window(grant, epoch)
   local b, e = tonumber(grant.begin_time) or 0, tonumber(grant.end_time) or 24
   if e - b >= 24 or b == e then return true end
-  local h = os.date("!*t", epoch + 9 * 3600).hour
+  -- Arithmetic, not os.date: this runs on every turn of the I/O loop, and
+  -- POSIX time has no leap seconds, so the hour is exact (KST is UTC+9).
+  local h = floor((epoch + 9 * 3600) % 86400 / 3600)
   if b < e then return h >= b and h < e end
   return h >= b or h < e
 end
