@@ -129,6 +129,19 @@ describe("oneshot session", function()
     assert.equal("T001", sent[3].body.KakaoTemplateCode)
   end)
 
+  it("answers a send whose outcome is late with maybe_sent, and sends it once", function()
+    local s = session.new(opts(fake))
+    assert(s:connect())
+    fake:script { method = "MsgSendReq", latency_ms = 800, times = 1 }
+    local res, err = s:send({ to = "01012345678", from = "15666639", text = "늦은 답" }, 0.2)
+    assert.is_nil(res)
+    assert.equal("unknown", err.category)
+    assert.is_true(err.maybe_sent)
+    assert(s:flush(5)) -- the answer still comes; nothing is sent again
+    s:close()
+    assert.equal(1, #fake:requests("MsgSendReq"))
+  end)
+
   it("uses a message's user_msg_id as its UserMsgId", function()
     local s = session.new(opts(fake))
     assert(s:connect())

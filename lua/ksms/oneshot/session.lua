@@ -310,8 +310,10 @@ function Session:send(msg, timeout)
   local deadline = monotonic() + (timeout or 60)
   while not done and monotonic() < deadline do self:_step(deadline) end
   if done then return res, rerr end
-  return nil, errors.new { category = "timeout", code = "send", provider = "oneshot",
-    message = "no outcome in time; the message stays queued and its outcome arrives through poll" }
+  -- Still queued or in flight: it may yet be sent, so it must not be resent
+  -- blindly (the same outcome ksms.client("oneshot") gives).
+  return nil, errors.new { category = "unknown", code = "no_outcome", provider = "oneshot", maybe_sent = true,
+    message = "no outcome in time; the message stays queued and may still be sent" }
 end
 
 function Session:close()
