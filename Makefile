@@ -6,7 +6,8 @@
 #                        sanitizer and valgrind runs
 #   make demo            the main job against the bundled fake provider
 #   make asan            the whole suite with AddressSanitizer + UBSan
-#   make valgrind        a codec stress script under valgrind, leaks are errors
+#   make valgrind        the codec, HTTP and OneShot stress scripts under
+#                        valgrind, leaks are errors
 #   make bench           the benchmarks under bench/ (LUA=luajit for LuaJIT)
 #   make install         PREFIX=/usr/local, DESTDIR= honoured; also bin/ksms
 #                        (shebang: $(LUA)) into $(PREFIX)/bin
