@@ -24,8 +24,6 @@
  * this many bytes (a multiple of the block size). */
 #define AES_MAX_CHUNK ((size_t)1 << 30)
 
-/* Scratch memory kept after a call, as in the other codecs. */
-
 struct aes_ctx {
   EVP_CIPHER_CTX *cipher_ctx; /* reused for every call in this state */
   EVP_CIPHER *fetched;        /* owned reference, NULL if the fetch failed */
@@ -128,8 +126,7 @@ static int aes_encrypt(lua_State *L) {
 
   if (plain_len > (size_t)LLONG_MAX - 2 * AES_BLOCK)
     return luaL_error(L, "ksms.core.aes128cbc_encrypt: input too large");
-  state->out.len = 0;
-  unsigned char *dst = buf_reserve(L, &state->out, plain_len + AES_BLOCK);
+  unsigned char *dst = buf_reserve(L, buf_scratch(&state->out), plain_len + AES_BLOCK);
   long long cipher_len = aes_run(L, state->aes, 1, key, iv, plain, plain_len, dst);
   if (cipher_len < 0) return aes_internal_failure(L, state->aes, "EVP_CipherFinal_ex");
 
@@ -157,14 +154,14 @@ static int aes_decrypt(lua_State *L) {
   if (cipher_len > (size_t)LLONG_MAX - 2 * AES_BLOCK)
     return luaL_error(L, "ksms.core.aes128cbc_decrypt: input too large");
 
-  state->out.len = 0;
-  unsigned char *dst = buf_reserve(L, &state->out, cipher_len + AES_BLOCK);
+  unsigned char *dst = buf_reserve(L, buf_scratch(&state->out), cipher_len + AES_BLOCK);
   long long plain_len = aes_run(L, state->aes, 0, key, iv, ciphertext, cipher_len, dst);
 
   /* The scratch buffer outlives the call: wipe the plaintext (or, on a
    * padding failure, the partly decrypted blocks) once Lua has its copy. */
   if (plain_len < 0) {
     OPENSSL_cleanse(dst, cipher_len + AES_BLOCK);
+    buf_drop(&state->out);
     return err_push(L, "protocol", "bad_padding",
                     "AES-CBC padding is invalid (wrong key or IV, or corrupted "
                     "ciphertext of %zu bytes)", cipher_len);

@@ -8,9 +8,6 @@
 #include <stdint.h>
 #include "ksms.h"
 
-/* Output larger than this is handed back to the allocator after the call
- * so one huge payload does not pin its size in the idle scratch buffer. */
-
 static const char b64_alphabet[64] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -62,7 +59,7 @@ static int b64_encode(lua_State *L) {
     return luaL_error(L, "ksms.core.b64encode: input too large");
   size_t out_len = groups * 4;
 
-  out->len = 0;
+  buf_scratch(out);
   unsigned char *dst = buf_reserve(L, out, out_len);
   const unsigned char *src = in;
   const unsigned char *full_end = in + in_len - in_len % 3;
@@ -128,7 +125,7 @@ static int b64_decode(lua_State *L) {
     return 1;
   }
 
-  out->len = 0;
+  buf_scratch(out);
   /* 3 bytes per quantum is an upper bound; padding only shortens it. */
   unsigned char *dst = buf_reserve(L, out, in_len / 4 * 3);
   const unsigned char *src = in;
@@ -138,8 +135,10 @@ static int b64_decode(lua_State *L) {
   while (src < last_quantum) {
     unsigned a = b64_decode_table[src[0]], b = b64_decode_table[src[1]];
     unsigned c = b64_decode_table[src[2]], d = b64_decode_table[src[3]];
-    if ((a | b | c | d) & B64_BAD_BITS)
+    if ((a | b | c | d) & B64_BAD_BITS) {
+      buf_drop(out);
       return b64_reject_chars(L, in, (size_t)(src - in), 4);
+    }
     uint32_t bits = (uint32_t)a << 18 | (uint32_t)b << 12 | c << 6 | d;
     dst[0] = (unsigned char)(bits >> 16);
     dst[1] = (unsigned char)(bits >> 8);
@@ -161,16 +160,21 @@ static int b64_decode(lua_State *L) {
     values[i] = b64_decode_table[src[i]];
     seen |= values[i];
   }
-  if (seen & B64_BAD_BITS) return b64_reject_chars(L, in, pos, data_chars);
+  if (seen & B64_BAD_BITS) {
+    buf_drop(out);
+    return b64_reject_chars(L, in, pos, data_chars);
+  }
 
   uint32_t bits = (uint32_t)values[0] << 18 | (uint32_t)values[1] << 12 |
                   values[2] << 6 | values[3];
   size_t tail_bytes = data_chars - 1;
   uint32_t leftover_mask = tail_bytes == 1 ? 0xFFFF : tail_bytes == 2 ? 0xFF : 0;
-  if (bits & leftover_mask)
+  if (bits & leftover_mask) {
+    buf_drop(out);
     return err_push(L, "invalid_input", "bad_base64",
                     "non-canonical base64: unused bits set at position %zu",
                     pos + data_chars);
+  }
   dst[0] = (unsigned char)(bits >> 16);
   if (tail_bytes > 1) dst[1] = (unsigned char)(bits >> 8);
   if (tail_bytes > 2) dst[2] = (unsigned char)bits;

@@ -29,6 +29,11 @@ void buf_push(lua_State *L, buf_t *b, size_t from, size_t len, int wipe) {
   buf_shrink(b, BUF_KEEP);
 }
 
+void buf_drop(buf_t *b) {
+  b->len = 0;
+  buf_shrink(b, BUF_KEEP);
+}
+
 void buf_consume(buf_t *b, size_t n) {
   if (n >= b->len) {
     b->len = 0;

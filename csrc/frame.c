@@ -33,20 +33,23 @@ typedef struct frame_decoder {
 int frame_push(lua_State *L, const unsigned char *payload, size_t n,
                int level) {
   core_state *st = CORE_STATE(L);
+  buf_t *out = buf_scratch(&st->out);
   /* Compress after a gap, then write the header right before the data so
    * the frame is pushed without another copy. */
-  st->out.len = 0;
-  buf_reserve(L, &st->out, FRAME_HEADER_MAX);
-  st->out.len = FRAME_HEADER_MAX;
+  buf_reserve(L, out, FRAME_HEADER_MAX);
+  out->len = FRAME_HEADER_MAX;
   const char *msg = NULL;
-  const char *code = zl_deflate(L, st->zlib, &st->out, payload, n, level, &msg);
-  if (code) return err_push(L, "invalid_input", code, "%s", msg);
-  size_t body = st->out.len - FRAME_HEADER_MAX;
+  const char *code = zl_deflate(L, st->zlib, out, payload, n, level, &msg);
+  if (code) {
+    buf_drop(out);
+    return err_push(L, "invalid_input", code, "%s", msg);
+  }
+  size_t body = out->len - FRAME_HEADER_MAX;
   char header[FRAME_HEADER_MAX];
   int hlen = snprintf(header, sizeof header, "Content-Length:%zu\r\n", body);
-  unsigned char *start = st->out.data + FRAME_HEADER_MAX - hlen;
+  unsigned char *start = out->data + FRAME_HEADER_MAX - hlen;
   memcpy(start, header, (size_t)hlen);
-  buf_push(L, &st->out, (size_t)(start - st->out.data), (size_t)hlen + body, 0);
+  buf_push(L, out, (size_t)(start - out->data), (size_t)hlen + body, 0);
   return 1;
 }
 
@@ -157,14 +160,15 @@ static size_t frame_consume(lua_State *L, frame_decoder *d,
     }
     if (left < d->header_len + d->body_len) return used;
     const char *msg = NULL;
-    st->out.len = 0;
-    const char *code = zl_inflate(L, st->zlib, &st->out, at + d->header_len,
+    buf_t *out = buf_scratch(&st->out);
+    const char *code = zl_inflate(L, st->zlib, out, at + d->header_len,
                                   d->body_len, d->max_payload, &msg);
     if (code) {
+      buf_drop(out); /* what inflated before the failure is no one's */
       frame_fail(L, d, code, "frame payload: %s", msg);
       return (size_t)-1;
     }
-    buf_push(L, &st->out, 0, st->out.len, 0);
+    buf_push(L, out, 0, out->len, 0);
     lua_rawseti(L, -2, ++*count);
     used += d->header_len + d->body_len;
     d->body_len = 0;

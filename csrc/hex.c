@@ -5,9 +5,6 @@
 #include <stdint.h>
 #include "ksms.h"
 
-/* Output larger than this is handed back to the allocator after the call
- * so one huge payload does not pin its size in the idle scratch buffer. */
-
 static const char hex_lower_digits[16] = "0123456789abcdef";
 static const char hex_upper_digits[16] = "0123456789ABCDEF";
 
@@ -48,7 +45,7 @@ static int hex_encode(lua_State *L) {
   }
   if (in_len > SIZE_MAX / 2)
     return luaL_error(L, "ksms.core.hex: input too large");
-  out->len = 0;
+  buf_scratch(out);
   unsigned char *dst = buf_reserve(L, out, in_len * 2);
   for (size_t i = 0; i < in_len; i++) {
     dst[2 * i] = (unsigned char)digits[in[i] >> 4];
@@ -81,12 +78,15 @@ static int hex_decode(lua_State *L) {
     lua_pushliteral(L, "");
     return 1;
   }
-  out->len = 0;
+  buf_scratch(out);
   unsigned char *dst = buf_reserve(L, out, in_len / 2);
   for (size_t i = 0; i < in_len; i += 2) {
     unsigned high = hex_digit_value[in[i]], low = hex_digit_value[in[i + 1]];
     /* One test for both digits: HEX_INVALID sets bits above the nibble. */
-    if ((high | low) & 0xF0) return hex_reject_char(L, in, i);
+    if ((high | low) & 0xF0) {
+      buf_drop(out);
+      return hex_reject_char(L, in, i);
+    }
     dst[i / 2] = (unsigned char)(high << 4 | low);
   }
   out->len = in_len / 2;

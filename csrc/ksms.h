@@ -57,6 +57,22 @@ void buf_push(lua_State *L, buf_t *b, size_t from, size_t len, int wipe);
 /* How much scratch memory a Lua state keeps between calls. */
 #define BUF_KEEP ((size_t)64 << 10)
 
+/* The scratch buffers (core_state.out and .json) are borrowed for one
+ * call. What one holds, and its length, when a call begins means nothing:
+ * a raise (a memory error, misuse) can leave bytes behind, and a finalizer
+ * may run another binding in between. So the rule, for every user:
+ *   - begin with buf_scratch, which empties the buffer, and write from
+ *     offset 0 (never reserve at a length someone else left);
+ *   - end with buf_push (which empties it) or, on a failure that returns
+ *     nil, err, with buf_drop (which empties it and gives back memory).
+ * Nobody relies on finding it empty; every exit that returns leaves it so. */
+static inline buf_t *buf_scratch(buf_t *b) {
+  b->len = 0;
+  return b;
+}
+/* Empties b and trims it to BUF_KEEP: the failure path of a scratch user. */
+void buf_drop(buf_t *b);
+
 /* Drops the first n bytes, keeping the rest. */
 void buf_consume(buf_t *b, size_t n);
 /* Gives back memory after a large burst so an idle buffer stays small. */

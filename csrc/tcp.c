@@ -235,27 +235,34 @@ static int tcp_receive(lua_State *L) {
     if (!(timeout >= 0)) return luaL_argerror(L, 3, "timeout must be >= 0");
   }
   if (c->fd < 0) return tcp_closed_err(L, "receive");
-  core_state *s = CORE_STATE(L);
-  unsigned char *dst = buf_reserve(L, &s->out, (size_t)maxi);
+  buf_t *out = buf_scratch(&CORE_STATE(L)->out);
+  /* The bytes land at offset 0, where buf_push takes them from. */
+  unsigned char *dst = buf_reserve(L, out, (size_t)maxi);
   double deadline = tcp_now() + timeout;
   for (;;) {
     ssize_t r = recv(c->fd, dst, (size_t)maxi, 0);
     if (r > 0) {
-      s->out.len = (size_t)r;
-      buf_push(L, &s->out, 0, (size_t)r, 0);
+      out->len = (size_t)r;
+      buf_push(L, out, 0, (size_t)r, 0);
       return 1;
     }
-    if (r == 0) return err_push(L, "network", "closed", "connection closed by peer");
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK)
-      return err_push(L, "network", "recv", "recv: %s", strerror(errno));
-    int w = tcp_wait(c->fd, POLLIN, deadline);
-    if (w == 0) {
-      err_push(L, "timeout", "timeout", "nothing received within %gs", timeout);
-      tcp_set_retryable(L);
-      return 2;
+    int e = errno;
+    if (r < 0 && e == EINTR) continue;
+    if (r < 0 && (e == EAGAIN || e == EWOULDBLOCK)) {
+      int w = tcp_wait(c->fd, POLLIN, deadline);
+      if (w > 0) continue;
+      e = errno;
+      buf_drop(out);
+      if (w == 0) {
+        err_push(L, "timeout", "timeout", "nothing received within %gs", timeout);
+        tcp_set_retryable(L);
+        return 2;
+      }
+      return err_push(L, "network", "recv", "poll: %s", strerror(e));
     }
-    if (w < 0) return err_push(L, "network", "recv", "poll: %s", strerror(errno));
+    buf_drop(out);
+    if (r == 0) return err_push(L, "network", "closed", "connection closed by peer");
+    return err_push(L, "network", "recv", "recv: %s", strerror(e));
   }
 }
 

@@ -143,12 +143,15 @@ static int zl_lua_deflate(lua_State *L) {
   int level = (int)luaL_optinteger(L, 2, ZL_DEFAULT_LEVEL);
   luaL_argcheck(L, level >= -1 && level <= 9, 2, "level must be -1..9");
   core_state *st = CORE_STATE(L);
-  st->out.len = 0;
+  buf_t *out = buf_scratch(&st->out);
   const char *msg = NULL;
-  const char *code = zl_deflate(L, st->zlib, &st->out, (const unsigned char *)s,
+  const char *code = zl_deflate(L, st->zlib, out, (const unsigned char *)s,
                                 n, level, &msg);
-  if (code) return err_push(L, "invalid_input", code, "%s", msg);
-  buf_push(L, &st->out, 0, st->out.len, 0);
+  if (code) {
+    buf_drop(out);
+    return err_push(L, "invalid_input", code, "%s", msg);
+  }
+  buf_push(L, out, 0, out->len, 0);
   return 1;
 }
 
@@ -161,16 +164,15 @@ static int zl_lua_inflate(lua_State *L) {
   lua_Integer max_out = luaL_optinteger(L, 2, (lua_Integer)ZL_DEFAULT_MAX_OUT);
   luaL_argcheck(L, max_out >= 0, 2, "max_out must be >= 0");
   core_state *st = CORE_STATE(L);
-  st->out.len = 0;
+  buf_t *out = buf_scratch(&st->out);
   const char *msg = NULL;
-  const char *code = zl_inflate(L, st->zlib, &st->out, (const unsigned char *)s,
+  const char *code = zl_inflate(L, st->zlib, out, (const unsigned char *)s,
                                 n, (size_t)max_out, &msg);
   if (code) {
-    st->out.len = 0;
-    buf_shrink(&st->out, BUF_KEEP);
+    buf_drop(out);
     return err_push(L, "protocol", code, "inflate: %s", msg);
   }
-  buf_push(L, &st->out, 0, st->out.len, 0);
+  buf_push(L, out, 0, out->len, 0);
   return 1;
 }
 

@@ -39,6 +39,9 @@ while true do
     local got = assert(c:receive(n))
     c:send(("OK %d %d\n"):format(#got, #got > 0 and got:byte(#got) or -1))
     c:receive("*a")
+  elseif line and line:match("^BYTES ") then
+    -- sends the bytes given in hex, then closes
+    c:send((line:match("^BYTES (%x*)"):gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)))
   elseif line and line:match("^STALL") then
     socket.sleep(4)                          -- reads nothing for a while
   end
@@ -234,6 +237,59 @@ describe("ksms.core tcp", function()
     assert.equal("network", err.category)
     assert.equal("send", err.code)
     assert.is_number(err.written)
+    c:close()
+  end)
+
+  it("receives exactly what arrived after a frame failed to inflate (the shared scratch)", function()
+    -- A hostile server's frame: 5000 bytes of zlib that inflate, then a bad
+    -- checksum. What inflated must not come out of a receive elsewhere.
+    local z = core.deflate(("A"):rep(5000))
+    z = z:sub(1, -2) .. string.char((z:byte(-1) + 1) % 256)
+    local frame = "Content-Length:" .. #z .. "\r\n" .. z
+    local hostile = conn("BYTES " .. core.hex(frame))
+    local got = ""
+    while true do
+      local d, e = hostile:receive(nil, 5)
+      if not d then
+        assert.equal("closed", e.code)
+        break
+      end
+      got = got .. d
+    end
+    hostile:close()
+    assert.equal(frame, got)
+    local dec = core.frame_decoder()
+    local list, err = dec:feed(got)
+    assert.is_nil(list)
+    assert.equal("protocol", err.category)
+
+    local c = conn("ECHO")
+    local function round_trip(what)
+      local msg = "ping " .. what
+      assert.is_true(c:send(msg))
+      local back = ""
+      while #back < #msg do back = back .. assert(c:receive(100, 2)) end
+      assert.equal(msg, back, "after " .. what)
+    end
+    round_trip("the bad frame")
+    -- Every other failure exit of a binding that uses the scratch.
+    local key, iv = ("k"):rep(16), ("i"):rep(16)
+    local failures = {
+      frame_too_large = function()
+        return core.frame_decoder({ max_payload = 100 }):feed(core.frame_encode(("B"):rep(4000)))
+      end,
+      inflate = function() return core.inflate(z) end,
+      inflate_too_large = function() return core.inflate(core.deflate(("C"):rep(5000)), 100) end,
+      b64decode = function() return core.b64decode(("QUJD"):rep(1000) .. "!!!!") end,
+      unhex = function() return core.unhex(("41"):rep(1000) .. "zz") end,
+      aes = function() return core.aes128cbc_decrypt(("x"):rep(4096), key, iv) end,
+    }
+    for name, fail in pairs(failures) do
+      local res, e = fail()
+      assert.is_nil(res, name)
+      assert.is_table(e, name)
+      round_trip(name)
+    end
     c:close()
   end)
 
