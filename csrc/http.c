@@ -293,10 +293,18 @@ static void http_form_encode(lua_State *L, int idx, buf_t *out, int index) {
 
 /* ---- multipart/form-data, built as one byte string ---- */
 
-/* Names, filenames and content types go inside a header line. */
+/* Names and filenames go inside a quoted-string of the part's
+ * Content-Disposition line. Parsers disagree about escapes there (RFC 7230
+ * reads a backslash as one, WHATWG and many servers do not), so instead of
+ * escaping, a name or filename that would need one is refused (raises, as
+ * programmer misuse): a '"', a '\\' or a control character (HTAB, CR, LF,
+ * NUL included). What is left is read alike by every parser. UTF-8 is kept
+ * as is. */
 static int http_bad_quoted(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (s[i] == '"' || s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 1;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\' || c < 0x20 || c == 0x7f) return 1;
+  }
   return 0;
 }
 
@@ -337,7 +345,7 @@ static void http_multipart_check(lua_State *L, int idx, int index) {
     const char *name = http_part_str(L, part, "name", &len, 0, index, i);
     if (!name) http_bad(L, index, "multipart part %d: name is required", i);
     if (http_bad_quoted(name, len))
-      http_bad(L, index, "multipart part %d: name must not contain quotes, CR or LF", i);
+      http_bad(L, index, "multipart part %d: name must not contain '\"', '\\' or control characters", i);
     int kinds = 0;
     const char *value = http_part_str(L, part, "value", &len, 1, index, i);
     const char *file = http_part_str(L, part, "file", &len, 0, index, i);
@@ -349,9 +357,9 @@ static void http_multipart_check(lua_State *L, int idx, int index) {
       http_bad(L, index, "multipart part %d needs exactly one of value, file, data", i);
     const char *filename = http_part_str(L, part, "filename", &len, 0, index, i);
     if (filename && http_bad_quoted(filename, len))
-      http_bad(L, index, "multipart part %d: filename must not contain quotes, CR or LF", i);
+      http_bad(L, index, "multipart part %d: filename must not contain '\"', '\\' or control characters", i);
     if (file && !filename && http_bad_quoted(http_basename(file), strlen(http_basename(file))))
-      http_bad(L, index, "multipart part %d: the file's name needs a filename without quotes", i);
+      http_bad(L, index, "multipart part %d: the file's name has '\"', '\\' or a control character: give a filename", i);
     const char *ctype = http_part_str(L, part, "content_type", &len, 0, index, i);
     if (ctype) { /* quotes are fine here: media type parameters use them */
       int bad = len == 0;

@@ -28,10 +28,11 @@ typedef struct buf_t {
 /* Grows b so n more bytes fit (the slow path of buf_reserve). */
 unsigned char *buf_grow(lua_State *L, buf_t *b, size_t n);
 
-/* Makes room for n more bytes and returns where they go. Raises a Lua
- * memory error when the allocation fails. */
+/* Makes room for n more bytes and returns where they go (never NULL, even
+ * for n = 0 on an empty buffer: no arithmetic on a NULL pointer). Raises a
+ * Lua memory error when the allocation fails. */
 static inline unsigned char *buf_reserve(lua_State *L, buf_t *b, size_t n) {
-  if (b->cap - b->len >= n) return b->data + b->len;
+  if (b->data && b->cap - b->len >= n) return b->data + b->len;
   return buf_grow(L, b, n);
 }
 

@@ -80,6 +80,25 @@ function H.free_port()
   return tonumber(port)
 end
 
+-- Runs the Lua file `script` (with args, a string for the shell) under
+-- interpreter `lua` with ksms.core built by clang with UBSan, which sees
+-- what GCC's UBSan in `make asan-run` does not (NULL + 0 pointer
+-- arithmetic, float-to-integer casts out of range). Returns its output
+-- and whether it exited 0, or nothing when clang is not installed. The
+-- build goes to build/ubsan-clang-<lua> and is incremental.
+function H.run_ubsan_clang(lua, script, args)
+  local rt = H.run("clang -print-file-name=libclang_rt.ubsan_standalone-x86_64.so 2>/dev/null")
+  rt = rt and rt:match("^(/%S+)")
+  if not rt then return end
+  local build = "build/ubsan-clang-" .. lua
+  local log, built = H.run(("env -u LD_PRELOAD make -s LUA=%s BUILD=%s CC=clang "
+    .. "OPTFLAGS='-O1 -g -fno-omit-frame-pointer -fsanitize=undefined -fno-sanitize-recover=all' build 2>&1")
+    :format(lua, build))
+  assert(built, log)
+  return H.run(("env -u LD_PRELOAD LD_PRELOAD=%s UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "
+    .. "LUA_CPATH='%s/?.so;;' %s %s %s 2>&1"):format(rt, build, lua, script, args or ""))
+end
+
 -- Calls pred every `interval` seconds (0.01) until it returns a true
 -- value, which it returns; raises "timed out waiting for <what>" after
 -- `seconds`.

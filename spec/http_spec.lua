@@ -311,6 +311,80 @@ describe("http transport", function()
       assert.is_nil(got[2].target:find("i=2", 1, true))
       c:close()
     end)
+
+    it("refuses a multipart name or filename a server could misread, and sends nothing", function()
+      -- Inside Content-Disposition's quoted-string a backslash is an escape
+      -- to some parsers and a byte to others: name="a\" ends differently.
+      local c = core.http_client()
+      local t = tag()
+      local u = url("/echo?" .. t)
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert(os.execute("mkdir -p '" .. dir .. "'"))
+      local odd_file = dir .. "/a\\b.jpg"
+      H.write_file(odd_file, "\255\216\255")
+      local parts = {}
+      for _, bad in ipairs { "a\\", "\\", "a\\b", 'a"', "a\tb", "a\rb", "a\nb", "a\0b", "a\127", "a\1" } do
+        parts[#parts + 1] = { { name = bad, value = "x" } }
+        parts[#parts + 1] = { { name = "f", data = "x", filename = bad } }
+      end
+      parts[#parts + 1] = { { name = "f", file = odd_file } } -- its base name has the backslash
+      for i, mp in ipairs(parts) do
+        local ok, msg = pcall(c.request, c, { url = u, multipart = mp })
+        assert.is_false(ok, "case " .. i .. " did not raise")
+        assert.matches("^ksms.core: bad request: multipart part 1: ", msg)
+        ok, msg = pcall(core.multipart_body, mp, "B")
+        assert.is_false(ok, "case " .. i .. " did not raise in multipart_body")
+      end
+      assert.equal(0, #seen(t))
+      -- The same file goes out under a filename given for it, and UTF-8 is kept.
+      local e = echo(c:request { url = u, multipart = { { name = "이름", file = odd_file, filename = "b.jpg" } },
+        boundary = "B" })
+      assert.equal('--B\r\nContent-Disposition: form-data; name="이름"; filename="b.jpg"\r\n'
+        .. "Content-Type: application/octet-stream\r\n\r\n\255\216\255\r\n--B--\r\n", e.body)
+      os.remove(odd_file)
+      os.remove(dir)
+      c:close()
+    end)
+
+    it("encodes empty names and values with no undefined behaviour (clang UBSan build)", function()
+      local script = [=[
+        local core = require "ksms.core"
+        local cjson = require "cjson"
+        local url = arg[1]
+        local c = core.http_client()
+        local out = { core.urlencode_form { { "", "" } }, core.urlencode_form { { "", "x" }, { "a", "" } },
+          (core.multipart_body({ { name = "", value = "" } }, "B")) }
+        for _, req in ipairs {
+          { url = url, form = { { "", "" }, { "", "x" }, { "a", "" } } },
+          { url = url, form = {} },
+          { url = url, multipart = { { name = "", value = "" }, { name = "d", data = "", filename = "" } }, boundary = "B" },
+        } do
+          out[#out + 1] = cjson.decode(assert(c:request(req)).body).body
+        end
+        c:close()
+        io.write(table.concat(out, "|"))
+      ]=]
+      local want = table.concat({ "=", "=x&a=", '--B\r\nContent-Disposition: form-data; name=""\r\n\r\n\r\n--B--\r\n',
+        "=&=x&a=", "",
+        '--B\r\nContent-Disposition: form-data; name=""\r\n\r\n\r\n'
+        .. '--B\r\nContent-Disposition: form-data; name="d"; filename=""\r\n'
+        .. "Content-Type: application/octet-stream\r\n\r\n\r\n--B--\r\n" }, "|")
+      local path = H.tmpname()
+      H.write_file(path, script)
+      -- Under this interpreter's own build first.
+      local out, ok = H.run(("%s %s %s 2>&1"):format(LUA, path, url("/echo")))
+      assert(ok, out)
+      assert.equal(want, out)
+      -- GCC's UBSan (make asan-run) does not see NULL + 0 pointer arithmetic;
+      -- clang's does.
+      out, ok = H.run_ubsan_clang(LUA, path, url("/echo"))
+      if out then
+        assert(ok, out)
+        assert.equal(want, out)
+      end
+      os.remove(path)
+    end)
   end)
 
   describe("responses", function()
