@@ -18,11 +18,13 @@
 #define lua_absindex(L, i) compat_absindex((L), (i))
 
 /* 5.1 has no integer subtype: a number is "integral" when it has no
- * fractional part and fits a lua_Integer. */
+ * fractional part and fits a lua_Integer (checked before the cast, which
+ * is undefined for a value out of range). */
 static inline int compat_isinteger(lua_State *L, int i) {
   if (lua_type(L, i) != LUA_TNUMBER) return 0;
   lua_Number n = lua_tonumber(L, i);
-  return n == (lua_Number)(lua_Integer)n;
+  return n >= -9223372036854775808.0 && n < 9223372036854775808.0 &&
+         n == (lua_Number)(lua_Integer)n;
 }
 #define lua_isinteger(L, i) compat_isinteger((L), (i))
 

@@ -6,8 +6,17 @@
  * Key order comes from a compiled schema (core.json_schema, built once per
  * method by ksms.oneshot.schema), so this file knows nothing about methods.
  * Decoding is lua-cjson's job.
+ *
+ * What it writes is always JSON: a string that is not valid UTF-8 (the
+ * method, a string Body or a field's value) gives nil, err (invalid_input,
+ * "bad_utf8", naming the field and the byte, never quoting the value; a
+ * caller that echoes a peer's bytes may call it a protocol error), and a
+ * float is written with the fewest digits (15, 16 or 17) that read back as
+ * the same double. Programmer errors (an unknown field, a table value, a
+ * number that is not finite) raise.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,29 +35,44 @@ typedef struct json_schema {
 
 static const char json_hex[] = "0123456789abcdef";
 
-/* 1 for the bytes JSON requires escaped: controls, '"' and '\\'. */
+/* What a byte needs: 0 nothing, 1 an escape (controls, '"' and '\\'),
+ * 2 a check that the UTF-8 sequence it starts is well-formed. */
+#define JSON_ROW(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
 static const unsigned char json_needs_escape[256] = {
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    JSON_ROW(1), JSON_ROW(1),
     0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    JSON_ROW(0), JSON_ROW(0),
+    JSON_ROW(2), JSON_ROW(2), JSON_ROW(2), JSON_ROW(2),
+    JSON_ROW(2), JSON_ROW(2), JSON_ROW(2), JSON_ROW(2),
 };
 
-static void json_string(lua_State *L, buf_t *b, const char *s, size_t n) {
+/* Appends s as a JSON string. Returns 0, or the 1-based offset of the
+ * first byte that is not well-formed UTF-8; then nothing is appended. */
+static size_t json_string(lua_State *L, buf_t *b, const char *s, size_t n) {
   /* Worst case every byte becomes \u00XX. */
   unsigned char *o = buf_reserve(L, b, n * 6 + 2);
   unsigned char *start = o;
   const unsigned char *p = (const unsigned char *)s, *end = p + n;
   *o++ = '"';
   while (p < end) {
-    /* Copy the run of bytes that need nothing, then escape one. */
+    /* Copy the run of bytes that need nothing, then deal with one. */
     const unsigned char *run = p;
     while (p < end && !json_needs_escape[*p]) p++;
     memcpy(o, run, (size_t)(p - run));
     o += p - run;
     if (p == end) break;
+    if (json_needs_escape[*p] == 2) {
+      uint32_t cp;
+      size_t len = text_utf8_decode(p, (size_t)(end - p), &cp);
+      if (len == 0) return (size_t)(p - (const unsigned char *)s) + 1;
+      memcpy(o, p, len);
+      o += len;
+      p += len;
+      continue;
+    }
     unsigned char c = *p++;
     *o++ = '\\';
     switch (c) {
@@ -67,6 +91,22 @@ static void json_string(lua_State *L, buf_t *b, const char *s, size_t n) {
   }
   *o++ = '"';
   b->len += (size_t)(o - start);
+  return 0;
+}
+
+/* Writes v (finite, not integral) with the fewest of 15, 16 or 17
+ * significant digits that read back as v: 0.1 stays "0.1", 1/3 needs 16. */
+static void json_double(lua_State *L, buf_t *b, double v) {
+  char num[40];
+  int len = 0;
+  for (int digits = 15; digits <= 17; digits++) {
+    len = snprintf(num, sizeof num, "%.*g", digits, v);
+    if (strtod(num, NULL) == v) break;
+  }
+  /* Under a locale with a decimal comma printf writes one; JSON has '.'. */
+  for (int i = 0; i < len; i++)
+    if (!(num[i] >= '0' && num[i] <= '9') && !strchr("+-eE", num[i])) num[i] = '.';
+  buf_append(L, b, num, (size_t)len);
 }
 
 /* Decimal without printf: message fields are mostly small integers. */
@@ -86,31 +126,38 @@ static void json_literal(lua_State *L, buf_t *b, const char *s) {
   buf_append(L, b, s, strlen(s));
 }
 
+/* Why json_value could not write a string: not raised but returned. */
+static const char json_bad_utf8[] = "is not valid UTF-8";
+
 /* Writes the value at index idx. Returns NULL, or why it cannot be written
- * (the caller names the field in the error it raises). */
-static const char *json_value(lua_State *L, buf_t *b, int idx) {
+ * (the caller names the field in the error it raises), or json_bad_utf8
+ * with the 1-based offset of the bad byte in *bad_at. */
+static const char *json_value(lua_State *L, buf_t *b, int idx, size_t *bad_at) {
   switch (lua_type(L, idx)) {
     case LUA_TSTRING: {
       size_t n;
       const char *s = lua_tolstring(L, idx, &n);
-      json_string(L, b, s, n);
-      return NULL;
+      *bad_at = json_string(L, b, s, n);
+      return *bad_at ? json_bad_utf8 : NULL;
     }
     case LUA_TNUMBER: {
-      if (lua_isinteger(L, idx)) {
+      lua_Number v = lua_tonumber(L, idx);
+      int negative_zero = v == 0 && signbit(v);
+      if (lua_isinteger(L, idx) && !negative_zero) {
         json_integer(L, b, (long long)lua_tointeger(L, idx));
         return NULL;
       }
-      lua_Number v = lua_tonumber(L, idx);
       if (!isfinite(v)) return "is not a finite number";
+      if (negative_zero) {
+        json_literal(L, b, "-0");
+        return NULL;
+      }
       /* 4.0 (what cjson gives Lua 5.4 for 4) is written as 4. */
       if (v == floor(v) && fabs(v) < 9007199254740992.0) {
         json_integer(L, b, (long long)v);
         return NULL;
       }
-      char num[32];
-      int len = snprintf(num, sizeof num, "%.14g", (double)v);
-      buf_append(L, b, num, (size_t)len);
+      json_double(L, b, (double)v);
       return NULL;
     }
     case LUA_TBOOLEAN:
@@ -128,11 +175,17 @@ static const char *json_value(lua_State *L, buf_t *b, int idx) {
   }
 }
 
+/* Where a string that is not UTF-8 was met, for the nil, err it gives. */
+typedef struct json_bad {
+  char what[160];
+} json_bad;
+
 /* Writes the table at idx as an object whose keys follow the compiled
  * schema at schema_idx; absent keys are left out. A key the schema does not
- * list is a programmer error (a typo would otherwise vanish silently). */
-static void json_object(lua_State *L, buf_t *b, int idx, int schema_idx,
-                        const char *what) {
+ * list is a programmer error (a typo would otherwise vanish silently).
+ * Returns 0, or -1 with *bad filled when a value is not valid UTF-8. */
+static int json_object(lua_State *L, buf_t *b, int idx, int schema_idx,
+                       const char *what, json_bad *bad) {
   idx = lua_absindex(L, idx);
   json_schema *sc = luaL_checkudata(L, schema_idx, JSON_SCHEMA_MT);
   lua_getuservalue(L, schema_idx);                 /* key -> position */
@@ -160,7 +213,15 @@ static void json_object(lua_State *L, buf_t *b, int idx, int schema_idx,
     const unsigned char *key = sc->text.data + sc->offset[pos - 1];
     size_t klen = sc->offset[pos] - sc->offset[pos - 1];
     buf_append(L, b, key, klen);
-    const char *why = json_value(L, b, slot);
+    size_t bad_at = 0;
+    const char *why = json_value(L, b, slot, &bad_at);
+    if (why == json_bad_utf8) {
+      lua_rawgeti(L, positions, pos);
+      snprintf(bad->what, sizeof bad->what, "field '%s' of %s %s (byte %zu)",
+               lua_tostring(L, -1), what, why, bad_at);
+      lua_settop(L, positions - 1);
+      return -1;
+    }
     if (why) {
       lua_rawgeti(L, positions, pos);
       luaL_error(L, "json: field '%s' of %s %s", lua_tostring(L, -1), what, why);
@@ -168,6 +229,7 @@ static void json_object(lua_State *L, buf_t *b, int idx, int schema_idx,
   }
   buf_putc(L, b, '}');
   lua_settop(L, positions - 1);
+  return 0;
 }
 
 static int json_schema_gc(lua_State *L) {
@@ -203,7 +265,8 @@ static int json_lua_schema(lua_State *L) {
     lua_pop(L, 1);
     /* The text lives in the schema itself, which nothing else can reach
      * while the Lua allocations below run. */
-    json_string(L, &sc->text, key, klen);
+    if (json_string(L, &sc->text, key, klen))
+      luaL_error(L, "json_schema: key %d is not valid UTF-8", i);
     buf_append(L, &sc->text, ":", 1);
     offset[i] = sc->text.len;
     lua_pushvalue(L, -1);
@@ -217,8 +280,9 @@ static int json_lua_schema(lua_State *L) {
 }
 
 /* Writes {"Header":{"Method":m},"Body":...} from the call's arguments:
- * 1 method, 2 body (nil, string or table), 3 schema (when body is a table). */
-static void json_message(lua_State *L, buf_t *b) {
+ * 1 method, 2 body (nil, string or table), 3 schema (when body is a table).
+ * Returns 0, or -1 with *bad filled when a string is not valid UTF-8. */
+static int json_message(lua_State *L, buf_t *b, json_bad *bad) {
   size_t mlen;
   const char *method = luaL_checklstring(L, 1, &mlen);
   int body_type = lua_type(L, 2);
@@ -226,52 +290,71 @@ static void json_message(lua_State *L, buf_t *b) {
                    body_type == LUA_TSTRING || body_type == LUA_TTABLE,
                 2, "body must be nil, a string or a table");
   if (body_type == LUA_TTABLE) luaL_checkudata(L, 3, JSON_SCHEMA_MT);
-  b->len = 0;
+  buf_scratch(b);
   json_literal(L, b, "{\"Header\":{\"Method\":");
-  json_string(L, b, method, mlen);
+  size_t bad_at = json_string(L, b, method, mlen);
+  if (bad_at) {
+    snprintf(bad->what, sizeof bad->what, "the method %s (byte %zu)", json_bad_utf8, bad_at);
+    return -1;
+  }
   buf_putc(L, b, '}');
   if (body_type == LUA_TSTRING) {
     size_t n;
     const char *s = lua_tolstring(L, 2, &n);
     json_literal(L, b, ",\"Body\":");
-    json_string(L, b, s, n);
+    bad_at = json_string(L, b, s, n);
+    if (bad_at) {
+      snprintf(bad->what, sizeof bad->what, "the Body of %s %s (byte %zu)", method,
+               json_bad_utf8, bad_at);
+      return -1;
+    }
   } else if (body_type == LUA_TTABLE) {
     json_literal(L, b, ",\"Body\":");
-    json_object(L, b, 2, 3, method);
+    if (json_object(L, b, 2, 3, method, bad) != 0) return -1;
   }
   buf_putc(L, b, '}');
+  return 0;
 }
 
-/* core.json_object(tbl, schema) -> compact JSON object in the schema's order */
+/* nil, err for a string that is not UTF-8; the scratch is given back. */
+static int json_refuse(lua_State *L, buf_t *b, const json_bad *bad) {
+  buf_drop(b);
+  return err_push(L, "invalid_input", "bad_utf8", "json: %s", bad->what);
+}
+
+/* core.json_object(tbl, schema) -> compact JSON object in the schema's order
+ *   | nil, err (a string value that is not valid UTF-8) */
 static int json_lua_object(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  core_state *st = CORE_STATE(L);
-  st->json.len = 0;
-  json_object(L, &st->json, 1, 2, "object");
-  buf_push(L, &st->json, 0, st->json.len, 0);
+  buf_t *out = buf_scratch(&CORE_STATE(L)->json);
+  json_bad bad;
+  if (json_object(L, out, 1, 2, "object", &bad) != 0) return json_refuse(L, out, &bad);
+  buf_push(L, out, 0, out->len, 0);
   return 1;
 }
 
-/* core.oneshot_json(method, body, schema) -> JSON text of a whole message */
+/* core.oneshot_json(method, body, schema) -> JSON text of a whole message
+ *   | nil, err (a string that is not valid UTF-8) */
 static int json_lua_message(lua_State *L) {
-  core_state *st = CORE_STATE(L);
-  json_message(L, &st->json);
-  buf_push(L, &st->json, 0, st->json.len, 0);
+  buf_t *out = &CORE_STATE(L)->json;
+  json_bad bad;
+  if (json_message(L, out, &bad) != 0) return json_refuse(L, out, &bad);
+  buf_push(L, out, 0, out->len, 0);
   return 1;
 }
 
-/* core.oneshot_frame(method, body, schema [, level]) -> wire bytes
+/* core.oneshot_frame(method, body, schema [, level]) -> wire bytes | nil, err
  * The JSON of oneshot_json, compressed and framed in one call. */
 static int json_lua_frame(lua_State *L) {
   int level = (int)luaL_optinteger(L, 4, 9);
   luaL_argcheck(L, level >= -1 && level <= 9, 4, "level must be -1..9");
-  core_state *st = CORE_STATE(L);
-  json_message(L, &st->json);
+  buf_t *json = &CORE_STATE(L)->json;
+  json_bad bad;
+  if (json_message(L, json, &bad) != 0) return json_refuse(L, json, &bad);
   /* frame_push compresses before it allocates anything in Lua, so the
    * JSON text is read before a finalizer could touch it. */
-  int nret = frame_push(L, st->json.data, st->json.len, level);
-  st->json.len = 0;
-  buf_shrink(&st->json, BUF_KEEP);
+  int nret = frame_push(L, json->data, json->len, level);
+  buf_drop(json);
   return nret;
 }
 

@@ -7,6 +7,7 @@
 #define KSMS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include "compat.h"
 
@@ -88,6 +89,44 @@ void buf_shrink(buf_t *b, size_t keep);
 int err_push(lua_State *L, const char *category, const char *code,
              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void err_open(lua_State *L);
+
+/* ---- text.c: UTF-8, shared with the JSON writer (json.c) ---- */
+/* Decodes the non-ASCII UTF-8 sequence at s (n bytes available). Returns
+ * its length and stores the code point, or returns 0 when it is
+ * ill-formed: a stray continuation byte, an overlong form, a surrogate,
+ * a value above U+10FFFF or a truncated sequence. */
+static inline size_t text_utf8_decode(const unsigned char *s, size_t n,
+                                      uint32_t *cp) {
+  unsigned lead = s[0];
+  if (lead < 0xC2) return 0; /* continuation byte, or overlong C0/C1 lead */
+  if (lead < 0xE0) {
+    if (n < 2 || (s[1] & 0xC0) != 0x80) return 0;
+    *cp = (uint32_t)(lead & 0x1F) << 6 | (s[1] & 0x3F);
+    return 2;
+  }
+  if (lead < 0xF0) {
+    /* The second byte's range rules out overlongs (E0) and surrogates (ED). */
+    unsigned low = lead == 0xE0 ? 0xA0 : 0x80;
+    unsigned high = lead == 0xED ? 0x9F : 0xBF;
+    if (n < 3 || s[1] < low || s[1] > high || (s[2] & 0xC0) != 0x80)
+      return 0;
+    *cp = (uint32_t)(lead & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 |
+          (s[2] & 0x3F);
+    return 3;
+  }
+  if (lead < 0xF5) {
+    /* Overlongs (F0) and values past U+10FFFF (F4) again by byte 2. */
+    unsigned low = lead == 0xF0 ? 0x90 : 0x80;
+    unsigned high = lead == 0xF4 ? 0x8F : 0xBF;
+    if (n < 4 || s[1] < low || s[1] > high || (s[2] & 0xC0) != 0x80 ||
+        (s[3] & 0xC0) != 0x80)
+      return 0;
+    *cp = (uint32_t)(lead & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 |
+          (uint32_t)(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
+    return 4;
+  }
+  return 0;
+}
 
 /* ---- the per-Lua-state context every binding gets as upvalue 1 ---- */
 typedef struct zl_codec zl_codec;      /* zlib.c */

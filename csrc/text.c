@@ -23,43 +23,6 @@ static size_t text_ascii_run(const unsigned char *s, size_t n) {
   return i;
 }
 
-/* Decodes the non-ASCII UTF-8 sequence at s (n bytes available). Returns
- * its length and stores the code point, or returns 0 when it is
- * ill-formed: a stray continuation byte, an overlong form, a surrogate,
- * a value above U+10FFFF or a truncated sequence. */
-static inline size_t text_decode(const unsigned char *s, size_t n,
-                                 uint32_t *cp) {
-  unsigned lead = s[0];
-  if (lead < 0xC2) return 0; /* continuation byte, or overlong C0/C1 lead */
-  if (lead < 0xE0) {
-    if (n < 2 || (s[1] & 0xC0) != 0x80) return 0;
-    *cp = (uint32_t)(lead & 0x1F) << 6 | (s[1] & 0x3F);
-    return 2;
-  }
-  if (lead < 0xF0) {
-    /* The second byte's range rules out overlongs (E0) and surrogates (ED). */
-    unsigned low = lead == 0xE0 ? 0xA0 : 0x80;
-    unsigned high = lead == 0xED ? 0x9F : 0xBF;
-    if (n < 3 || s[1] < low || s[1] > high || (s[2] & 0xC0) != 0x80)
-      return 0;
-    *cp = (uint32_t)(lead & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 |
-          (s[2] & 0x3F);
-    return 3;
-  }
-  if (lead < 0xF5) {
-    /* Overlongs (F0) and values past U+10FFFF (F4) again by byte 2. */
-    unsigned low = lead == 0xF0 ? 0x90 : 0x80;
-    unsigned high = lead == 0xF4 ? 0x8F : 0xBF;
-    if (n < 4 || s[1] < low || s[1] > high || (s[2] & 0xC0) != 0x80 ||
-        (s[3] & 0xC0) != 0x80)
-      return 0;
-    *cp = (uint32_t)(lead & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 |
-          (uint32_t)(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
-    return 4;
-  }
-  return 0;
-}
-
 /* Returns nil plus the bad_utf8 error for the sequence at 0-based offset. */
 static int text_bad_utf8(lua_State *L, size_t offset) {
   return err_push(L, "invalid_input", "bad_utf8", "invalid UTF-8 at byte %zu",
@@ -85,7 +48,7 @@ static int text_cp949_len(lua_State *L) {
     i += run;
     if (i == n) break;
     uint32_t cp;
-    size_t len = text_decode(s + i, n - i, &cp);
+    size_t len = text_utf8_decode(s + i, n - i, &cp);
     if (len == 0) return text_bad_utf8(L, i);
     wide_chars++;
     i += len;
@@ -141,7 +104,7 @@ static int text_charset_check(lua_State *L) {
     i += run;
     if (i == n) break;
     uint32_t cp;
-    size_t len = text_decode(s + i, n - i, &cp);
+    size_t len = text_utf8_decode(s + i, n - i, &cp);
     if (len == 0) return text_bad_utf8(L, i);
     char_pos++;
     if (!text_in_charset(page_index, cp)) {

@@ -273,6 +273,7 @@ describe("ksms.core tcp", function()
     end
     round_trip("the bad frame")
     -- Every other failure exit of a binding that uses the scratch.
+    local schema = core.json_schema({ "a" })
     local key, iv = ("k"):rep(16), ("i"):rep(16)
     local failures = {
       frame_too_large = function()
@@ -283,6 +284,10 @@ describe("ksms.core tcp", function()
       b64decode = function() return core.b64decode(("QUJD"):rep(1000) .. "!!!!") end,
       unhex = function() return core.unhex(("41"):rep(1000) .. "zz") end,
       aes = function() return core.aes128cbc_decrypt(("x"):rep(4096), key, iv) end,
+      json_object = function() return core.json_object({ a = ("D"):rep(3000) .. "\255" }, schema) end,
+      oneshot_frame = function()
+        return core.oneshot_frame("AliveReq", ("E"):rep(3000) .. "\192\128")
+      end,
     }
     for name, fail in pairs(failures) do
       local res, e = fail()
