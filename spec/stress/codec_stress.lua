@@ -4,6 +4,8 @@
 -- results so a silent wrong answer fails too.
 local core = require "ksms.core"
 local codec = require "ksms.oneshot.codec"
+local errors = require "ksms.errors"
+local cjson = require "cjson"
 
 local ROUNDS = tonumber(os.getenv("STRESS_ROUNDS") or "") or 300
 local key, iv = ("k"):rep(16), ("i"):rep(16)
@@ -14,6 +16,8 @@ local function bytes(n)
   for i = 1, n do t[i] = string.char(rand(256)) end
   return table.concat(t)
 end
+
+local schema = core.json_schema({ "a", "b" })
 
 local body = {
   UserMsgId = "80", UserMsgSubId = "", MsgType = 4, PhoneNo = "01091874302",
@@ -55,6 +59,24 @@ for round = 1, ROUNDS do
   local half = core.frame_decoder()
   half:feed(wire:sub(1, rand(#wire)))
   if round % 2 == 0 then half:close() end
+
+  -- The error boundary and the JSON writer on hostile text: long fields
+  -- through tostring, random bytes written or refused, and a failed inflate
+  -- leaves nothing in the scratch for the next call.
+  local long = data:rep(1 + rand(8))
+  local e = setmetatable({ provider = "p", category = "server", code = long, message = long }, errors.mt)
+  assert(tostring(e) == "ksms[p] server (" .. long .. "): " .. long)
+  local bounded = errors.new { category = "server", code = long, message = long }
+  assert(#bounded.message <= errors.MESSAGE_MAX and #bounded.code <= errors.CODE_MAX)
+  local v = rand(1000000) / (1 + rand(97))
+  local j = core.json_object({ a = data, b = v }, schema)
+  assert((j ~= nil) == (core.cp949_len(data) ~= nil))
+  if j then
+    local back = cjson.decode(j)
+    assert(back.a == data and back.b == v)
+  end
+  assert(core.frame_decoder():feed("Content-Length:" .. #bomb .. "\r\n" .. bomb:sub(1, -2) .. "x") == nil)
+  assert(core.b64decode(core.b64encode(data)) == data)
 end
 
 collectgarbage()
