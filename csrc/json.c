@@ -94,7 +94,7 @@ static size_t json_string(lua_State *L, buf_t *b, const char *s, size_t n) {
   return 0;
 }
 
-/* Writes v (finite, not integral) with the fewest of 15, 16 or 17
+/* Writes finite v (not written as an integer) with the fewest of 15, 16, 17
  * significant digits that read back as v: 0.1 stays "0.1", 1/3 needs 16. */
 static void json_double(lua_State *L, buf_t *b, double v) {
   char num[40];
