@@ -595,6 +595,7 @@ function P:receive(bytes, now)
   end
   if err then
     self.state = "failed"
+    err.provider = "oneshot"      -- the core's frame errors say "ksms"
     events[#events + 1] = { type = "protocol_error", fatal = true, err = err }
   end
   local s = concat(out)
