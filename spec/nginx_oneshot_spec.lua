@@ -358,6 +358,24 @@ describe("ksms.ngx.oneshot in nginx", function()
     assert.equal(0, st.duplicate_binds)
   end)
 
+  it("refuses a garbage bind answer at once, as a protocol error, and binds on the next attempt", function()
+    -- bind_timeout 10 s: the refusal must come long before it would.
+    fake:script { method = "BindReq", fault = "silent", times = 1,
+      frames = { { method = "BindRes", body = "%%% not Base64 %%%" } } }
+    local t0 = socket.gettime()
+    nginx = start_nginx(app, cfg())
+    wait_for("the refusal in the error log", 5, function()
+      return log_tail(nginx):find("bad_bind_answer", 1, true)
+    end)
+    wait_bound()
+    assert.is_true(socket.gettime() - t0 < 8, "bound after " .. (socket.gettime() - t0) .. " s")
+    local st = fake:stats()
+    assert.equal(2, st.connections)
+    assert.equal(1, st.binds)
+    local a = get(app, "/send?timeout=10", msg(1, "다시"))
+    assert.is_true(a.res and a.res.ok, json.encode(a))
+  end)
+
   it("holds messages outside the granted sending window, or refuses them when told to", function()
     local h = os.date("!*t", os.time() + 9 * 3600).hour
     fake:state { begin_time = (h + 2) % 24, end_time = (h + 3) % 24 }

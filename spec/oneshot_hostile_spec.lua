@@ -108,6 +108,7 @@ describe("ksms.oneshot.protocol against a hostile server", function()
         assert.is_true(is_error(ev[1].err), name)
         assert.equal("failed", p.state, name)
         assert.is_nil(p:next_deadline(), name)     -- no bind timeout pending
+        assert.is_nil(ev[1].retry_after, name)     -- not a refused login: the caller's delay
       end
     end)
 

@@ -18,7 +18,9 @@
 -- out is always a string ("" when there is nothing to write); write all of
 -- it, in order. Every event is a table with a `type`:
 --   bound        speed, begin_time, end_time, effective_time, bind_id
---   bind_failed  code, err (a ksms error), retry_after (seconds, 30)
+--   bind_failed  code, err (a ksms error), retry_after (seconds: 30 after a
+--                refused login, as the document asks; nil after an answer
+--                that cannot be read, so the caller's own delay applies)
 --   result       rec, user_msg_id, sub_id, result, ok, outcome, body
 --                (outcome: { ok = true, code = 0 } or a ksms error; a message
 --                lost with the connection: category "unknown", maybe_sent)
@@ -619,7 +621,7 @@ end
 
 function P:_bind_failed(err, events, code)
   self.state = "failed"
-  events[#events + 1] = { type = "bind_failed", code = code, retry_after = 30, err = err }
+  events[#events + 1] = { type = "bind_failed", code = code, retry_after = code and 30 or nil, err = err }
 end
 
 -- The text fields of a push, checked: name -> text | nil, err.
@@ -655,7 +657,7 @@ function P:_bind_answer(method, body, berr, now, events, out)
   if method == "PrivateKeyRes" then
     local pk = body.PrivateKey
     if type(pk) ~= "string" or #pk < 16 then
-      return self:_bind_failed(perr("bad_key", "PrivateKeyRes carries no usable key"), events, r)
+      return self:_bind_failed(perr("bad_key", "PrivateKeyRes carries no usable key"), events)
     end
     self.body_key = pk:sub(1, 16)
     self.encrypt_all = true
