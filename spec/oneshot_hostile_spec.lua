@@ -220,6 +220,9 @@ describe("ksms.oneshot.protocol against a hostile server", function()
         { "ReportReq", { UserMsgId = "1", ServerMsgId = "3", Result = 0, PhoneNo = { "010" } } },
         { "SpamReq", { SpamId = { "1" }, PhoneNo = "01000000000", DenyNo = "080" } },
         { "ChangePhoneReq", { ServerMsgId = "1", PhoneNo = "011", ChangePhoneNo = { a = 1 } } },
+        -- ids are remembered for the dedup: a long one is refused, not kept
+        { "ReportReq", { UserMsgId = "1", ServerMsgId = ("9"):rep(30000), Result = 0 } },
+        { "SpamReq", { SpamId = "1", PhoneNo = ("0"):rep(65), DenyNo = "080" } },
       }
       for _, case in ipairs(bad) do
         local ev, out = p:receive(raw_frame { Header = { Method = case[1] }, Body = case[2] }, 1)

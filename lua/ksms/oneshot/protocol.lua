@@ -624,16 +624,24 @@ function P:_bind_failed(err, events, code)
   events[#events + 1] = { type = "bind_failed", code = code, retry_after = code and 30 or nil, err = err }
 end
 
--- The text fields of a push, checked: name -> text | nil, err.
-local REPORT_TEXT = { "UserMsgId", "UserMsgSubId", "ServerMsgId", "PhoneNo", "Telecom", "DeliveryTime", "UserData" }
-local SPAM_TEXT = { "SpamId", "PhoneNo", "DenyNo" }
-local CHANGE_TEXT = { "ServerMsgId", "PhoneNo", "ChangePhoneNo" }
+-- The text fields of a push, checked: name -> text | nil, err. The first
+-- `keys` of them make the push's dedup key, which is remembered
+-- (dedup_size of them): ids and numbers, short in the document (UserMsgId
+-- at most 20 bytes), so longer ones are refused rather than kept.
+local REPORT_TEXT = { keys = 3, "ServerMsgId", "UserMsgId", "UserMsgSubId",
+  "PhoneNo", "Telecom", "DeliveryTime", "UserData" }
+local SPAM_TEXT = { keys = 3, "SpamId", "PhoneNo", "DenyNo" }
+local CHANGE_TEXT = { keys = 3, "ServerMsgId", "PhoneNo", "ChangePhoneNo" }
+local KEY_MAX = 64
 local function push_fields(method, body, names)
   local f = {}
   for i = 1, #names do
     local name = names[i]
     local v = text_field(body[name])
     if not v then return nil, perr("bad_push", method .. ": " .. name .. " is " .. quote(body[name]) .. ", not text") end
+    if i <= names.keys and #v > KEY_MAX then
+      return nil, perr("bad_push", format("%s: %s is %d bytes, over %d", method, name, #v, KEY_MAX))
+    end
     f[name] = v
   end
   return f
