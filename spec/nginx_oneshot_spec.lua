@@ -376,6 +376,22 @@ describe("ksms.ngx.oneshot in nginx", function()
     assert.is_true(a.res and a.res.ok, json.encode(a))
   end)
 
+  it("stays bound through a stream of bad frames, logging at most one warning a second", function()
+    nginx = start_nginx(app, cfg())
+    wait_bound()
+    local frames = {}
+    for i = 1, 500 do frames[i] = { method = "NoSuch" .. i, body = { Result = 0 } } end
+    local t0 = socket.gettime()
+    fake:control("POST", "send", { frames = frames })
+    local a = get(app, "/send?timeout=10", msg(1, "잡음 뒤"))
+    assert.is_true(a.res and a.res.ok, json.encode(a))
+    local log = log_tail(nginx)
+    local _, warnings = log:gsub("unexpected method", "")
+    local seconds = socket.gettime() - t0
+    assert.is_true(warnings >= 1 and warnings <= seconds + 2, warnings .. " warnings in " .. seconds .. " s")
+    assert.equal(1, fake:stats().connections)
+  end)
+
   it("holds messages outside the granted sending window, or refuses them when told to", function()
     local h = os.date("!*t", os.time() + 9 * 3600).hour
     fake:state { begin_time = (h + 2) % 24, end_time = (h + 3) % 24 }
