@@ -392,6 +392,24 @@ describe("ksms.ngx.oneshot in nginx", function()
     assert.equal(1, fake:stats().connections)
   end)
 
+  it("stores the outcome of an answer whose body JSON cannot hold (an infinite number)", function()
+    nginx = start_nginx(app, cfg())
+    wait_bound()
+    local text = '{"Header":{"Method":"MsgSendRes"},"Body":{"UserMsgId":"inf-1","UserMsgSubId":"",'
+      .. '"Result":0,"UserData":1e999}}'
+    local z = require("zlib").deflate(9)(text, "finish")
+    fake:script { method = "MsgSendReq", fault = "silent", times = 1,
+      frames = { { raw_hex = require("ksms.core").hex("Content-Length:" .. #z .. "\r\n" .. z) } } }
+    local m = msg(1, "무한")
+    m.id = "inf-1"
+    local a = get(app, "/send?timeout=10", m)
+    assert.is_true(a.res and a.res.ok, json.encode(a))
+    assert.equal("inf-1", a.res.id)
+    assert.is_nil(a.res.raw)
+    assert.is_string(a.res.raw_dropped)
+    assert.is_nil(log_tail(nginx):find("raised", 1, true))
+  end)
+
   it("holds messages outside the granted sending window, or refuses them when told to", function()
     local h = os.date("!*t", os.time() + 9 * 3600).hour
     fake:state { begin_time = (h + 2) % 24, end_time = (h + 3) % 24 }
