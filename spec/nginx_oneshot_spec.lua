@@ -358,6 +358,58 @@ describe("ksms.ngx.oneshot in nginx", function()
     assert.equal(0, st.duplicate_binds)
   end)
 
+  it("refuses a garbage bind answer at once, as a protocol error, and binds on the next attempt", function()
+    -- bind_timeout 10 s: the refusal must come long before it would.
+    fake:script { method = "BindReq", fault = "silent", times = 1,
+      frames = { { method = "BindRes", body = "%%% not Base64 %%%" } } }
+    local t0 = socket.gettime()
+    nginx = start_nginx(app, cfg())
+    wait_for("the refusal in the error log", 5, function()
+      return log_tail(nginx):find("bad_bind_answer", 1, true)
+    end)
+    wait_bound()
+    assert.is_true(socket.gettime() - t0 < 8, "bound after " .. (socket.gettime() - t0) .. " s")
+    local st = fake:stats()
+    assert.equal(2, st.connections)
+    assert.equal(1, st.binds)
+    local a = get(app, "/send?timeout=10", msg(1, "다시"))
+    assert.is_true(a.res and a.res.ok, json.encode(a))
+  end)
+
+  it("stays bound through a stream of bad frames, logging at most one warning a second", function()
+    nginx = start_nginx(app, cfg())
+    wait_bound()
+    local frames = {}
+    for i = 1, 500 do frames[i] = { method = "NoSuch" .. i, body = { Result = 0 } } end
+    local t0 = socket.gettime()
+    fake:control("POST", "send", { frames = frames })
+    local a = get(app, "/send?timeout=10", msg(1, "잡음 뒤"))
+    assert.is_true(a.res and a.res.ok, json.encode(a))
+    local log = log_tail(nginx)
+    local _, warnings = log:gsub("unexpected method", "")
+    local seconds = socket.gettime() - t0
+    assert.is_true(warnings >= 1 and warnings <= seconds + 2, warnings .. " warnings in " .. seconds .. " s")
+    assert.equal(1, fake:stats().connections)
+  end)
+
+  it("stores the outcome of an answer whose body JSON cannot hold (an infinite number)", function()
+    nginx = start_nginx(app, cfg())
+    wait_bound()
+    local text = '{"Header":{"Method":"MsgSendRes"},"Body":{"UserMsgId":"inf-1","UserMsgSubId":"",'
+      .. '"Result":0,"UserData":1e999}}'
+    local z = require("zlib").deflate(9)(text, "finish")
+    fake:script { method = "MsgSendReq", fault = "silent", times = 1,
+      frames = { { raw_hex = require("ksms.core").hex("Content-Length:" .. #z .. "\r\n" .. z) } } }
+    local m = msg(1, "무한")
+    m.id = "inf-1"
+    local a = get(app, "/send?timeout=10", m)
+    assert.is_true(a.res and a.res.ok, json.encode(a))
+    assert.equal("inf-1", a.res.id)
+    assert.is_nil(a.res.raw)
+    assert.is_string(a.res.raw_dropped)
+    assert.is_nil(log_tail(nginx):find("raised", 1, true))
+  end)
+
   it("holds messages outside the granted sending window, or refuses them when told to", function()
     local h = os.date("!*t", os.time() + 9 * 3600).hour
     fake:state { begin_time = (h + 2) % 24, end_time = (h + 3) % 24 }

@@ -436,6 +436,7 @@ describe("fake OneShot server", function()
       local n = tonumber(line:match("(%d+)$"))
       assert.is_false(pcall(zlib.inflate(), c.sock:receive(n)))
       c:send("AliveReq")
+      c.sock:settimeout(10)          -- the fake deflates 64 MiB for its first bomb
       line = c.sock:receive("*l")
       n = tonumber(line:match("(%d+)$"))
       local z = c.sock:receive(n)
@@ -459,6 +460,59 @@ describe("fake OneShot server", function()
       c:send("AliveReq")
       c:expect("AliveRes")
       assert.is_true(socket.gettime() - t0 >= 0.19)
+      c:close()
+    end)
+
+    it("writes hostile frames before an answer, or instead of it, and sends them on request", function()
+      local c = bound()
+      fake:script{ { method = "AliveReq", times = 1, frames = {
+                     { method = "UploadFileRes", body = { Result = "x" } },
+                     { method = "BindRes", body = { Result = 0 }, encrypt = true },
+                     { method = "BindRes", plain = "{not json" } } },
+                   { method = "AliveReq", fault = "silent", times = 1, frames = { { raw = "Content-Length:7\r\n" } } } }
+      c:send("AliveReq")
+      local m = c:read()
+      assert.are.equal("UploadFileRes", m.Header.Method)
+      assert.are.same({ Result = "x" }, m.Body)
+      assert.are.same({ Result = 0 }, dec(c:read().Body, KEY))
+      m = c:read()
+      assert.are.equal("{not json", core.aes128cbc_decrypt(core.b64decode(m.Body), KEY, IV))
+      c:expect("AliveRes")                               -- and then the answer
+      c:send("AliveReq")
+      c.sock:settimeout(2)
+      assert.are.equal("Content-Length:7", c.sock:receive("*l"))
+      local msg, err = c:read(0.3)                       -- silent: no answer after it
+      assert.is_nil(msg)
+      assert.are.equal("timeout", err)
+      c:close()
+      c = bound()
+      fake:control("POST", "send", { frames = { { method = "ReportReq", body = { UserMsgId = { 1 } } } } })
+      m = c:read()
+      assert.are.equal("ReportReq", m.Header.Method)
+      assert.are.same({ UserMsgId = { 1 } }, m.Body)
+      c:close()
+      assert.has_error(function() fake:script{ frames = {} } end)
+      assert.has_error(function() fake:script{ frames = { { body = {} } } } end)
+      assert.has_error(function() fake:script{ frames = { { method = "X", colour = 1 } } } end)
+      assert.has_error(function() fake:script{ frames = { { raw_hex = "zz" } } } end)
+    end)
+
+    it("drips an answer one byte per drip_ms, and announces 4 GiB with huge_length", function()
+      local c = bound()
+      fake:state{ drip_ms = 20 }
+      fake:script{ { method = "AliveReq", fault = "drip", times = 1 },
+                   { method = "AliveReq", fault = "huge_length", times = 1 } }
+      local t0 = socket.gettime()
+      c:send("AliveReq")
+      local _, raw = c:read(5)
+      local took = socket.gettime() - t0
+      assert.is_true(took >= #raw * 0.02 * 0.8, ("%d bytes in %.2f s"):format(#raw, took))
+      c:send("AliveReq")
+      c.sock:settimeout(2)
+      assert.are.equal("Content-Length:4294967295", c.sock:receive("*l"))
+      local msg, err = c:read(0.3)
+      assert.is_nil(msg)
+      assert.are.equal("timeout", err)
       c:close()
     end)
 

@@ -7,81 +7,10 @@ local codes = require "ksms.oneshot.codes"
 local protocol = require "ksms.oneshot.protocol"
 local pacer = require "ksms.oneshot.pacer"
 
-local KEY, IV = "0123456789abcdefEXTRA", "fedcba9876543210"
-local KEY16 = KEY:sub(1, 16)
-
--- A scripted server: builds frames and reads what the client wrote.
-local function server(key)
-  local S = { key = key or KEY16, dec = codec.decoder() }
-  function S.frame(method, body, encrypt)
-    if body ~= nil and encrypt then
-      body = core.b64encode(core.aes128cbc_encrypt(codec.body_json(method, body), S.key, IV))
-    end
-    return codec.frame(method, body)
-  end
-  -- every message in bytes, bodies decrypted when they are strings
-  function S.read(bytes)
-    local msgs = assert(S.dec:feed(bytes))
-    for _, m in ipairs(msgs) do
-      if type(m.Body) == "string" then
-        m.encrypted = true
-        m.Body = require("cjson").decode((assert(core.aes128cbc_decrypt(core.b64decode(m.Body), S.key, IV))))
-      end
-    end
-    return msgs
-  end
-  return S
-end
-
-local function new(opts)
-  local o = { id = "test001", password = "pw#$%", key = KEY, iv = IV, id_prefix = "T" }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return protocol.new(o)
-end
-
-local function of_type(events, t)
-  local out = {}
-  for _, e in ipairs(events) do if e.type == t then out[#out + 1] = e end end
-  return out
-end
-
--- A protocol bound at time 0 with the given Speed, and its server.
-local function bound(speed, opts)
-  local p, S = new(opts), server()
-  local msgs = S.read(p:connected(0))
-  assert.equal("BindReq", msgs[1].Header.Method)
-  local ev = p:receive(S.frame("BindRes", { Result = 0, BindId = "test001", Speed = speed or 100,
-    BeginTime = 0, EndTime = 24, EffectiveTime = 3 }, true), 0)
-  assert.equal("bound", ev[1].type)
-  return p, S
-end
-
-local function sms(i, extra)
-  local m = { to = "010-1234-" .. string.format("%04d", i % 10000), from = "02-1234-5678", text = "hello " .. i }
-  for k, v in pairs(extra or {}) do m[k] = v end
-  return m
-end
-
--- Polls until nothing more is written before `until_t`; returns sent bodies.
-local function drain(p, S, t0, until_t)
-  local sent, t = {}, t0
-  while t <= until_t do
-    local _, out = p:poll(t)
-    for _, m in ipairs(S.read(out)) do
-      if m.Header.Method == "MsgSendReq" then sent[#sent + 1] = m.Body end
-    end
-    if p:queued() == 0 then break end
-    local d = p:next_deadline()
-    if not d or d > until_t then break end
-    t = math.max(t, d)
-  end
-  return sent, t
-end
-
-local function answer(S, body, result)
-  return S.frame("MsgSendRes", { UserMsgId = body.UserMsgId, UserMsgSubId = body.UserMsgSubId,
-    PhoneNo = body.PhoneNo, MsgType = body.MsgType, Result = result, UserData = "" })
-end
+local T = require "oneshot_scripted"
+local KEY, IV = T.KEY, T.IV
+local server, new, of_type, bound, sms, drain, answer =
+  T.server, T.new, T.of_type, T.bound, T.sms, T.drain, T.answer
 
 describe("ksms.oneshot.protocol", function()
   describe("bind", function()
@@ -131,10 +60,14 @@ describe("ksms.oneshot.protocol", function()
       assert.same({ type = "dead", reason = "bind_timeout" }, ev[1])
     end)
 
-    it("reports a body that does not decrypt, and garbage bytes as fatal", function()
+    it("fails the bind on a body that does not decrypt, and reports garbage bytes as fatal", function()
       local p = new()
       p:connected(0)
       local ev = p:receive(codec.frame("BindRes", "bm90IGVuY3J5cHRlZA=="), 0)
+      assert.equal("bind_failed", ev[1].type)
+      assert.equal("bad_bind_answer", ev[1].err.code)
+      p = bound(10)
+      ev = p:receive(codec.frame("AliveRes", "bm90IGVuY3J5cHRlZA=="), 0)
       assert.equal("protocol_error", ev[1].type)
       assert.is_false(ev[1].fatal)
       ev = p:receive("HTTP/1.1 200 OK\r\n\r\n", 0)

@@ -55,7 +55,8 @@ local MESSAGES = {
   [909] = "첨부파일 파일갯수 오류", [910] = "첨부파일 크기 오류", [911] = "수신데이터 오류입니다.",
 }
 
-local FAULTS = { close = true, half = true, garbage = true, bomb = true, silent = true, split = true }
+local FAULTS = { close = true, half = true, garbage = true, bomb = true, silent = true, split = true,
+                 drip = true, huge_length = true }
 
 function _M.default_state()
   return {
@@ -78,6 +79,7 @@ function _M.default_state()
                     ["9"] = 100, ["10"] = 1300, ["11"] = 1300, ["12"] = 1300 },
     write_mode = "normal",          -- normal | bytes | coalesce
     coalesce_ms = 50,
+    drip_ms = 100,                  -- the "drip" fault: one byte every drip_ms
     drop_after_received = false,    -- close a connection after N received frames
     drop_after_sent = false,        -- ... or after N sent frames
     record_messages = true,         -- false: MsgSendReq frames are not kept for
@@ -163,6 +165,8 @@ local function make_bomb()
 end
 
 local GARBAGE = frame("this is not zlib, not JSON")
+-- The "huge_length" fault: a header announcing 4 GiB, and then nothing.
+local HUGE_LENGTH = "Content-Length:4294967295\r\n"
 
 ---------------------------------------------------------------- the app
 
@@ -228,7 +232,9 @@ function App:accept()
 end
 
 function Conn:wants_read() return not self.closed and not self.closing end
-function Conn:wants_write() return not self.closed and #self.out > 0 end
+function Conn:wants_write()
+  return not self.closed and #self.out > 0 and not (self.resume_at and socket.gettime() < self.resume_at)
+end
 
 function Conn:on_readable()
   local data, err, partial = self.sock:receive(65536)
@@ -246,14 +252,21 @@ end
 
 function Conn:on_writable()
   local app = self.app
+  self.resume_at = nil
   while #self.out > 0 and not self.closed do
     local chunk = self.out[1]
-    local last = chunk.bytewise and chunk.pos or #chunk.data
+    local last = (chunk.bytewise or chunk.drip_ms) and chunk.pos or #chunk.data
     local sent, err, partial = self.sock:send(chunk.data, chunk.pos, last)
     app.stats.writes = app.stats.writes + 1
     local upto = sent or partial
     if upto and upto >= chunk.pos then chunk.pos = upto + 1 end
     if err and err ~= "timeout" then return app:close_conn(self, "write: " .. err) end
+    if chunk.drip_ms then
+      -- The next byte after drip_ms: a timer wakes the loop then.
+      self.resume_at = socket.gettime() + chunk.drip_ms / 1000
+      app.server:after(chunk.drip_ms, function() end)
+      if chunk.pos <= #chunk.data then return end
+    end
     if chunk.pos <= #chunk.data then return end     -- more next time (one byte per turn when bytewise)
     table.remove(self.out, 1)
     if chunk.after then chunk.after() end
@@ -262,32 +275,57 @@ function Conn:on_writable()
   if #self.out == 0 and self.closing and not self.closed then app:close_conn(self, self.closing) end
 end
 
--- Queues bytes; opts: bytewise, after (runs once they are written).
+-- Queues bytes; opts: bytewise, drip_ms (one byte every drip_ms), after
+-- (runs once they are written).
 function App:write(conn, data, opts)
   if conn.closed then return end
   opts = opts or {}
-  conn.out[#conn.out + 1] = { data = data, pos = 1, bytewise = opts.bytewise, after = opts.after }
+  conn.out[#conn.out + 1] = { data = data, pos = 1, bytewise = opts.bytewise, drip_ms = opts.drip_ms,
+                              after = opts.after }
 end
 
 -- Sends one frame (method, body table or string or nil) with the write
 -- mode and the per-answer fault (split, half).
+local function bind_key(app, conn)
+  return conn.enc_key or app.state.key:sub(1, 16)
+end
+
+-- The wire bytes of a message. opts: encrypt_with (a key for the body's
+-- JSON), plain (a text encrypted as the body instead), as_is (no
+-- encryption, even on an encrypted connection).
+function App:frame_bytes(conn, method, body, opts)
+  local text = '{"Header":{"Method":' .. json.encode(method) .. '}'
+  local key = opts.encrypt_with or (not opts.as_is and conn.enc_key)
+  if opts.plain then
+    text = text .. ',"Body":' .. json.encode(core.b64encode(core.aes128cbc_encrypt(opts.plain, key, self.state.iv)))
+  elseif body ~= nil then
+    local encoded = encode_body(method, body)
+    if key then encoded = json.encode(core.b64encode(core.aes128cbc_encrypt(encoded, key, self.state.iv))) end
+    text = text .. ',"Body":' .. encoded
+  end
+  return frame(deflate(text .. "}"))
+end
+
+-- Hostile frames as a script or POST /_fake/send gives them: { method, body,
+-- encrypt, plain } (encrypt, plain: under the connection's bind key) or
+-- { raw } / { raw_hex } (bytes as they are).
+function App:hostile_bytes(conn, list)
+  local parts = {}
+  for i, f in ipairs(list) do
+    if f.raw then parts[i] = f.raw
+    elseif f.raw_hex then parts[i] = core.unhex(f.raw_hex)
+    else
+      local key = (f.encrypt or f.plain) and bind_key(self, conn) or nil
+      parts[i] = self:frame_bytes(conn, f.method, f.body, { encrypt_with = key, plain = f.plain, as_is = true })
+    end
+  end
+  return table.concat(parts)
+end
+
 function App:send_frame(conn, method, body, opts)
   if conn.closed or conn.closing then return end
   opts = opts or {}
-  local text = '{"Header":{"Method":' .. json.encode(method) .. '}'
-  if body ~= nil then
-    local encoded = encode_body(method, body)
-    if opts.encrypt_with then
-      encoded = json.encode(core.b64encode(core.aes128cbc_encrypt(encoded, opts.encrypt_with,
-                                                                  self.state.iv)))
-    elseif conn.enc_key then
-      encoded = json.encode(core.b64encode(core.aes128cbc_encrypt(encoded, conn.enc_key,
-                                                                  self.state.iv)))
-    end
-    text = text .. ',"Body":' .. encoded
-  end
-  text = text .. "}"
-  local bytes = frame(deflate(text))
+  local bytes = self:frame_bytes(conn, method, body, opts)
   local after = function()
     conn.frames_out = conn.frames_out + 1
     self.stats.frames_out = self.stats.frames_out + 1
@@ -302,6 +340,9 @@ function App:send_frame(conn, method, body, opts)
     self:write(conn, bytes:sub(1, math.floor(#bytes / 2)), {
       after = function() self:close_conn(conn, "fault half") end })
     return
+  end
+  if opts.fault == "drip" then
+    return self:write(conn, bytes, { drip_ms = self.state.drip_ms, after = after })
   end
   local mode = self.state.write_mode
   if opts.fault == "split" or mode == "bytes" then
@@ -387,9 +428,6 @@ local function decrypt_body(app, body, key)
   return strip_nulls(v), plain
 end
 
-local function bind_key(app, conn)
-  return conn.enc_key or app.state.key:sub(1, 16)
-end
 
 
 function App:handle_frame(conn, payload, raw)
@@ -439,12 +477,17 @@ function App:handle_frame(conn, payload, raw)
   local script = self.scripts:take(method)
   local function go()
     if conn.closed then return end
-    if script and script.fault and script.fault ~= "half" and script.fault ~= "split" then
-      if script.fault == "close" then return self:close_conn(conn, "fault close") end
-      if script.fault == "silent" then return end
-      if script.fault == "garbage" then return self:write(conn, GARBAGE) end
-      if script.fault == "bomb" then return self:write(conn, make_bomb()) end
+    if script and script.frames then
+      -- Hostile frames first; then the answer, unless a fault stops it.
+      local drip = script.fault == "drip" and self.state.drip_ms or nil
+      self:write(conn, self:hostile_bytes(conn, script.frames), { drip_ms = drip })
     end
+    local fault = script and script.fault
+    if fault == "close" then return self:close_conn(conn, "fault close") end
+    if fault == "silent" then return end
+    if fault == "garbage" then return self:write(conn, GARBAGE) end
+    if fault == "bomb" then return self:write(conn, make_bomb()) end
+    if fault == "huge_length" then return self:write(conn, HUGE_LENGTH) end
     self:dispatch(conn, method, body or {}, script, at)
   end
   if script and script.latency_ms and script.latency_ms > 0 then
@@ -795,7 +838,29 @@ end
 local reply = control_api.reply
 
 local SCRIPT_KEYS = { method = true, times = true, result = true, result_message = true,
-                      latency_ms = true, fault = true }
+                      latency_ms = true, fault = true, frames = true }
+
+-- Checks a list of hostile frames (see App:hostile_bytes): list | nil, err.
+local function validate_frames(list)
+  if type(list) ~= "table" or #list == 0 then return nil, "frames must be a non-empty list" end
+  for i, f in ipairs(list) do
+    if type(f) ~= "table" then return nil, "frame " .. i .. " must be an object" end
+    if f.raw ~= nil or f.raw_hex ~= nil then
+      if type(f.raw or f.raw_hex) ~= "string" then return nil, "frame " .. i .. ": raw and raw_hex are strings" end
+      if f.raw_hex and not core.unhex(f.raw_hex) then return nil, "frame " .. i .. ": raw_hex is not hex" end
+    elseif type(f.method) ~= "string" then
+      return nil, "frame " .. i .. " needs a method (a string), raw or raw_hex"
+    elseif f.plain ~= nil and type(f.plain) ~= "string" then
+      return nil, "frame " .. i .. ": plain must be a string"
+    end
+    for k in pairs(f) do
+      if k ~= "method" and k ~= "body" and k ~= "encrypt" and k ~= "plain" and k ~= "raw" and k ~= "raw_hex" then
+        return nil, "frame " .. i .. ": unknown field " .. tostring(k)
+      end
+    end
+  end
+  return list
+end
 
 function validate_script(s)
   if type(s) ~= "table" then return nil, "a script is a JSON object" end
@@ -803,7 +868,12 @@ function validate_script(s)
   local out = { method = s.method or "*", fault = s.fault, result_message = s.result_message }
   if type(out.method) ~= "string" then return nil, "method must be a string" end
   if out.fault ~= nil and not FAULTS[out.fault] then
-    return nil, "fault must be close, half, garbage, bomb, silent or split"
+    return nil, "fault must be close, half, garbage, bomb, silent, split, drip or huge_length"
+  end
+  if s.frames ~= nil then
+    local frames, err = validate_frames(s.frames)
+    if not frames then return nil, err end
+    out.frames = frames
   end
   if s.result ~= nil then
     out.result = tonumber(s.result)
@@ -871,6 +941,17 @@ endpoints["GET /_fake/reports"] = function(app, req, res)
     out[i] = { status = r.status, pushes = r.pushes, conn = r.conn, body = r.body, ack = r.ack }
   end
   reply(res, 200, out)
+end
+
+-- Hostile frames written now on the bound connection (or body.conn).
+endpoints["POST /_fake/send"] = function(app, req, res, body)
+  local frames, err = validate_frames(body.frames)
+  if not frames then return reply(res, 400, { error = err }) end
+  local conn = body.conn and app.conns[body.conn] or app.bound
+  if not conn or conn.closed then return reply(res, 409, { error = "no such connection" }) end
+  local drip = body.drip and app.state.drip_ms or nil
+  app:write(conn, app:hostile_bytes(conn, frames), { drip_ms = drip })
+  reply(res, 200, { ok = true, conn = conn.id })
 end
 
 endpoints["GET /_fake/pushes"] = function(app, req, res) reply(res, 200, json.array(app.pushes)) end

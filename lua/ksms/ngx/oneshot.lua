@@ -28,7 +28,8 @@
 -- cosocket does not use the system resolver).
 --
 -- Outcomes have the shape of ksms.oneshot.session's on_result: a result
--- { ok = true, provider = "oneshot", code = 0, id, sub_id, raw } or nil, err
+-- { ok = true, provider = "oneshot", code = 0, id, sub_id, raw } (raw left
+-- out, raw_dropped said, when the server's answer cannot be JSON) or nil, err
 -- (a ksms error; category "unknown" with maybe_sent = true when the
 -- connection died after the message was written: never resent). A wait
 -- that runs out gives category "timeout" with pending = true: the message
@@ -108,9 +109,21 @@ local function err_table(e)
   return t
 end
 
+-- The outcome as stored: JSON. The server's raw answer may hold what JSON
+-- cannot (1e999 decodes to an infinite number): then it is left out.
+local function outcome_doc(res, err)
+  if not res then return encode { e = err_table(err) } end
+  local ok, doc = pcall(encode, { r = res })
+  if ok then return doc end
+  local r = {}
+  for k, v in pairs(res) do if k ~= "raw" then r[k] = v end end
+  r.raw_dropped = "the server's answer cannot be stored as JSON"
+  return encode { r = r }
+end
+
 local function finish(st, h, res, err)
   st.taken[h] = nil
-  st.q:put_outcome(h, encode(res and { r = res } or { e = err_table(err) }))
+  st.q:put_outcome(h, outcome_doc(res, err))
   st.q:unclaim(h)
 end
 

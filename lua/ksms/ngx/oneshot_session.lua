@@ -138,6 +138,20 @@ function S:_lost(err, delay)
   self:_emit_all(self.p:disconnected(monotonic()))
 end
 
+-- At most one protocol warning a second, with a count of those left out:
+-- a hostile server's stream of bad frames must not flood the error log.
+function S:_warn(err)
+  local now = monotonic()
+  if self.warned_at and now - self.warned_at < 1 then
+    self.unwarned = self.unwarned + 1
+    return
+  end
+  local skipped = self.unwarned or 0
+  self.warned_at, self.unwarned = now, 0
+  log(WARN, "ksms.ngx.oneshot: ", tostring(err),
+    skipped > 0 and (" (" .. skipped .. " more protocol errors not logged)") or "")
+end
+
 local function call(name, fn, ...)
   local ok, err = pcall(fn, ...)
   if not ok then log(ERR, "ksms.ngx.oneshot: ", name, " raised: ", tostring(err)) end
@@ -163,8 +177,8 @@ function S:_emit(ev)
   elseif t == "dead" then
     self:_lost(net_error(ev.reason, "the server stopped answering (" .. ev.reason .. ")"))
   elseif t == "protocol_error" then
-    log(WARN, "ksms.ngx.oneshot: ", tostring(ev.err))
-    if ev.fatal then self:_lost(ev.err) end
+    self:_warn(ev.err)
+    if ev.fatal then self:_lost(ev.err) else self.last_error = ev.err end
   elseif t == "unbound" then
     self.bound = false
   elseif t == "requeued" and self.opts.on_requeued then

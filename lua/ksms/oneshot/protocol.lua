@@ -18,7 +18,9 @@
 -- out is always a string ("" when there is nothing to write); write all of
 -- it, in order. Every event is a table with a `type`:
 --   bound        speed, begin_time, end_time, effective_time, bind_id
---   bind_failed  code, err (a ksms error), retry_after (seconds, 30)
+--   bind_failed  code, err (a ksms error), retry_after (seconds: 30 after a
+--                refused login, as the document asks; nil after an answer
+--                that cannot be read, so the caller's own delay applies)
 --   result       rec, user_msg_id, sub_id, result, ok, outcome, body
 --                (outcome: { ok = true, code = 0 } or a ksms error; a message
 --                lost with the connection: category "unknown", maybe_sent)
@@ -32,6 +34,17 @@
 --   upload_done  handle, file_name   /  upload_failed handle, err
 --   alive_res    /  unbound result  /  dead reason ("alive_timeout" | "bind_timeout")
 --   protocol_error err, fatal (fatal: drop the connection, then disconnected())
+--
+-- Nothing the server sends raises. A bind answer that cannot be read
+-- (Base64, AES, JSON, a mistyped Result) is a bind_failed with a protocol
+-- error (code bad_bind_answer) at once. An upload answer out of step or
+-- mistyped fails that upload (out_of_order, bad_answer); a MsgSendRes
+-- without a usable Result ends its message with a protocol error,
+-- maybe_sent. Anything else unusable (an answer nobody waits for, an
+-- unknown method, mistyped ids, a push with mistyped fields) is a
+-- non-fatal protocol_error and otherwise ignored (a push is then neither
+-- delivered nor acknowledged). Whole numbers where text is meant are taken
+-- as their digits, digit strings where numbers are meant as numbers.
 --
 -- Pacing: after BindRes grants Speed, poll writes MsgSendReq frames evenly
 -- spaced so that no 1-second window holds more than Speed of them (see
@@ -103,9 +116,48 @@ local function perr(code, message)
   return errors.new { category = "protocol", code = code, message = message, provider = "oneshot" }
 end
 
-local function str(v)
+-- A non-fatal protocol error: reported, otherwise ignored.
+local function note(events, err, method, body)
+  events[#events + 1] = { type = "protocol_error", fatal = false, err = err, method = method, body = body }
+end
+
+-- The server's frames (answers, reports) are a few hundred bytes; a frame
+-- or inflated payload past this is refused, so a zlib bomb costs 64 KiB.
+local MAX_FRAME = 64 * 1024
+-- A Speed past this is taken as this (the pacer keeps a slot per send).
+local MAX_SPEED = 10000
+local MAX_SAFE = 2 ^ 53
+
+-- A text field of the server's: a string as it is, nothing as "", a whole
+-- number as its digits (cjson gives Lua 5.4 floats: 80.0, not "80");
+-- anything else (a table, a boolean, a fraction) is mistyped: nil.
+local function text_field(v)
+  local t = type(v)
+  if t == "string" then return v end
   if v == nil or v == null then return "" end
-  return tostring(v)
+  if t == "number" and v == floor(v) and v > -MAX_SAFE and v < MAX_SAFE then return format("%d", v) end
+  return nil
+end
+
+-- A whole-number field (Result, MsgType): a number or a string of digits;
+-- nil when absent or mistyped.
+local function int_field(v)
+  local t = type(v)
+  if t == "string" then
+    if #v > 15 or not v:find("^%-?%d+$") then return nil end
+    v = tonumber(v)
+  elseif t ~= "number" then
+    return nil
+  end
+  if v ~= floor(v) or v <= -MAX_SAFE or v >= MAX_SAFE then return nil end
+  return floor(v)
+end
+
+-- Server text quoted in an error message: cut, never a table's address.
+local function quote(v)
+  if type(v) ~= "string" then return "a " .. type(v) end
+  if #v > 40 then return format("'%s...' (%d bytes)", v:sub(1, 40), #v) end
+  return "'" .. v .. "'"
 end
 
 local P = {}
@@ -224,6 +276,19 @@ function P:drop_queued(err)
 end
 function P:in_flight() return self.n_inflight end
 
+-- p:drop_uploads(err) -> events: every upload not yet started fails now
+-- with err (the session is closing, or will not reconnect).
+function P:drop_uploads(err)
+  local events = {}
+  for i = 1, #self.uploads do
+    local up = self.uploads[i]
+    up.state = "failed"
+    events[i] = { type = "upload_failed", handle = up, err = err }
+  end
+  self.uploads = {}
+  return events
+end
+
 -- ---- dedup of pushed requests (report, spam, change_phone) ----
 
 function P:_seen(key)
@@ -247,7 +312,7 @@ function P:connected(now)
   if self.state ~= "idle" and self.state ~= "disconnected" then
     error("ksms.oneshot.protocol: connected() while " .. self.state, 2)
   end
-  self.decoder = codec.decoder()
+  self.decoder = codec.decoder { max_frame = MAX_FRAME, max_payload = MAX_FRAME }
   self.encrypt_all = false
   self.body_key = self.key
   self.alive_sent_at = nil
@@ -475,23 +540,37 @@ function P:_upload_next(out)
   end
 end
 
-function P:_upload_res(method, body, events, out)
+-- The answer each upload step waits for.
+local UPLOAD_ANSWER = { name = "UploadFileNameRes", data = "UploadFileRes", finish = "UploadFileFinishRes" }
+local UPLOAD_METHODS = { UploadFileNameRes = true, UploadFileRes = true, UploadFileFinishRes = true }
+
+function P:_upload_fail(up, err, events)
+  self.cur_upload = nil
+  up.state = "failed"
+  events[#events + 1] = { type = "upload_failed", handle = up, err = err }
+end
+
+function P:_upload_res(method, body, berr, events, out)
   local up = self.cur_upload
-  local r = tonumber(body.Result)
-  if not up then
-    events[#events + 1] = { type = "protocol_error", fatal = false,
-      err = perr("unexpected", method .. " without an upload in progress") }
-    return
+  if not up then return note(events, perr("unexpected", method .. " without an upload in progress"), method) end
+  local want = UPLOAD_ANSWER[up.step]
+  if method ~= want then
+    -- The server's upload state is not ours: this upload cannot go on.
+    return self:_upload_fail(up, perr("out_of_order", method .. " while waiting for " .. want), events)
+  end
+  if not body then return self:_upload_fail(up, berr, events) end
+  local r = int_field(body.Result)
+  if not r then
+    return self:_upload_fail(up, perr("bad_answer", method .. " has no usable Result: " .. quote(body.Result)), events)
   end
   events[#events + 1] = { type = "upload_step", handle = up, step = up.step, result = r }
-  if r ~= 0 then
-    self.cur_upload = nil
-    up.state = "failed"
-    events[#events + 1] = { type = "upload_failed", handle = up, err = codes.error(codes.send, r or -1) }
-    return
-  end
+  if r ~= 0 then return self:_upload_fail(up, codes.error(codes.send, r), events) end
   if method == "UploadFileNameRes" then
-    up.file_name = str(body.FileName)
+    local name = body.FileName
+    if type(name) ~= "string" or name == "" then
+      return self:_upload_fail(up, perr("bad_answer", "UploadFileNameRes carries no file name"), events)
+    end
+    up.file_name = name
     up.pos = 1
     self:_upload_next(out)
   elseif method == "UploadFileRes" then
@@ -518,6 +597,7 @@ function P:receive(bytes, now)
   end
   if err then
     self.state = "failed"
+    err.provider = "oneshot"      -- the core's frame errors say "ksms"
     events[#events + 1] = { type = "protocol_error", fatal = true, err = err }
   end
   local s = concat(out)
@@ -539,103 +619,169 @@ function P:_pushed(key, ev, ack_method, ack_body, events, out)
   events[#events + 1] = ev
 end
 
-function P:_handle(msg, now, events, out)
-  local method = msg.Header.Method
-  local body, berr = self:_body(msg)
-  if not body then
-    events[#events + 1] = { type = "protocol_error", fatal = false, err = berr, method = method }
-    return
+function P:_bind_failed(err, events, code)
+  self.state = "failed"
+  events[#events + 1] = { type = "bind_failed", code = code, retry_after = code and 30 or nil, err = err }
+end
+
+-- The text fields of a push, checked: name -> text | nil, err. The first
+-- `keys` of them make the push's dedup key, which is remembered
+-- (dedup_size of them): ids and numbers, short in the document (UserMsgId
+-- at most 20 bytes), so longer ones are refused rather than kept.
+local REPORT_TEXT = { keys = 3, "ServerMsgId", "UserMsgId", "UserMsgSubId",
+  "PhoneNo", "Telecom", "DeliveryTime", "UserData" }
+local SPAM_TEXT = { keys = 3, "SpamId", "PhoneNo", "DenyNo" }
+local CHANGE_TEXT = { keys = 3, "ServerMsgId", "PhoneNo", "ChangePhoneNo" }
+local KEY_MAX = 64
+local function push_fields(method, body, names)
+  local f = {}
+  for i = 1, #names do
+    local name = names[i]
+    local v = text_field(body[name])
+    if not v then return nil, perr("bad_push", method .. ": " .. name .. " is " .. quote(body[name]) .. ", not text") end
+    if i <= names.keys and #v > KEY_MAX then
+      return nil, perr("bad_push", format("%s: %s is %d bytes, over %d", method, name, #v, KEY_MAX))
+    end
+    f[name] = v
   end
+  return f
+end
+
+local function text_or_nil(v) return type(v) == "string" and v or nil end
+
+-- PrivateKeyRes and BindRes, in the state that waits for them: anything
+-- unreadable ends the bind now rather than at bind_timeout.
+function P:_bind_answer(method, body, berr, now, events, out)
+  if not body then
+    return self:_bind_failed(perr("bad_bind_answer", method .. ": " .. berr.message), events)
+  end
+  local r = int_field(body.Result)
+  -- A key answer without a Result is taken as 0 (the document shows none).
+  if method == "PrivateKeyRes" and body.Result == nil then r = 0 end
+  if not r then
+    return self:_bind_failed(perr("bad_bind_answer", method .. " has no usable Result: " .. quote(body.Result)), events)
+  end
+  if r ~= 0 then return self:_bind_failed(codes.error(codes.login, r), events, r) end
   if method == "PrivateKeyRes" then
-    local r = tonumber(body.Result) or 0
     local pk = body.PrivateKey
-    if r ~= 0 or type(pk) ~= "string" or #pk < 16 then
-      self.state = "failed"
-      events[#events + 1] = { type = "bind_failed", code = r, retry_after = 30,
-        err = r ~= 0 and codes.error(codes.login, r) or perr("bad_key", "PrivateKeyRes carries no usable key") }
-      return
+    if type(pk) ~= "string" or #pk < 16 then
+      return self:_bind_failed(perr("bad_key", "PrivateKeyRes carries no usable key"), events)
     end
     self.body_key = pk:sub(1, 16)
     self.encrypt_all = true
     self.state = "bind_wait"
     self.bind_sent_at = now
     out[#out + 1] = self:_bind_req()
-  elseif method == "BindRes" then
-    local r = tonumber(body.Result)
-    if r == 0 then
-      local speed = tonumber(body.Speed)
-      if not speed or speed < 1 then speed = self.opts.default_speed or 1 end
-      self.state = "bound"
-      self.speed = floor(speed)
-      self.pacer = pacer_mod.new(self.speed, { margin = self.pace_margin })
-      self.last_tx = self.last_tx or now
-      events[#events + 1] = { type = "bound", speed = self.speed, bind_id = body.BindId,
-        begin_time = tonumber(body.BeginTime), end_time = tonumber(body.EndTime),
-        effective_time = tonumber(body.EffectiveTime) }
-    else
-      self.state = "failed"
-      events[#events + 1] = { type = "bind_failed", code = r, retry_after = 30,
-        err = codes.error(codes.login, r or -1) }
+    return
+  end
+  local speed = body.Speed
+  speed = (type(speed) == "string" and int_field(speed)) or (type(speed) == "number" and speed) or nil
+  if not speed or speed ~= speed or speed == math.huge or speed < 1 then
+    speed = self.opts.default_speed or 1
+  end
+  self.state = "bound"
+  self.speed = min(floor(speed), MAX_SPEED)
+  self.pacer = pacer_mod.new(self.speed, { margin = self.pace_margin })
+  self.last_tx = self.last_tx or now
+  events[#events + 1] = { type = "bound", speed = self.speed, bind_id = text_or_nil(body.BindId),
+    begin_time = int_field(body.BeginTime), end_time = int_field(body.EndTime),
+    effective_time = int_field(body.EffectiveTime) }
+end
+
+function P:_send_res(body, now, events)
+  local id, sub = text_field(body.UserMsgId), text_field(body.UserMsgSubId)
+  if not id or not sub then
+    return note(events, perr("bad_answer", "MsgSendRes with a UserMsgId of " .. quote(body.UserMsgId)
+      .. " and a UserMsgSubId of " .. quote(body.UserMsgSubId)), "MsgSendRes", body)
+  end
+  local key = id .. "\0" .. sub
+  local rec = self.inflight[key]
+  if not rec then
+    return note(events, perr("unknown_message", "MsgSendRes for a message not in flight: " .. quote(id)),
+      "MsgSendRes", body)
+  end
+  self.inflight[key] = nil
+  self.n_inflight = self.n_inflight - 1
+  local r = int_field(body.Result)
+  if (r == 903 or r == 11) and rec.attempts <= self.max_retries then
+    local wait = min(self.retry_backoff * 2 ^ (rec.attempts - 1), 30)
+    rec.state = "queued"
+    self:_push_front(rec)
+    if self.pacer then self.pacer:pause(now + wait) end
+    events[#events + 1] = { type = "requeued", rec = rec, result = r, retry_at = now + wait }
+    return
+  end
+  self.ids[key] = nil
+  rec.state = "done"
+  local outcome
+  if r == 0 then
+    outcome = ok_outcome(0)
+  elseif r then
+    outcome = codes.error(codes.send, r, { user_msg_id = rec.id, result_message = text_or_nil(body.ResultMessage) })
+  else
+    -- Answered, but with nothing that says how: it may have been sent.
+    outcome = errors.new { category = "protocol", code = "bad_answer", provider = "oneshot", maybe_sent = true,
+      user_msg_id = rec.id, message = "the server answered this message without a usable Result ("
+        .. quote(body.Result) .. "); it may have been sent" }
+  end
+  events[#events + 1] = { type = "result", rec = rec, user_msg_id = rec.id, sub_id = rec.sub_id,
+    result = r, ok = r == 0, outcome = outcome, body = body }
+end
+
+function P:_handle(msg, now, events, out)
+  local method = msg.Header.Method
+  local body, berr = self:_body(msg)
+  if method == "PrivateKeyRes" or method == "BindRes" then
+    local awaited = method == "PrivateKeyRes" and "key_wait" or "bind_wait"
+    if self.state ~= awaited then
+      return note(events, perr("unexpected", method .. " when none is awaited"), method)
     end
-  elseif method == "AliveRes" then
+    return self:_bind_answer(method, body, berr, now, events, out)
+  end
+  if UPLOAD_METHODS[method] then return self:_upload_res(method, body, berr, events, out) end
+  if not body then return note(events, berr, method) end
+  if method == "AliveRes" then
     self.alive_sent_at = nil
     events[#events + 1] = { type = "alive_res" }
   elseif method == "AliveReq" then
     out[#out + 1] = codec.frame("AliveRes")
   elseif method == "MsgSendRes" then
-    local key = str(body.UserMsgId) .. "\0" .. str(body.UserMsgSubId)
-    local rec = self.inflight[key]
-    if not rec then
-      events[#events + 1] = { type = "protocol_error", fatal = false, body = body,
-        err = perr("unknown_message", "MsgSendRes for a message not in flight: " .. str(body.UserMsgId)) }
-      return
-    end
-    self.inflight[key] = nil
-    self.n_inflight = self.n_inflight - 1
-    local r = tonumber(body.Result)
-    if (r == 903 or r == 11) and rec.attempts <= self.max_retries then
-      local wait = min(self.retry_backoff * 2 ^ (rec.attempts - 1), 30)
-      rec.state = "queued"
-      self:_push_front(rec)
-      if self.pacer then self.pacer:pause(now + wait) end
-      events[#events + 1] = { type = "requeued", rec = rec, result = r, retry_at = now + wait }
-      return
-    end
-    self.ids[key] = nil
-    rec.state = "done"
-    local outcome = r == 0 and ok_outcome(0) or codes.error(codes.send, r or -1, {
-      user_msg_id = rec.id, result_message = body.ResultMessage ~= null and body.ResultMessage or nil })
-    events[#events + 1] = { type = "result", rec = rec, user_msg_id = rec.id, sub_id = rec.sub_id,
-      result = r, ok = r == 0, outcome = outcome, body = body }
+    self:_send_res(body, now, events)
   elseif method == "ReportReq" then
-    local r = tonumber(body.Result)
-    local ev = { type = "report", user_msg_id = str(body.UserMsgId), sub_id = str(body.UserMsgSubId),
-      server_msg_id = str(body.ServerMsgId), msg_type = tonumber(body.MsgType), phone = str(body.PhoneNo),
-      result = r, telecom = str(body.Telecom), delivery_time = str(body.DeliveryTime),
-      user_data = str(body.UserData), result_message = body.ResultMessage ~= null and body.ResultMessage or nil,
-      ok = r == 0, outcome = r == 0 and ok_outcome(0) or codes.error(codes.send, r or -1), body = body }
+    local f, ferr = push_fields(method, body, REPORT_TEXT)
+    local r = int_field(body.Result)
+    if f and not r then ferr = perr("bad_push", "ReportReq has no usable Result: " .. quote(body.Result)) end
+    if not (f and r) then return note(events, ferr, method, body) end
+    local ev = { type = "report", user_msg_id = f.UserMsgId, sub_id = f.UserMsgSubId,
+      server_msg_id = f.ServerMsgId, msg_type = int_field(body.MsgType), phone = f.PhoneNo,
+      result = r, telecom = f.Telecom, delivery_time = f.DeliveryTime,
+      user_data = f.UserData, result_message = text_or_nil(body.ResultMessage),
+      ok = r == 0, outcome = r == 0 and ok_outcome(0) or codes.error(codes.send, r), body = body }
     self:_pushed("R\0" .. ev.server_msg_id .. "\0" .. ev.user_msg_id .. "\0" .. ev.sub_id, ev, "ReportRes",
       { UserMsgId = ev.user_msg_id, UserMsgSubId = ev.sub_id, ServerMsgId = ev.server_msg_id, Result = 0 },
       events, out)
   elseif method == "SpamReq" then
-    local ev = { type = "spam", spam_id = str(body.SpamId), phone = str(body.PhoneNo),
-      deny_no = str(body.DenyNo), body = body }
+    local f, ferr = push_fields(method, body, SPAM_TEXT)
+    if not f then return note(events, ferr, method, body) end
+    local ev = { type = "spam", spam_id = f.SpamId, phone = f.PhoneNo, deny_no = f.DenyNo, body = body }
     self:_pushed("S\0" .. ev.spam_id .. "\0" .. ev.phone .. "\0" .. ev.deny_no, ev, "SpamRes",
       { SpamId = ev.spam_id, PhoneNo = ev.phone, DenyNo = ev.deny_no, Result = 0 }, events, out)
   elseif method == "ChangePhoneReq" then
-    local ev = { type = "change_phone", server_msg_id = str(body.ServerMsgId), phone = str(body.PhoneNo),
-      change_phone = str(body.ChangePhoneNo), body = body }
+    local f, ferr = push_fields(method, body, CHANGE_TEXT)
+    if not f then return note(events, ferr, method, body) end
+    local ev = { type = "change_phone", server_msg_id = f.ServerMsgId, phone = f.PhoneNo,
+      change_phone = f.ChangePhoneNo, body = body }
     self:_pushed("C\0" .. ev.server_msg_id .. "\0" .. ev.phone .. "\0" .. ev.change_phone, ev,
       "ChangePhoneRes", { ServerMsgId = ev.server_msg_id, PhoneNo = ev.phone,
         ChangePhoneNo = ev.change_phone, Result = 0 }, events, out)
-  elseif method == "UploadFileNameRes" or method == "UploadFileRes" or method == "UploadFileFinishRes" then
-    self:_upload_res(method, body, events, out)
   elseif method == "UnBindRes" then
+    if self.state ~= "closing" then
+      return note(events, perr("unexpected", "UnBindRes without an UnBindReq"), method)
+    end
     self.state = "closed"
-    events[#events + 1] = { type = "unbound", result = tonumber(body.Result) }
+    events[#events + 1] = { type = "unbound", result = int_field(body.Result) }
   else
-    events[#events + 1] = { type = "protocol_error", fatal = false,
-      err = perr("unexpected_method", "unexpected " .. tostring(method)) }
+    note(events, perr("unexpected_method", "unexpected method " .. quote(method)), method)
   end
 end
 

@@ -19,7 +19,9 @@
 -- refusal before sending, or, when the connection died after it was
 -- written, { category = "unknown", maybe_sent = true }: never resent unless
 -- resend_unanswered = true. Messages not yet written when a connection dies
--- are sent after the reconnect (reconnect_delay, jittered). Outside the
+-- are sent after the reconnect (reconnect_delay, jittered); with
+-- auto_reconnect = false there is none, so they end at once as not sent
+-- (category "network", code "not_connected", maybe_sent = false). Outside the
 -- BeginTime..EndTime the bind grants (Korea time) messages are held until
 -- the window opens, or refused with outside_window = "refuse". Pushed reports,
 -- spam notices and number changes reach the callbacks, and each is
@@ -116,8 +118,10 @@ function Session:_emit(ev)
   elseif t == "dead" then
     self:_lost(errors.new { category = "network", code = ev.reason, provider = "oneshot",
       message = "the server stopped answering (" .. ev.reason .. ")" })
-  elseif t == "protocol_error" and ev.fatal then
-    self:_lost(ev.err)
+  elseif t == "protocol_error" then
+    -- Non-fatal ones (an answer nobody waits for, a mistyped push) are
+    -- ignored but kept as the last error.
+    if ev.fatal then self:_lost(ev.err) else self.last_error = ev.err end
   elseif t == "unbound" then
     self.bound = false
   elseif t == "upload_done" or t == "upload_failed" then
@@ -130,17 +134,31 @@ function Session:_emit_all(events)
 end
 
 -- The connection is gone: every message written but unanswered gets its
--- maybe-sent outcome, the rest waits for the reconnect.
+-- maybe-sent outcome, the rest waits for the reconnect (or, when there
+-- will be none, ends as not sent).
 function Session:_lost(err, delay)
   if self.conn then
     self.conn:close()
     self.conn = nil
     self.bound = false
-    self.last_error = self.last_error or err
+    self.last_error = err or self.last_error
     local d = delay or self.reconnect_delay
     self.reconnect_at = monotonic() + d * (0.8 + 0.4 * random())
     self:_emit_all(self.p:disconnected(monotonic()))
+    if self.opts.auto_reconnect == false then self:_drop_unsent() end
   end
+end
+
+-- Without a connection to come, what was never written was not sent.
+-- Returns how many messages and uploads ended.
+function Session:_drop_unsent()
+  local err = errors.new { category = "network", code = "not_connected", provider = "oneshot",
+    retryable = true, maybe_sent = false,
+    message = "not connected and auto_reconnect is off: the message was never written, so it was not sent" }
+  local messages, uploads = self.p:drop_queued(err), self.p:drop_uploads(err)
+  self:_emit_all(messages)
+  self:_emit_all(uploads)
+  return #messages + #uploads
 end
 
 function Session:_open()
@@ -164,7 +182,13 @@ end
 function Session:_step(deadline)
   local now = monotonic()
   if not self.conn then
-    if self.closed or self.opts.auto_reconnect == false then return end
+    if self.closed or self.opts.auto_reconnect == false then
+      -- No connection will come: end what waits for one, and wait out the
+      -- deadline asleep (a caller's loop must not spin here).
+      if not self.closed and self:_drop_unsent() > 0 then return end
+      if deadline > now then core.sleep(deadline - now) end
+      return
+    end
     if self.reconnect_at and now < self.reconnect_at then
       -- Nothing to do until the reconnect: sleep in the socket-free way.
       local wake = min(deadline, self.reconnect_at)
@@ -207,9 +231,11 @@ function Session:connect(timeout)
   local deadline = monotonic() + (timeout or 15)
   while self.conn and not self.bound and monotonic() < deadline do self:_step(deadline) end
   if self.bound then return true end
-  local e = self.last_error or errors.new { category = "timeout", code = "bind_timeout",
+  -- Gone: why it went (a refused or unreadable bind answer, the bind
+  -- timeout, ...); still connecting: our own timeout ran out first.
+  if not self.conn and self.last_error then return nil, self.last_error end
+  return nil, errors.new { category = "timeout", code = "bind_timeout",
     provider = "oneshot", message = "no bind answer in time" }
-  return nil, e
 end
 
 function Session:submit(msg, on_result)
@@ -329,10 +355,12 @@ function Session:close()
     self.conn = nil
     self:_emit_all(self.p:disconnected(monotonic()))
   end
-  -- Every message still queued gets its outcome: not sent.
-  self:_emit_all(self.p:drop_queued(errors.new { category = "network", code = "closed",
+  -- Every message and upload still queued gets its outcome: not sent.
+  local err = errors.new { category = "network", code = "closed",
     provider = "oneshot", retryable = true, maybe_sent = false,
-    message = "the session was closed before this message was sent" }))
+    message = "the session was closed before this message was sent" }
+  self:_emit_all(self.p:drop_queued(err))
+  self:_emit_all(self.p:drop_uploads(err))
 end
 
 -- No __gc: closing unbinds and waits for the answer, which a finalizer
