@@ -582,6 +582,27 @@ describe("the ksms command", function()
       assert.same({}, senders:requests())
     end)
 
+    it("refuses a hostile CSV (an endless quoted field, a huge line) naming the line, sending nothing", function()
+      local csv, journal = workdir .. "/hostile.csv", workdir .. "/hostile.journal"
+      local f = assert(io.open(csv, "wb"))
+      f:write("name,phone\n홍길동,01011112222\n\"")
+      local lines = ("x"):rep(60) .. "\"\"\n"
+      for _ = 1, 4000 do f:write(lines) end -- 256 KB in one field, every line ending in ""
+      f:write("\",01033334444\n")
+      f:close()
+      local args = " --provider senders --from 0212345678 --text hi --journal " .. q(journal)
+      local _, err, code = ksms("bulk " .. q(csv) .. args, SENV)
+      assert.equal(2, code)
+      assert.matches("line 3: a field runs past 65536 bytes", err, 1, true)
+      f = assert(io.open(csv, "wb"))
+      f:write("name,phone\n01011112222,01011112222\n" .. ("  ,"):rep(4 * 1024 * 1024))
+      f:close()
+      _, err, code = ksms("bulk " .. q(csv) .. args, SENV)
+      assert.equal(2, code)
+      assert.matches("line 3: longer than", err, 1, true)
+      assert.same({}, senders:requests())
+    end)
+
     it("--dry-run prints the first requests masked and sends nothing", function()
       local csv = workdir .. "/dry.csv"
       write_csv(csv, 4)

@@ -13,6 +13,8 @@
 --
 -- Values are converted to the option's type (numbers, booleans).
 
+local trim = require("ksms.cli.input").trim
+
 local type, pairs, ipairs, tonumber, tostring = type, pairs, ipairs, tonumber, tostring
 local format, upper, lower, concat, sort = string.format, string.upper, string.lower, table.concat, table.sort
 local getenv, io_open = os.getenv, io.open
@@ -112,7 +114,7 @@ function _M.read_ini(path)
   for line in f:lines() do
     n = n + 1
     line = line:gsub("\r$", "")
-    local trimmed = line:match("^%s*(.-)%s*$")
+    local trimmed = trim(line)
     if trimmed == "" or trimmed:find("^[#;]") then
       -- comment or blank
     elseif trimmed:find("^%[") then
