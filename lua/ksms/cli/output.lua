@@ -1,6 +1,6 @@
--- ksms.cli.output: everything the command prints goes through here, masked
--- (see ksms.cli.secrets): text lines to stdout, notes and errors to stderr,
--- JSON documents, progress redraws.
+-- ksms.cli.output: everything the command writes goes through Out:write,
+-- masked (see ksms.cli.secrets): text lines to stdout, notes, errors,
+-- --verbose and progress to stderr, JSON documents, the bulk journal.
 --
 --   local out = output.new { json = false, verbose = false }
 --   out:secret(value)          -- never print this value
@@ -8,11 +8,13 @@
 --   out:note("...")            -- stderr
 --   out:debug("...")           -- stderr, only with --verbose
 --   out:json_doc(tbl)          -- one JSON document on stdout
+--   out:write(fh, ...)         -- any other file (the journal), masked
 
 local cjson = require "cjson"
 local secrets = require "ksms.cli.secrets"
 
-local setmetatable, tostring, type, pairs, ipairs, tonumber = setmetatable, tostring, type, pairs, ipairs, tonumber
+local setmetatable, getmetatable, tostring, type, pairs, ipairs, tonumber, select =
+  setmetatable, getmetatable, tostring, type, pairs, ipairs, tonumber, select
 local format, concat, sort, floor = string.format, table.concat, table.sort, math.floor
 local stdout, stderr = io.stdout, io.stderr
 
@@ -81,21 +83,38 @@ end
 function Out:secret(value) self.masker:add(value) end
 function Out:mask(s) return self.masker:mask(s) end
 
-function Out:line(s)
-  self.stdout:write(self.masker:mask(s or ""), "\n")
-  self.stdout:flush()
+-- Text the command itself made up, written unmasked by Out:write: the
+-- journal's row numbers and outcome words, which a short secret (a
+-- numeric password) must not turn into ******** and so lose the row.
+local Verbatim = {}
+function _M.verbatim(s) return setmetatable({ s }, Verbatim) end
+
+-- The one place the command writes bytes: every piece masked, but the
+-- verbatim ones; pieces in a row are masked as one string, so a secret
+-- split between them is still found. Flushed at once (a journal line must
+-- be on disk before the row is sent).
+function Out:write(fh, ...)
+  local buf, run = {}, {}
+  for i = 1, select("#", ...) do
+    local piece = select(i, ...)
+    if getmetatable(piece) == Verbatim then
+      if #run > 0 then buf[#buf + 1] = self.masker:mask(concat(run)); run = {} end
+      buf[#buf + 1] = piece[1]
+    else
+      run[#run + 1] = tostring(piece)
+    end
+  end
+  if #run > 0 then buf[#buf + 1] = self.masker:mask(concat(run)) end
+  fh:write(concat(buf))
+  fh:flush()
 end
+
+function Out:line(s) self:write(self.stdout, s or "", "\n") end
 
 -- Raw (no newline) writes to stderr: the progress bar's redraws.
-function Out:raw_err(s)
-  self.stderr:write(self.masker:mask(s))
-  self.stderr:flush()
-end
+function Out:raw_err(s) self:write(self.stderr, s) end
 
-function Out:note(s)
-  self.stderr:write(self.masker:mask(s), "\n")
-  self.stderr:flush()
-end
+function Out:note(s) self:write(self.stderr, s, "\n") end
 
 function Out:debug(s)
   if self.verbose then self:note("ksms: " .. tostring(s)) end

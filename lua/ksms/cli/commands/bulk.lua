@@ -122,7 +122,7 @@ local function run(ctx)
   local writer
   if not dry then
     local werr
-    writer, werr = journal.open(o.journal)
+    writer, werr = journal.open(o.journal, out)
     if not writer then usage("cannot write the journal " .. o.journal .. ": " .. tostring(werr)) end
     if not state.exists or state.lines == 0 then
       writer:comment("ksms bulk journal v1: row, recipient, outcome (pending | ok | failed | maybe_sent), detail")
