@@ -403,6 +403,57 @@ describe("the ksms command", function()
     end)
   end)
 
+  describe("--require-tls", function()
+    it("refuses plain http:// from a flag, the environment or the config file, sending nothing", function()
+      local send = "send --provider senders --to 01011112222 --from 0212345678 --text hi"
+      local out, err, code = ksms(send .. " --require-tls --json", SENV)
+      assert.equal(2, code, err)
+      local doc = json_of(out)
+      assert.equal("invalid_input", doc.error.category)
+      assert.matches("require_tls refuses plain HTTP (base_url = " .. senders.base_url .. ")", doc.error.message, 1, true)
+      _, err, code = ksms(send, SENV .. " KSMS_SENDERS_REQUIRE_TLS=1")
+      assert.equal(2, code)
+      assert.matches("the API key, the message text and the phone numbers would travel in clear", err, 1, true)
+      local conf = workdir .. "/tls.config"
+      H.write_file(conf, "[senders]\nrequire_tls = true\n")
+      _, err, code = ksms(send .. " --dry-run --config " .. q(conf), SENV)
+      assert.equal(2, code)
+      assert.matches("require_tls refuses plain HTTP", err, 1, true)
+      assert.same({}, senders:requests())
+      -- OneShot has no TLS: refused too, in a dry run and in listen alike.
+      _, err, code = ksms("send --provider oneshot --to 01011112222 --from 15666639 --text hi --dry-run --require-tls", OSENV)
+      assert.equal(2, code)
+      assert.matches("OneShot is a TCP protocol without TLS", err, 1, true)
+      _, err, code = ksms("listen --provider oneshot --for 1", OSENV .. " KSMS_ONESHOT_REQUIRE_TLS=true")
+      assert.equal(2, code)
+      assert.matches("OneShot is a TCP protocol without TLS", err, 1, true)
+      _, err, code = ksms("send --provider oneshot --to 01011112222 --from 15666639 --text hi --dry-run", OSENV
+        .. " KSMS_ONESHOT_REQUIRE_TLS=0")
+      assert.equal(0, code, err)
+      assert.equal(0, oneshot:stats().connections)
+      -- Listed with the other options.
+      local opts = ksms("help options")
+      assert.matches("require_tls%s+boolean%s+KSMS_SENDERS_REQUIRE_TLS%s+%-%-require%-tls", opts)
+      assert.matches("KSMS_CAFE24_REQUIRE_TLS", opts, 1, true)
+    end)
+
+    it("sends over https", function()
+      local cert = fake_control.make_cert()
+      local tls = fake_control.start("cafe24", { tls = cert, history_port = 0, history_tls = true })
+      local env = ("KSMS_CAFE24_USER_ID=ksmstest KSMS_CAFE24_SECURE_KEY=%s KSMS_CAFE24_BASE_URL=%s KSMS_CAFE24_CA_FILE=%s")
+        :format(q(C24_KEY), q(tls.base_url), q(cert.cert))
+      local _, err, code = ksms("balance --provider cafe24 --require-tls", env)
+      assert.equal(2, code) -- the history host is still the documented http one
+      assert.matches("(history_url = http://smsapi.cafe24.com)", err, 1, true)
+      local out
+      out, err, code = ksms("balance --provider cafe24 --require-tls --json", env .. " KSMS_CAFE24_HISTORY_URL=" .. q(tls.history_url))
+      assert.equal(0, code, err)
+      assert.is_number(json_of(out).balance)
+      tls:stop()
+      fake_control.remove_cert(cert)
+    end)
+  end)
+
   describe("a server that echoes the secret in every encoding", function()
     -- What a hostile or careless server sends back: the key in every form
     -- (no commas: Cafe24 reads "code,remaining", so an unknown answer is

@@ -22,7 +22,7 @@ local getenv, io_open = os.getenv, io.open
 local _M = { _VERSION = "0.1.0" }
 
 local HTTP_COMMON = { timeout = "number", connect_timeout = "number", insecure = "boolean",
-  ca_file = "string", concurrency = "number", max_recipients_per_request = "number" }
+  ca_file = "string", concurrency = "number", max_recipients_per_request = "number", require_tls = "boolean" }
 
 local function with_common(t)
   for k, v in pairs(HTTP_COMMON) do t[k] = v end
@@ -49,6 +49,7 @@ _M.OPTIONS = {
     resend_unanswered = "boolean", id_prefix = "string", version = "number", dedup_size = "number",
     sms_max = "number", lms_max = "number", upload_method = "string", upload_chunk = "number",
     default_speed = "number",
+    require_tls = "boolean", -- refused: OneShot has no TLS (ksms.client says so)
   },
 }
 for k, v in pairs(APIV2) do _M.OPTIONS.senders[k] = v; _M.OPTIONS.messageme[k] = v end
