@@ -528,6 +528,19 @@ describe("the ksms command", function()
     end)
   end)
 
+  describe("--json of what a server sent", function()
+    it("stays JSON when the answer is not UTF-8, and keeps numbers exact", function()
+      senders:script { path = "/APIV2/remainCoin", times = 1,
+        body = '{"result":"100","remainCoin":1234567.8901234567,"note":"\255\254 \237\160\128 ok"}' }
+      local out, err, code = ksms("balance --provider senders --json", SENV)
+      assert.equal(0, code, err)
+      assert.is_truthy(require("ksms.core").cp949_len(out), "not UTF-8: " .. out)
+      local doc = json_of(out)
+      assert.equal(1234567.8901234567, doc.balance)
+      assert.matches("\239\191\189\239\191\189 \239\191\189\239\191\189\239\191\189 ok", doc.raw, 1, true)
+    end)
+  end)
+
   describe("account commands", function()
     it("balance, senders, report, register-sender and history where the provider has them", function()
       local out, _, code = ksms("balance --provider senders --json", SENV)
