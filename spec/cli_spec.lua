@@ -16,8 +16,41 @@ local BIG_ROWS = tonumber(os.getenv("KSMS_SPEC_BIG_ROWS")) or 200000
 
 local SENDERS_KEY, MM_KEY, PP_KEY, C24_KEY = "test-senders-key", "test-messageme-key", "test-ppurio-key", "test-cafe24-key"
 local OS_PASSWORD, OS_KEY, OS_IV = "test001#$$%", "ksms-oneshot-key", "ksms-oneshot-iv!"
-local SECRETS = { SENDERS_KEY, MM_KEY, PP_KEY, C24_KEY, OS_PASSWORD, OS_KEY, OS_IV,
-  require("ksms.core").b64encode(C24_KEY) }
+-- A Cafe24 key whose Base64 has + and / (and = padding), and whose raw form
+-- has bytes URL encoding changes: every encoding of it differs.
+local C24_ECHO_KEY = "c24 s3cr?t>~key/"
+
+-- Every form a secret can take in an output, computed here (not by the
+-- masker): raw, Base64 (padded or not, URL-safe), hex, each percent-encoded
+-- the ways encoders do it (WHATWG forms, RFC 3986, "/" kept as Python's
+-- quote does; upper- or lower-case hex) and JSON-escaped.
+local function pct(s, keep, lower)
+  return (s:gsub("[^%w" .. keep .. "]", function(c)
+    local h = ("%%%02X"):format(c:byte())
+    return lower and h:lower() or h
+  end))
+end
+local function encodings(secret)
+  local b64 = require("ksms.core").b64encode(secret)
+  local bare = b64:gsub("=+$", "")
+  local hex = secret:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+  local list = { secret, b64, bare, (bare:gsub("%+", "-"):gsub("/", "_")), hex, hex:upper(),
+    (b64:gsub("/", "\\/")), (secret:gsub("/", "\\/")) }
+  for _, base in ipairs({ secret, b64 }) do
+    for _, lower in ipairs({ false, true }) do
+      list[#list + 1] = (pct(base, "%-%._%*", lower):gsub("%%20", "+")) -- WHATWG form
+      list[#list + 1] = pct(base, "%-%._~", lower)                        -- RFC 3986
+      list[#list + 1] = pct(base, "%-%._~/", lower)                       -- "/" kept
+    end
+  end
+  list[#list + 1] = pct(pct(b64, "%-%._~"), "%-%._~") -- encoded twice
+  return list
+end
+
+local SECRETS = {}
+for _, secret in ipairs({ SENDERS_KEY, MM_KEY, PP_KEY, C24_KEY, C24_ECHO_KEY, OS_PASSWORD, OS_KEY, OS_IV }) do
+  for _, form in ipairs(encodings(secret)) do SECRETS[#SECRETS + 1] = form end
+end
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -370,6 +403,144 @@ describe("the ksms command", function()
     end)
   end)
 
+  describe("--require-tls", function()
+    it("refuses plain http:// from a flag, the environment or the config file, sending nothing", function()
+      local send = "send --provider senders --to 01011112222 --from 0212345678 --text hi"
+      local out, err, code = ksms(send .. " --require-tls --json", SENV)
+      assert.equal(2, code, err)
+      local doc = json_of(out)
+      assert.equal("invalid_input", doc.error.category)
+      assert.matches("require_tls refuses plain HTTP (base_url = " .. senders.base_url .. ")", doc.error.message, 1, true)
+      _, err, code = ksms(send, SENV .. " KSMS_SENDERS_REQUIRE_TLS=1")
+      assert.equal(2, code)
+      assert.matches("the API key, the message text and the phone numbers would travel in clear", err, 1, true)
+      local conf = workdir .. "/tls.config"
+      H.write_file(conf, "[senders]\nrequire_tls = true\n")
+      _, err, code = ksms(send .. " --dry-run --config " .. q(conf), SENV)
+      assert.equal(2, code)
+      assert.matches("require_tls refuses plain HTTP", err, 1, true)
+      assert.same({}, senders:requests())
+      -- OneShot has no TLS: refused too, in a dry run and in listen alike.
+      _, err, code = ksms("send --provider oneshot --to 01011112222 --from 15666639 --text hi --dry-run --require-tls", OSENV)
+      assert.equal(2, code)
+      assert.matches("OneShot is a TCP protocol without TLS", err, 1, true)
+      _, err, code = ksms("listen --provider oneshot --for 1", OSENV .. " KSMS_ONESHOT_REQUIRE_TLS=true")
+      assert.equal(2, code)
+      assert.matches("OneShot is a TCP protocol without TLS", err, 1, true)
+      _, err, code = ksms("send --provider oneshot --to 01011112222 --from 15666639 --text hi --dry-run", OSENV
+        .. " KSMS_ONESHOT_REQUIRE_TLS=0")
+      assert.equal(0, code, err)
+      assert.equal(0, oneshot:stats().connections)
+      -- Listed with the other options.
+      local opts = ksms("help options")
+      assert.matches("require_tls%s+boolean%s+KSMS_SENDERS_REQUIRE_TLS%s+%-%-require%-tls", opts)
+      assert.matches("KSMS_CAFE24_REQUIRE_TLS", opts, 1, true)
+    end)
+
+    it("sends over https", function()
+      local cert = fake_control.make_cert()
+      local tls = fake_control.start("cafe24", { tls = cert, history_port = 0, history_tls = true })
+      local env = ("KSMS_CAFE24_USER_ID=ksmstest KSMS_CAFE24_SECURE_KEY=%s KSMS_CAFE24_BASE_URL=%s KSMS_CAFE24_CA_FILE=%s")
+        :format(q(C24_KEY), q(tls.base_url), q(cert.cert))
+      local _, err, code = ksms("balance --provider cafe24 --require-tls", env)
+      assert.equal(2, code) -- the history host is still the documented http one
+      assert.matches("(history_url = http://smsapi.cafe24.com)", err, 1, true)
+      local out
+      out, err, code = ksms("balance --provider cafe24 --require-tls --json", env .. " KSMS_CAFE24_HISTORY_URL=" .. q(tls.history_url))
+      assert.equal(0, code, err)
+      assert.is_number(json_of(out).balance)
+      tls:stop()
+      fake_control.remove_cert(cert)
+    end)
+  end)
+
+  describe("a server that echoes the secret in every encoding", function()
+    -- What a hostile or careless server sends back: the key in every form
+    -- (no commas: Cafe24 reads "code,remaining", so an unknown answer is
+    -- all code, quoted in the error's code and, cut, in its message).
+    local echo = "ECHO " .. table.concat(encodings(C24_ECHO_KEY), " ")
+    local C24ENV
+    setup(function()
+      C24ENV = ("KSMS_CAFE24_USER_ID=ksmstest KSMS_CAFE24_SECURE_KEY=%s KSMS_CAFE24_BASE_URL=%s"):format(
+        q(C24_ECHO_KEY), q(cafe24.base_url))
+    end)
+
+    -- Every output of a run: stdout, stderr, and a file it wrote. Not even
+    -- 8 bytes in a row of any form (a quoted answer may be cut inside one,
+    -- and forms that share a start must not leave each other's tails);
+    -- only the Base64 padding may remain.
+    local function masked_everywhere(what, ...)
+      local all = table.concat({ ... }, "\n")
+      for _, form in ipairs(encodings(C24_ECHO_KEY)) do
+        local bare = form
+        repeat
+          local before = bare
+          bare = bare:gsub("=$", ""):gsub("%%3[Dd]$", ""):gsub("%%253D$", "")
+        until bare == before
+        for i = 1, #bare - 7 do
+          local piece = bare:sub(i, i + 7)
+          assert.is_nil(all:find(piece, 1, true), ("%s: %q (of %q) printed:\n%s"):format(what, piece, form, all))
+        end
+      end
+      -- The echo did reach the output, masked: not a spec that looks at nothing.
+      assert.matches("ECHO ********", all, 1, true)
+    end
+
+    it("masks it on stdout, stderr, --json, --verbose and in the journal", function()
+      local b64 = require("ksms.core").b64encode(C24_ECHO_KEY)
+      assert.is_truthy(b64:find("+", 1, true) and b64:find("/", 1, true), b64)
+      local send = "send --provider cafe24 --to 01011112222 --from 0212345678 --text hi"
+      -- A success whose raw answer (in --json) holds the echo.
+      cafe24:script { path = "/sms_sender.php", body = "success,100 " .. echo, times = 1 }
+      local out, err, code = ksms(send .. " --json --verbose", C24ENV)
+      assert.equal(0, code, err)
+      assert.matches("option secure_key = (secret, 16 characters)", err, 1, true)
+      masked_everywhere("send --json --verbose", out, err)
+      -- An undocumented answer: the error, as text and as JSON.
+      cafe24:script { path = "/sms_sender.php", body = echo, times = 2 }
+      out, err, code = ksms(send .. " --verbose", C24ENV)
+      assert.equal(3, code, err)
+      masked_everywhere("send (error)", out, err)
+      out, err, code = ksms(send .. " --json", C24ENV)
+      assert.equal(3, code, err)
+      assert.equal("unknown", json_of(out).error.category)
+      masked_everywhere("send --json (error)", out, err)
+      -- The same in a bulk run: the journal, the summary, the progress.
+      local csv, journal = workdir .. "/echo.csv", workdir .. "/echo.journal"
+      os.remove(journal)
+      H.write_file(csv, "name,phone\nA,01011112222\nB,01033334444\n")
+      cafe24:script { path = "/sms_sender.php", body = echo, times = 2 }
+      local bulk = "bulk " .. q(csv) .. " --provider cafe24 --from 0212345678 --text " .. q("{name}")
+        .. " --journal " .. q(journal) .. " --batch 1 --verbose"
+      out, err, code = ksms(bulk, C24ENV .. " KSMS_PROGRESS=lines")
+      assert.equal(3, code, err)
+      local journal_text = H.read_file(journal)
+      assert.matches("\n1\t01011112222\tpending\t\n", journal_text, 1, true)
+      assert.matches("\n2\t01033334444\tmaybe_sent\tunknown ", journal_text, 1, true)
+      masked_everywhere("bulk", out, err, journal_text)
+      cafe24:script { path = "/sms_sender.php", body = echo, times = 1 }
+      out, err, code = ksms(bulk .. " --json --resend-unknown --no-progress", C24ENV)
+      masked_everywhere("bulk --json", out, err, H.read_file(journal))
+      -- The balance call's answer, in JSON.
+      cafe24:script { path = "/sms_remain.php", body = echo, times = 1 }
+      out, err = ksms("balance --provider cafe24 --json --verbose", C24ENV)
+      masked_everywhere("balance --json", out, err)
+    end)
+  end)
+
+  describe("--json of what a server sent", function()
+    it("stays JSON when the answer is not UTF-8, and keeps numbers exact", function()
+      senders:script { path = "/APIV2/remainCoin", times = 1,
+        body = '{"result":"100","remainCoin":1234567.8901234567,"note":"\255\254 \237\160\128 ok"}' }
+      local out, err, code = ksms("balance --provider senders --json", SENV)
+      assert.equal(0, code, err)
+      assert.is_truthy(require("ksms.core").cp949_len(out), "not UTF-8: " .. out)
+      local doc = json_of(out)
+      assert.equal(1234567.8901234567, doc.balance)
+      assert.matches("\239\191\189\239\191\189 \239\191\189\239\191\189\239\191\189 ok", doc.raw, 1, true)
+    end)
+  end)
+
   describe("account commands", function()
     it("balance, senders, report, register-sender and history where the provider has them", function()
       local out, _, code = ksms("balance --provider senders --json", SENV)
@@ -579,6 +750,27 @@ describe("the ksms command", function()
         .. " --journal " .. q(workdir .. "/bad.journal"), SENV)
       assert.equal(2, code)
       assert.matches("was written for a CSV with columns", err, 1, true)
+      assert.same({}, senders:requests())
+    end)
+
+    it("refuses a hostile CSV (an endless quoted field, a huge line) naming the line, sending nothing", function()
+      local csv, journal = workdir .. "/hostile.csv", workdir .. "/hostile.journal"
+      local f = assert(io.open(csv, "wb"))
+      f:write("name,phone\n홍길동,01011112222\n\"")
+      local lines = ("x"):rep(60) .. "\"\"\n"
+      for _ = 1, 4000 do f:write(lines) end -- 256 KB in one field, every line ending in ""
+      f:write("\",01033334444\n")
+      f:close()
+      local args = " --provider senders --from 0212345678 --text hi --journal " .. q(journal)
+      local _, err, code = ksms("bulk " .. q(csv) .. args, SENV)
+      assert.equal(2, code)
+      assert.matches("line 3: a field runs past 65536 bytes", err, 1, true)
+      f = assert(io.open(csv, "wb"))
+      f:write("name,phone\n01011112222,01011112222\n" .. ("  ,"):rep(4 * 1024 * 1024))
+      f:close()
+      _, err, code = ksms("bulk " .. q(csv) .. args, SENV)
+      assert.equal(2, code)
+      assert.matches("line 3: longer than", err, 1, true)
       assert.same({}, senders:requests())
     end)
 

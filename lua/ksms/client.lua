@@ -14,7 +14,7 @@
 local errors = require "ksms.errors"
 
 local type, pairs, ipairs, setmetatable, error = type, pairs, ipairs, setmetatable, error
-local format, concat = string.format, table.concat
+local format, concat, find, lower, sub = string.format, table.concat, string.find, string.lower, string.sub
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -178,17 +178,53 @@ function Client:__tostring()
   return format("ksms.client(%s, %s)", self.provider, self.cfg.base_url or "?")
 end
 
+-- require_tls = true refuses a client that would send anything over plain
+-- http://. Senders, MessageMe and ppurio publish only http endpoints, and
+-- so does Cafe24's history host: there the API key, the message text and
+-- the phone numbers travel in clear. It raises, like a missing api_key:
+-- the URLs are the caller's configuration, known before anything is sent.
+-- One check for every provider, on the URLs its adapter resolved (every
+-- cfg field named *_url).
+local function check_require_tls(provider, options, cfg)
+  local want = options.require_tls
+  if want == nil or want == false then return end
+  if want ~= true then error("ksms.client: require_tls must be true or false", 3) end
+  if provider == "oneshot" then
+    error("ksms.client(\"oneshot\"): require_tls cannot be met: OneShot is a TCP protocol without TLS", 3)
+  end
+  local plain = {}
+  for name, url in pairs(cfg) do
+    if type(url) == "string" and find(name, "_url$") and lower(sub(url, 1, 7)) == "http://" then
+      plain[#plain + 1] = name .. " = " .. url
+    end
+  end
+  if #plain == 0 then return end
+  table.sort(plain)
+  error(format("ksms.client(\"%s\"): require_tls refuses plain HTTP (%s): the API key, the message text and "
+    .. "the phone numbers would travel in clear; give https:// URLs or leave require_tls off",
+    provider, concat(plain, ", ")), 3)
+end
+
 -- ksms.client(provider, options) -> client
 -- options: the provider's credentials (api_key, ...), base_url (scheme,
 -- host and port; the documented paths are appended), timeout and
 -- connect_timeout (seconds), transport (an object with request,
 -- request_many, close; or "ngx" | "curl"; default: nginx cosockets inside
 -- nginx, libcurl elsewhere, see ksms.transport), concurrency (default 8),
--- now (a function returning epoch seconds, for reservations).
+-- now (a function returning epoch seconds, for reservations), require_tls
+-- (true: raise rather than use an http:// URL, see check_require_tls).
 function _M.new(provider, options)
   if type(provider) ~= "string" then error("ksms.client: provider name expected", 2) end
   -- OneShot is a bound TCP session, not request/response plans.
-  if provider == "oneshot" then return require("ksms.oneshot.client").new(options) end
+  if provider == "oneshot" then
+    if type(options) == "table" and options.require_tls ~= nil then
+      check_require_tls(provider, options) -- raises unless false
+      local rest = {} -- the session refuses options it does not know
+      for k, v in pairs(options) do if k ~= "require_tls" then rest[k] = v end end
+      options = rest
+    end
+    return require("ksms.oneshot.client").new(options)
+  end
   local modname = PROVIDERS[provider]
   if not modname then
     local names = {}
@@ -200,6 +236,7 @@ function _M.new(provider, options)
   if type(options) ~= "table" then error("ksms.client: options must be a table", 2) end
   local adapter = require(modname)
   local cfg = adapter.configure(options) -- raises on missing credentials
+  check_require_tls(provider, options, cfg)
   local transport, owns = options.transport, false
   if not transport or type(transport) == "string" then
     -- A kind ("ngx" or "curl") or none: ksms.transport picks (cosockets

@@ -8,6 +8,8 @@
 -- (--opt k=v). Accepted: --name value, --name=value, -- (ends the flags),
 -- "-" as a positional (stdin). Keys in opts use underscores: opts.dry_run.
 
+local trim = require("ksms.cli.input").trim
+
 local type, ipairs, tonumber = type, ipairs, tonumber
 local format, sub, find, gsub = string.format, string.sub, string.find, string.gsub
 
@@ -35,7 +37,7 @@ end
 
 local function split_commas(value, into)
   for item in (value .. ","):gmatch("([^,]*),") do
-    item = item:match("^%s*(.-)%s*$")
+    item = trim(item)
     if item ~= "" then into[#into + 1] = item end
   end
 end

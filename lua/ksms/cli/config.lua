@@ -13,6 +13,8 @@
 --
 -- Values are converted to the option's type (numbers, booleans).
 
+local trim = require("ksms.cli.input").trim
+
 local type, pairs, ipairs, tonumber, tostring = type, pairs, ipairs, tonumber, tostring
 local format, upper, lower, concat, sort = string.format, string.upper, string.lower, table.concat, table.sort
 local getenv, io_open = os.getenv, io.open
@@ -20,7 +22,7 @@ local getenv, io_open = os.getenv, io.open
 local _M = { _VERSION = "0.1.0" }
 
 local HTTP_COMMON = { timeout = "number", connect_timeout = "number", insecure = "boolean",
-  ca_file = "string", concurrency = "number", max_recipients_per_request = "number" }
+  ca_file = "string", concurrency = "number", max_recipients_per_request = "number", require_tls = "boolean" }
 
 local function with_common(t)
   for k, v in pairs(HTTP_COMMON) do t[k] = v end
@@ -47,6 +49,7 @@ _M.OPTIONS = {
     resend_unanswered = "boolean", id_prefix = "string", version = "number", dedup_size = "number",
     sms_max = "number", lms_max = "number", upload_method = "string", upload_chunk = "number",
     default_speed = "number",
+    require_tls = "boolean", -- refused: OneShot has no TLS (ksms.client says so)
   },
 }
 for k, v in pairs(APIV2) do _M.OPTIONS.senders[k] = v; _M.OPTIONS.messageme[k] = v end
@@ -112,7 +115,7 @@ function _M.read_ini(path)
   for line in f:lines() do
     n = n + 1
     line = line:gsub("\r$", "")
-    local trimmed = line:match("^%s*(.-)%s*$")
+    local trimmed = trim(line)
     if trimmed == "" or trimmed:find("^[#;]") then
       -- comment or blank
     elseif trimmed:find("^%[") then

@@ -27,6 +27,9 @@ Credentials and options, highest precedence first:
                  [provider] section per provider (api_key = ...)
 Secrets (api_key, secure_key, password, key, iv, anything named *key*,
 *secret*, *password*, *token*) are never printed, not even with --verbose.
+--require-tls (require_tls = true) refuses plain http:// URLs: Senders,
+MessageMe, ppurio and Cafe24's history host publish only http, which
+carries the API key, the text and the numbers in clear.
 `ksms help options` lists every option of every provider.]]
 
 local function flag_line(f)
@@ -89,7 +92,8 @@ end
 function _M.options()
   local lines = { "Client options, per provider. Each is a flag (--api-key), an --opt name=value,",
     "an environment variable KSMS_<PROVIDER>_<OPTION>, or a line in the provider's config section.",
-    "Required ones are marked *; secrets are masked in every output." }
+    "Required ones are marked *; secrets are masked in every output.",
+    "require_tls = true refuses http:// URLs (base_url, Cafe24's history_url) before anything is sent." }
   for _, p in ipairs(config.PROVIDERS) do
     lines[#lines + 1] = ""
     lines[#lines + 1] = format("[%s]", p)

@@ -12,8 +12,9 @@
 -- maybe_sent), so a million-row journal stays a few hundred KB.
 
 local bitset = require "ksms.cli.bitset"
+local verbatim = require("ksms.cli.output").verbatim
 
-local io_open, tonumber, tostring = io.open, tonumber, tostring
+local io_open, tonumber, tostring, type, error = io.open, tonumber, tostring, type, error
 local format, gsub, sub = string.format, string.gsub, string.sub
 local setmetatable = setmetatable
 
@@ -64,11 +65,14 @@ end
 local Writer = {}
 Writer.__index = Writer
 
--- open(path) -> writer | nil, message: appends.
-function _M.open(path)
+-- open(path, out) -> writer | nil, message: appends. Lines are written
+-- through out (ksms.cli.output), masked like every other output: an error
+-- detail may quote a server that echoed a secret.
+function _M.open(path, out)
+  if type(out) ~= "table" or not out.write then error("journal.open: the output (for masking) expected", 2) end
   local f, err = io_open(path, "ab")
   if not f then return nil, err end
-  return setmetatable({ f = f, path = path }, Writer)
+  return setmetatable({ f = f, path = path, out = out }, Writer)
 end
 
 -- Tabs and line breaks would break the line format.
@@ -76,20 +80,21 @@ local function clean(s)
   return (gsub(tostring(s or ""), "[\t\r\n]+", " "))
 end
 
+local NL = verbatim("\n")
+
 function Writer:comment(s)
-  self.f:write("# ", clean(s), "\n")
-  self.f:flush()
+  self.out:write(self.f, verbatim("# "), clean(s), NL)
 end
 
 function Writer:columns(header_line)
-  self.f:write("# columns\t", clean(header_line), "\n")
-  self.f:flush()
+  self.out:write(self.f, verbatim("# columns\t"), clean(header_line), NL)
 end
 
--- One line, flushed at once: a kill right after leaves it on disk.
+-- One line, flushed at once: a kill right after leaves it on disk. The row
+-- number and the outcome are written as they are, the rest masked.
 function Writer:record(row, to, outcome, detail)
-  self.f:write(format("%d\t%s\t%s\t%s\n", row, clean(to), outcome, clean(detail)))
-  self.f:flush()
+  if not _M.OUTCOMES[outcome] then error("journal: unknown outcome " .. tostring(outcome), 2) end
+  self.out:write(self.f, verbatim(format("%d\t", row)), clean(to), verbatim("\t" .. outcome .. "\t"), clean(detail), NL)
 end
 
 function Writer:close()

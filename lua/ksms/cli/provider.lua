@@ -101,15 +101,12 @@ function _M.open(ctx)
   local h = setmetatable({ name = name, options = options, from = from, dry = ctx.opts.dry_run and true or false,
     recorded = {} }, Handle)
   if name == "oneshot" then
-    if not h.dry then
-      local ok, client = pcall(require("ksms").client, "oneshot", options)
-      if not ok then error(status.usage(clean(client)), 0) end
-      h.client = client
-    else
-      -- The protocol checks the options the same way without connecting.
-      local ok, err = pcall(require("ksms.oneshot.session").new, options)
-      if not ok then error(status.usage(clean(err)), 0) end
-    end
+    -- The client checks the options (require_tls too) without connecting:
+    -- a dry run refuses what the real run would.
+    local ok, client = pcall(require("ksms").client, "oneshot", options)
+    if not ok then error(status.usage(clean(client)), 0) end
+    options.require_tls = nil -- checked; the dry run's session knows no such option
+    if not h.dry then h.client = client end
     h.capabilities = require("ksms.oneshot.client").capabilities
     return h
   end

@@ -5,6 +5,8 @@
 --   local render, err = template.compile("{name}님, {item} 발송", columns)
 --   render(fields) -> "홍길동님, 책 발송"
 
+local trim = require("ksms.cli.input").trim
+
 local find, sub, format, concat = string.find, string.sub, string.format, table.concat
 local ipairs, pairs = ipairs, pairs
 
@@ -30,7 +32,7 @@ function _M.compile(text, columns)
     else
       local close = find(text, "}", a + 1, true)
       if not close then return nil, format("'{' at character %d is not closed (write {{ for a literal brace)", a) end
-      local name = sub(text, a + 1, close - 1):match("^%s*(.-)%s*$")
+      local name = trim(sub(text, a + 1, close - 1))
       local index = columns[name]
       if not index then
         local names = {}
@@ -61,7 +63,7 @@ end
 function _M.columns(header)
   local columns = {}
   for i, name in ipairs(header) do
-    name = name:match("^%s*(.-)%s*$")
+    name = trim(name)
     if columns[name] then return nil, format("column %q appears twice in the header", name) end
     columns[name] = i
   end

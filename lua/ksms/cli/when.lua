@@ -8,6 +8,8 @@
 --
 -- parse(s [, now]) -> at (date table or epoch) | nil, message
 
+local trim = require("ksms.cli.input").trim
+
 local type, tonumber, os_time = type, tonumber, os.time
 
 local _M = { _VERSION = "0.1.0" }
@@ -16,7 +18,7 @@ local UNITS = { s = 1, m = 60, h = 3600, d = 86400 }
 
 function _M.parse(s, now)
   if type(s) ~= "string" then return nil, "--at needs a time" end
-  s = s:match("^%s*(.-)%s*$")
+  s = trim(s)
   local epoch = s:match("^@(%d+)$")
   if epoch then return tonumber(epoch) end
   local n, unit = s:match("^%+(%d+)([smhd]?)$")

@@ -20,6 +20,7 @@ local dryrun = require "ksms.cli.dryrun"
 local provider = require "ksms.cli.provider"
 local core = require "ksms.core"
 local phone = require "ksms.rules.phone"
+local trim = require("ksms.cli.input").trim
 
 local ipairs, pcall, error, tostring, type = ipairs, pcall, error, tostring, type
 local format, concat, find, max = string.format, table.concat, string.find, math.max
@@ -121,7 +122,7 @@ local function run(ctx)
   local writer
   if not dry then
     local werr
-    writer, werr = journal.open(o.journal)
+    writer, werr = journal.open(o.journal, out)
     if not writer then usage("cannot write the journal " .. o.journal .. ": " .. tostring(werr)) end
     if not state.exists or state.lines == 0 then
       writer:comment("ksms bulk journal v1: row, recipient, outcome (pending | ok | failed | maybe_sent), detail")
@@ -244,16 +245,21 @@ local function run(ctx)
   end
 
   local function loop()
-    local r = csv.open(path)
+    local r, oerr = csv.open(path)
+    if not r then abort_message = "cannot read " .. path .. ": " .. tostring(oerr); return end
     r:next() -- the header
     local batch, row = {}, 0
     local pi, render_text, render_subject = info.phone_index, info.render_text, info.render_subject
     while not abort_message do
-      local fields = r:next()
-      if not fields then break end
+      local fields, ferr = r:next()
+      if not fields then
+        -- The first pass read the file cleanly: it changed since.
+        if ferr then abort_message = format("%s: %s (the file changed while sending)", path, ferr) end
+        break
+      end
       row = row + 1
       processed = row
-      local to = (fields[pi] or ""):match("^%s*(.-)%s*$")
+      local to = trim(fields[pi] or "")
       if state.ok:has(row) then
         counts.skipped_done = counts.skipped_done + 1
       elseif state.failed:has(row) and not o.retry_failed then

@@ -71,8 +71,10 @@ local function run(ctx)
   end
   options.on_report, options.on_spam, options.on_change_phone =
     handler("report"), handler("spam"), handler("change_phone")
-  local okn, s = pcall(require("ksms.oneshot.session").new, options)
-  if not okn then error(status.usage(provider.clean(s)), 0) end
+  -- Through ksms.client, which checks the options (require_tls too).
+  local okn, client = pcall(require("ksms").client, "oneshot", options)
+  if not okn then error(status.usage(provider.clean(client)), 0) end
+  local s = client.session
 
   local deadline = o["for"] and (monotonic() + o["for"]) or nil
   local ok, bound, cerr = pcall(function()

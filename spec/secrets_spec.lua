@@ -1,0 +1,119 @@
+-- The CLI's masker (ksms.cli.secrets) and the one writer every output goes
+-- through (ksms.cli.output Out:write), the bulk journal included. The
+-- end-to-end check with a server echoing a key is in spec/cli_spec.lua.
+local secrets = require "ksms.cli.secrets"
+local output = require "ksms.cli.output"
+local journal = require "ksms.cli.journal"
+local core = require "ksms.core"
+local H = require "spec_helper"
+
+-- The encodings of a secret, computed here rather than by the masker.
+local function pct(s, keep, lower)
+  return (s:gsub("[^%w" .. keep .. "]", function(c)
+    local h = ("%%%02X"):format(c:byte())
+    return lower and h:lower() or h
+  end))
+end
+local function encodings(secret)
+  local b64 = core.b64encode(secret)
+  local hex = secret:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+  local list = { secret, b64, (b64:gsub("=+$", "")), (b64:gsub("=+$", ""):gsub("%+", "-"):gsub("/", "_")),
+    hex, hex:upper(), (b64:gsub("/", "\\/")) }
+  for _, base in ipairs({ secret, b64 }) do
+    for _, lower in ipairs({ false, true }) do
+      list[#list + 1] = (pct(base, "%-%._%*", lower):gsub("%%20", "+"))
+      list[#list + 1] = pct(base, "%-%._~", lower)
+      list[#list + 1] = pct(base, "%-%._~/", lower)
+    end
+  end
+  list[#list + 1] = pct(pct(b64, "%-%._~"), "%-%._~")
+  return list
+end
+
+local SECRET = "c24 s3cr?t>~key/" -- Base64 YzI0IHMzY3I/dD5+a2V5Lw==
+
+local function out_to_files()
+  local o_path, e_path = os.tmpname(), os.tmpname()
+  local out = output.new { stdout = assert(io.open(o_path, "wb")), stderr = assert(io.open(e_path, "wb")) }
+  return out, o_path, e_path
+end
+
+describe("ksms.cli.secrets", function()
+  it("masks every encoding of a secret, whole, leaving the text around it", function()
+    local b64 = core.b64encode(SECRET)
+    assert.is_truthy(b64:find("+", 1, true) and b64:find("/", 1, true))
+    local m = secrets.masker()
+    m:add(SECRET)
+    for _, form in ipairs(encodings(SECRET)) do
+      local masked = m:mask("<" .. form .. ">")
+      -- Only Base64 padding (=, %3D) may stay: it carries nothing.
+      assert.is_truthy(masked:match("^<%*%*%*%*%*%*%*%*[=%%3Dd25]*>$"), form .. " -> " .. masked)
+    end
+  end)
+
+  it("masks the start of a secret cut short (a quoted answer cut inside it), not a few bytes of it", function()
+    local m = secrets.masker()
+    m:add(SECRET)
+    for _, form in ipairs(encodings(SECRET)) do
+      local cut = form:sub(1, 10)
+      assert.equal("[********]", m:mask("[" .. cut .. "]"), cut)
+    end
+    assert.equal("c24 s3c", m:mask("c24 s3c")) -- 7 bytes: under secrets.PREFIX
+  end)
+
+  it("leaves values under 3 bytes alone and masks table keys and secret-named fields", function()
+    local m = secrets.masker()
+    m:add("ab")
+    assert.equal("ab cd", m:mask("ab cd"))
+    m:add("sekrit-value")
+    local t = m:mask_tree({ ["sekrit-value"] = 1, api_key = "anything", list = { "x sekrit-value y" } })
+    assert.same({ ["********"] = 1, api_key = "********", list = { "x ******** y" } }, t)
+  end)
+
+  it("masks in linear time on a hostile text of secret starts", function()
+    local m = secrets.masker()
+    m:add(SECRET)
+    local text = (core.b64encode(SECRET):sub(1, 12) .. "%2"):rep(64 * 1024)
+    local t0 = os.clock()
+    local masked = m:mask(text)
+    local t = os.clock() - t0
+    assert.equal(("********%2"):rep(64 * 1024), masked)
+    assert.is_true(t < 0.5, ("%.2f s of CPU for %d bytes"):format(t, #text))
+  end)
+end)
+
+describe("ksms.cli.output Out:write", function()
+  it("masks across the pieces of one write, but not verbatim pieces", function()
+    local out, o_path, e_path = out_to_files()
+    out:secret("split-secret")
+    out:write(out.stdout, "a split-", "secret b ", output.verbatim("split-secret"), "\n")
+    out:line("line split-secret")
+    out:note("note split-secret")
+    out:raw_err("bar split-secret")
+    out.stdout:close(); out.stderr:close()
+    assert.equal("a ******** b split-secret\nline ********\n", H.read_file(o_path))
+    assert.equal("note ********\nbar ********", H.read_file(e_path))
+    os.remove(o_path); os.remove(e_path)
+  end)
+end)
+
+describe("ksms.cli.journal", function()
+  it("writes through the masker, keeping row numbers and outcomes even when a secret is all digits", function()
+    local out = out_to_files()
+    out:secret("1234")
+    local path = os.tmpname()
+    local w = assert(journal.open(path, out))
+    w:columns("name,phone")
+    w:record(1234, "010-1234-5678", "pending", "")
+    w:record(1234, "010-1234-5678", "maybe_sent", "unknown echo: key=1234 (MTIzNA==)")
+    w:close()
+    local text = H.read_file(path)
+    assert.equal("# columns\tname,phone\n1234\t010-********-5678\tpending\t\n"
+      .. "1234\t010-********-5678\tmaybe_sent\tunknown echo: key=******** (********==)\n", text)
+    local state = journal.load(path)
+    assert.is_true(state.unknown:has(1234))
+    assert.is_false(state.pending:has(1234))
+    os.remove(path)
+    assert.has_error(function() journal.open(path) end, "journal.open: the output (for masking) expected")
+  end)
+end)
