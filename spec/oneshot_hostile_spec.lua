@@ -241,6 +241,54 @@ describe("ksms.oneshot.protocol against a hostile server", function()
     end)
   end)
 
+  describe("text that is not UTF-8 (the frame writer refuses it)", function()
+    it("refuses a push whose echoed ids are not UTF-8, without raising or writing", function()
+      local p = bound(10)
+      for _, case in ipairs {
+        { "ReportReq", { UserMsgId = "1", UserMsgSubId = "", ServerMsgId = "9\255\254", Result = 0 } },
+        { "SpamReq", { SpamId = "\192\128", PhoneNo = "01000000000", DenyNo = "080" } },
+        { "ChangePhoneReq", { ServerMsgId = "1", PhoneNo = "011", ChangePhoneNo = "\237\160\128" } },
+      } do
+        local ev, out = p:receive(raw_frame { Header = { Method = case[1] }, Body = case[2] }, 1)
+        assert.equal("", out)
+        assert.equal(1, #ev)
+        assert.equal("protocol_error", ev[1].type)
+        assert.equal("bad_push", ev[1].err.code)
+        assert.is_false(ev[1].fatal)
+      end
+    end)
+
+    it("fails an upload whose server-given file name is not UTF-8 or is over-long", function()
+      for _, name in ipairs { "a\255.jpg", ("n"):rep(65) .. ".jpg" } do
+        local p, S, h = uploading()
+        local ev, out = p:receive(S.frame("UploadFileNameRes", { Result = 0, FileName = "x" }), 1)
+        assert.equal(0, #of_type(ev, "upload_failed"))  -- a good name goes on
+        p, S, h = uploading()
+        ev, out = p:receive(raw_frame { Header = { Method = "UploadFileNameRes" },
+          Body = { Result = 0, FileName = name } }, 1)
+        assert.equal("", out)
+        local failed = of_type(ev, "upload_failed")[1]
+        assert.equal(h, failed.handle)
+        assert.equal("bad_answer", failed.err.code)
+      end
+    end)
+
+    it("refuses at submit a message whose subject or KakaoTalk fields are not UTF-8", function()
+      local p = bound(10)
+      for _, extra in ipairs {
+        { kind = "lms", subject = "\255title" },
+        { kind = "alimtalk", kakao = { sender_key = "k\255", template_code = "T1" } },
+        { user_data = "\200" },
+      } do
+        local rec, err = p:submit(sms(1, extra))
+        assert.is_nil(rec)
+        assert.equal("invalid_input", err.category)
+        assert.equal("bad_utf8", err.code)
+      end
+      assert.equal(0, p:queued())
+    end)
+  end)
+
   it("refuses a frame that inflates past 64 KiB: a server's frames are a few hundred bytes", function()
     local p = bound(10)
     local big = raw_frame { Header = { Method = "AliveRes" }, Body = { Pad = ("x"):rep(100 * 1024) } }

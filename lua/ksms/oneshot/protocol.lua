@@ -106,6 +106,10 @@ local RCS = {
   brand_key = "rcsBrandKey", agency_key = "rcsAgencyKey",
 }
 
+-- Ids and names a server sends that we keep or echo back are at most this
+-- long (the document's UserMsgId is at most 20 bytes).
+local KEY_MAX = 64
+
 local function fail(category, code, message, extra)
   local e = { category = category, code = code, message = message, provider = "oneshot" }
   if extra then for k, v in pairs(extra) do e[k] = v end end
@@ -209,12 +213,20 @@ end
 
 -- ---- framing ----
 
+-- Every text that reaches a frame was checked for UTF-8 where it entered
+-- (submit, the pushes we echo, the upload's file name), so the writer
+-- refusing one here is a bug of ours: raise rather than drop the frame.
+local function encoded(s, err)
+  if not s then error("ksms.oneshot.protocol: internal: " .. tostring(err), 3) end
+  return s
+end
+
 function P:_frame(method, body)
   if body ~= nil and (self.encrypt_all or schema.encrypted_in_plain_mode[method]) then
-    local plain = codec.body_json(method, body)
+    local plain = encoded(codec.body_json(method, body))
     body = b64encode(aes_encrypt(plain, self.body_key, self.iv))
   end
-  return codec.frame(method, body)
+  return encoded(codec.frame(method, body))
 end
 
 function P:_body(msg)
@@ -503,6 +515,13 @@ function P:submit(msg)
   end
   if kakao then for k, field in pairs(KAKAO) do if kakao[k] ~= nil then body[field] = kakao[k] end end end
   if rcs then for k, field in pairs(RCS) do if rcs[k] ~= nil then body[field] = rcs[k] end end end
+  -- The frame writer refuses text that is not UTF-8: say so here, naming
+  -- the field, before the message is queued.
+  for field, v in pairs(body) do
+    if type(v) == "string" and not cp949_len(v) then
+      return fail("invalid_input", "bad_utf8", field .. " is not valid UTF-8")
+    end
+  end
 
   -- kind: what the result reports (the session's results read rec.kind).
   local kind_name = kind ~= "auto" and kind or (msg_type == 4 and "sms" or (nfiles > 0 and "mms" or "lms"))
@@ -570,6 +589,10 @@ function P:_upload_res(method, body, berr, events, out)
     if type(name) ~= "string" or name == "" then
       return self:_upload_fail(up, perr("bad_answer", "UploadFileNameRes carries no file name"), events)
     end
+    -- echoed in UploadFileFinishReq and MsgSendReq: short, and UTF-8
+    if #name > KEY_MAX or not cp949_len(name) then
+      return self:_upload_fail(up, perr("bad_answer", format("UploadFileNameRes's file name (%d bytes) is not a short UTF-8 text", #name)), events)
+    end
     up.file_name = name
     up.pos = 1
     self:_upload_next(out)
@@ -632,7 +655,6 @@ local REPORT_TEXT = { keys = 3, "ServerMsgId", "UserMsgId", "UserMsgSubId",
   "PhoneNo", "Telecom", "DeliveryTime", "UserData" }
 local SPAM_TEXT = { keys = 3, "SpamId", "PhoneNo", "DenyNo" }
 local CHANGE_TEXT = { keys = 3, "ServerMsgId", "PhoneNo", "ChangePhoneNo" }
-local KEY_MAX = 64
 local function push_fields(method, body, names)
   local f = {}
   for i = 1, #names do
@@ -641,6 +663,10 @@ local function push_fields(method, body, names)
     if not v then return nil, perr("bad_push", method .. ": " .. name .. " is " .. quote(body[name]) .. ", not text") end
     if i <= names.keys and #v > KEY_MAX then
       return nil, perr("bad_push", format("%s: %s is %d bytes, over %d", method, name, #v, KEY_MAX))
+    end
+    -- the key fields are echoed in the acknowledgement, which must be JSON
+    if i <= names.keys and not cp949_len(v) then
+      return nil, perr("bad_push", method .. ": " .. name .. " is not valid UTF-8")
     end
     f[name] = v
   end
