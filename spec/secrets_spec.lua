@@ -1,7 +1,7 @@
--- The CLI's masker (ksms.cli.secrets) and the one writer every output goes
+-- The CLI's masker (ksms.secrets) and the one writer every output goes
 -- through (ksms.cli.output Out:write), the bulk journal included. The
 -- end-to-end check with a server echoing a key is in spec/cli_spec.lua.
-local secrets = require "ksms.cli.secrets"
+local secrets = require "ksms.secrets"
 local output = require "ksms.cli.output"
 local journal = require "ksms.cli.journal"
 local core = require "ksms.core"
@@ -38,7 +38,7 @@ local function out_to_files()
   return out, o_path, e_path
 end
 
-describe("ksms.cli.secrets", function()
+describe("ksms.secrets", function()
   it("masks every encoding of a secret, whole, leaving the text around it", function()
     local b64 = core.b64encode(SECRET)
     assert.is_truthy(b64:find("+", 1, true) and b64:find("/", 1, true))

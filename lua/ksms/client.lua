@@ -12,6 +12,7 @@
 -- provider carries err.maybe_sent = true and is never resent by ksms.
 
 local errors = require "ksms.errors"
+local secrets = require "ksms.secrets"
 
 local type, pairs, ipairs, setmetatable, error = type, pairs, ipairs, setmetatable, error
 local format, concat, find, lower, sub = string.format, table.concat, string.find, string.lower, string.sub
@@ -82,13 +83,19 @@ function Client:_run(plans, concurrency)
       slice[#slice + 1] = o
     end
     local res, err = plan.finish(slice)
-    results[i] = res or err
+    results[i] = res or self:_mask(err)
   end
   return results
 end
 
+-- Every error a client returns leaves through here: a server may echo the
+-- request (the key, in any encoding) into the answer an error quotes.
+function Client:_mask(err)
+  return self.masker:mask_in_place(err)
+end
+
 function Client:_one(plan, err)
-  if not plan then return nil, err end
+  if not plan then return nil, self:_mask(err) end
   local out = self:_run({ plan })[1]
   if out.ok then return out end
   return nil, out
@@ -117,7 +124,7 @@ function Client:send_many(messages, opts)
       plans[#plans + 1] = plan
       where[#plans] = i
     else
-      outcomes[i] = err
+      outcomes[i] = self:_mask(err)
     end
   end
   local results = self:_run(plans, concurrency)
@@ -252,11 +259,15 @@ function _M.new(provider, options)
     provider = provider,
     now = options.now or os.time,
   }
+  local masker = secrets.masker()
+  for name, value in pairs(options) do
+    if secrets.is_secret(name) and type(value) == "string" then masker:add(value) end
+  end
   return setmetatable({
     provider = provider, adapter = adapter, cfg = cfg, ctx = ctx,
     transport = transport, owns_transport = owns,
     capabilities = adapter.capabilities, limits = adapter.limits,
-    concurrency = options.concurrency or 8,
+    concurrency = options.concurrency or 8, masker = masker,
   }, Client)
 end
 

@@ -11,7 +11,7 @@
 
 local core = require "ksms.core"
 local errors = require "ksms.errors"
-local secrets = require "ksms.cli.secrets"
+local secrets = require "ksms.secrets"
 
 local type, ipairs, pairs, tostring, pcall = type, ipairs, pairs, tostring, pcall
 local format, concat, sort = string.format, table.concat, table.sort

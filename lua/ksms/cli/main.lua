@@ -9,7 +9,7 @@ local status = require "ksms.cli.status"
 local config = require "ksms.cli.config"
 local help = require "ksms.cli.help"
 local provider = require "ksms.cli.provider"
-local secrets = require "ksms.cli.secrets"
+local secrets = require "ksms.secrets"
 
 local ipairs, pairs, pcall, error, tostring, type, require = ipairs, pairs, pcall, error, tostring, type, require
 local format, find = string.format, string.find

@@ -1,5 +1,5 @@
 -- ksms.cli.output: everything the command writes goes through Out:write,
--- masked (see ksms.cli.secrets): text lines to stdout, notes, errors,
+-- masked (see ksms.secrets): text lines to stdout, notes, errors,
 -- --verbose and progress to stderr, JSON documents, the bulk journal.
 --
 --   local out = output.new { json = false, verbose = false }
@@ -12,7 +12,7 @@
 
 local cjson = require "cjson"
 local core = require "ksms.core"
-local secrets = require "ksms.cli.secrets"
+local secrets = require "ksms.secrets"
 
 local setmetatable, getmetatable, tostring, type, pairs, ipairs, tonumber, select =
   setmetatable, getmetatable, tostring, type, pairs, ipairs, tonumber, select

@@ -10,7 +10,7 @@
 
 local config = require "ksms.cli.config"
 local flags = require "ksms.cli.flags"
-local secrets = require "ksms.cli.secrets"
+local secrets = require "ksms.secrets"
 local status = require "ksms.cli.status"
 local dryrun = require "ksms.cli.dryrun"
 local core = require "ksms.core"

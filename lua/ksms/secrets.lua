@@ -1,4 +1,4 @@
--- ksms.cli.secrets: which option names hold secrets, and a masker that
+-- ksms.secrets: which option names hold secrets, and a masker that
 -- removes their values from any text before it is printed.
 --
 --   secrets.is_secret("api_key")       -> true
@@ -6,9 +6,12 @@
 --   m:add("the-key")                   -- every encoding of it (below)
 --   m:mask("...the-key...")            -> "...********..."
 --
--- Every byte the command writes goes through one masker (ksms.cli.output's
--- Out:write), so a secret that reaches an error message, a raw answer, a
--- journal line or a dry-run body is still hidden.
+-- Two places use it: every error a ksms.client returns is masked with the
+-- client's own secrets (Masker:mask_in_place), so a server that echoes the
+-- key into its answer cannot put it into err.message or tostring(err); and
+-- every byte the command writes goes through one masker (ksms.cli.output's
+-- Out:write), so a secret that reaches a raw answer, a journal line or a
+-- dry-run body is still hidden.
 --
 -- The forms of a secret: the value, its Base64 (also URL-safe) and its hex
 -- (lower and upper case); each of those as it is, percent-encoded the
@@ -139,6 +142,25 @@ function Masker:mask(s)
     if find(s, g.head, 1, true) then s = mask_group(s, g) end
   end
   return s
+end
+
+-- Masks every string inside t (an error object) in place, keeping its
+-- metatable; secret-named fields become the mask. Returns t.
+function Masker:mask_in_place(t, seen)
+  if #self.groups == 0 or type(t) ~= "table" then return t end
+  seen = seen or {}
+  if seen[t] then return t end
+  seen[t] = true
+  for k, x in pairs(t) do
+    if type(k) == "string" and _M.is_secret(k) and (type(x) == "string" and x ~= "" or type(x) == "number") then
+      t[k] = _M.MASK
+    elseif type(x) == "string" then
+      t[k] = self:mask(x)
+    elseif type(x) == "table" then
+      self:mask_in_place(x, seen)
+    end
+  end
+  return t
 end
 
 -- A copy of a table (results, errors, requests) with every string masked
