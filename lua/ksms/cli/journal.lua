@@ -27,6 +27,43 @@ function _M.empty()
     lines = 0, exists = false }
 end
 
+-- The lines of f, each cut to its first max bytes: a journal is a file
+-- anyone may have edited, and f:lines() would hold a line of any length.
+-- Only a line's start matters here (its row, outcome and, for the columns
+-- comment, the CSV header, which the CSV reader bounds the same way).
+local CHUNK, MAX_LINE = 64 * 1024, 1024 * 1024
+local find = string.find
+local function bounded_lines(f, max)
+  local buf, pos = "", 1
+  return function()
+    local parts, len = {}, 0
+    while true do
+      if pos > #buf then
+        buf, pos = f:read(CHUNK), 1
+        if not buf then
+          buf = ""
+          if len > 0 or #parts > 0 then return table.concat(parts) end
+          return nil
+        end
+      end
+      local nl = find(buf, "\n", pos, true)
+      local stop = nl and nl - 1 or #buf
+      if len < max then
+        local piece = sub(buf, pos, math.min(stop, pos + (max - len) - 1))
+        parts[#parts + 1] = piece
+        len = len + #piece
+      end
+      pos = stop + 1
+      if nl then
+        pos = nl + 1
+        local line = table.concat(parts)
+        return line
+      end
+    end
+  end
+end
+_M.bounded_lines = bounded_lines
+
 -- load(path) -> state | nil, message. A missing file is an empty state.
 -- state: ok, failed, unknown, pending (bitsets), lines, columns (the CSV
 -- header the journal was written for, if recorded).
@@ -36,7 +73,7 @@ function _M.load(path)
   if not f then return state end
   state.exists = true
   local ok, failed, unknown, pending = state.ok, state.failed, state.unknown, state.pending
-  for line in f:lines() do
+  for line in bounded_lines(f, MAX_LINE) do
     state.lines = state.lines + 1
     if sub(line, 1, 1) == "#" then
       local columns = line:match("^# columns\t(.*)$")
