@@ -76,7 +76,7 @@ function _M.define(p)
     if type(base) ~= "string" or not base:match("^https?://") then
       error("ksms.client: base_url must be scheme://host[:port]", 3)
     end
-    base = base:gsub("/+$", "")
+    base = common.strip_slashes(base)
     local urls = {}
     for name, path in pairs(p.paths) do urls[name] = base .. path end
     return {

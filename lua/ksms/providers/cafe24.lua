@@ -48,7 +48,7 @@ function P.configure(o)
     if type(v) ~= "string" or not v:match("^https?://") then
       error(format("ksms.client: %s must be scheme://host[:port]", name), 4)
     end
-    return (v:gsub("/+$", ""))
+    return common.strip_slashes(v)
   end
   local base = url(o.base_url, "https://sslsms.cafe24.com", "base_url")
   -- The document gives the history host over plain HTTP only.
@@ -78,7 +78,7 @@ local function parse_answer(kind)
   local table_ = kind == "lms" and codes.lms or codes.sms
   return function(res)
     if res.status ~= 200 then return common.parse_json("cafe24", res) end
-    local body = (res.body or ""):gsub("^%s+", ""):gsub("%s+$", "")
+    local body = common.trim(res.body or "")
     if body:lower():find("^test success") then
       return { ok = true, provider = "cafe24", code = "test", test = true, kind = kind, raw = res.body,
         description = "dry run accepted (testflag=Y): nothing was sent" }
@@ -219,7 +219,7 @@ function P.plan_balance(cfg)
     local o = outs[1]
     if errors.is(o) then return nil, o end
     if o.status ~= 200 then return common.parse_json("cafe24", o) end
-    local body = (o.body or ""):match("^%s*(.-)%s*$")
+    local body = common.trim(o.body or "")
     local n = tonumber(body)
     if n and n >= 0 and not body:find("^%-") then
       return { ok = true, provider = "cafe24", balance = n, unit = "message", code = "success", raw = o.body }

@@ -15,7 +15,7 @@ local text_rules = require "ksms.rules.text"
 local core = require "ksms.core"
 
 local type, ipairs, pairs, tostring, error = type, ipairs, pairs, tostring, error
-local format, concat = string.format, table.concat
+local format, concat, byte, sub = string.format, table.concat, string.byte, string.sub
 local io_open = io.open
 local cp949_len, urlencode_form = core.cp949_len, core.urlencode_form
 
@@ -49,7 +49,7 @@ function P.configure(o)
   if type(base) ~= "string" or not base:match("^https?://") then
     error("ksms.client: base_url must be scheme://host[:port]", 3)
   end
-  base = base:gsub("/+$", "")
+  base = common.strip_slashes(base)
   local id = o.client_id
   return {
     client_id = id, api_key = o.api_key, base_url = base,
@@ -70,6 +70,18 @@ end
 local function invalid(code, fmt, ...) return common.invalid("ppurio", code, fmt, ...) end
 
 -- MMS images: a path, a list of paths, or { data =, filename = } tables.
+-- The last part of a path, scanned from the end: "[^/\\]+$" is quadratic
+-- on long parts between slashes.
+local function basename(path)
+  local i = #path
+  while i > 0 do
+    local c = byte(path, i)
+    if c == 47 or c == 92 then break end
+    i = i - 1
+  end
+  return sub(path, i + 1)
+end
+
 -- Each must be a JPEG; at most 3, each at most 20 KB, 40 KB in all.
 local function load_images(image)
   local list = (type(image) == "string" or (type(image) == "table" and image.data)) and { image } or image
@@ -84,7 +96,7 @@ local function load_images(image)
       if not f then return invalid("image", "image %d cannot be read: %s", i, tostring(err)) end
       data = f:read("a")
       f:close()
-      filename = item:match("[^/\\]+$")
+      filename = basename(item)
     elseif type(item) == "table" and type(item.data) == "string" then
       data, filename = item.data, item.filename or ("image" .. i .. ".jpg")
     else
