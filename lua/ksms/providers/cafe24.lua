@@ -18,6 +18,7 @@ local cjson = require "cjson.safe"
 local type, ipairs, pairs, tostring, tonumber, error = type, ipairs, pairs, tostring, tonumber, error
 local format, concat, find = string.format, table.concat, string.find
 local b64 = core.b64encode
+local str = common.str
 local cp949_len = core.cp949_len
 
 local P = { name = "cafe24", _VERSION = "0.1.0" }
@@ -265,36 +266,76 @@ end
 -- history{ date = "YYYYMMDD" | epoch | date table, days = 1..7, start = 0,
 --   count = 1..50, send_type = "all" | "general" | "reserve",
 --   status = "success" | "failure", to =, from =, kind = "sms" | "lms" }
-local function parse_history_xml(body)
-  local ok, lxp = pcall(require, "lxp")
-  if not ok then error("ksms: cafe24 history needs lua-expat (Debian: lua-expat)", 0) end
-  local records, stack, code, text = {}, {}, nil, {}
-  local current
-  local parser = lxp.new {
+
+-- Bounds on a history answer: the document pages at most 50 records
+-- (displayNo), each a message of at most 2,000 bytes; beyond these the
+-- answer is refused rather than held.
+P.history_limits = { bytes = 1024 * 1024, records = 500 }
+
+local RECORD = { record = true, item = true }
+
+local function bad_xml(code, fmt, ...)
+  return errors.new { category = "protocol", code = code, provider = "cafe24", maybe_sent = false,
+    message = format(fmt, ...) }
+end
+
+-- The <code> and the records of a history answer, or nil, err. Never
+-- raises: expat reports malformed XML (an undefined entity, an encoding
+-- it lacks such as EUC-KR), and a DTD is refused before its entities can
+-- be expanded (the documented answer has none; billion laughs needs one).
+local function parse_history_xml(lxp, body)
+  local limits = P.history_limits
+  if #body > limits.bytes then
+    return nil, bad_xml("too_large", "history answer is %d bytes; ksms reads at most %d", #body, limits.bytes)
+  end
+  local records, code, text, current = {}, nil, {}, nil
+  local refused, parser
+  local function refuse(err)
+    refused = refused or err
+    parser:stop()
+  end
+  parser = lxp.new {
+    StartDoctypeDecl = function()
+      refuse(bad_xml("bad_xml", "history answer declares a DTD, which the documented XML has not"))
+    end,
     StartElement = function(_, name)
-      stack[#stack + 1] = name
       text = {}
-      if name == "record" or name == "item" then current = {} end
+      if RECORD[name] then
+        if #records >= limits.records then
+          return refuse(bad_xml("too_large", "history answer has more than %d records", limits.records))
+        end
+        current = {}
+      end
     end,
     CharacterData = function(_, s) text[#text + 1] = s end,
     EndElement = function(_, name)
       local value = concat(text)
       text = {}
-      stack[#stack] = nil
-      if name == "code" and not current then
-        code = value
-      elseif name == "record" or name == "item" then
+      if RECORD[name] then
         records[#records + 1] = current
         current = nil
       elseif current then
         current[name] = value
+      elseif name == "code" then
+        code = common.trim(value)
       end
     end,
   }
-  local okp, perr = parser:parse(body)
-  if okp then okp, perr = parser:parse() end
-  parser:close()
-  if not okp then return nil, perr end
+  -- parse, then parse() to finish; close raises on a parser that did not
+  -- finish, and the callbacks are ours, so the whole is guarded.
+  local ok, done, perr, line = pcall(function()
+    local r, e, l = parser:parse(body)
+    if r then r, e, l = parser:parse() end
+    return r, e, l
+  end)
+  pcall(parser.close, parser)
+  if refused then return nil, refused end
+  if not ok then return nil, bad_xml("bad_xml", "history answer could not be read as XML") end
+  if not done then
+    return nil, bad_xml("bad_xml", "history answer is not well-formed XML: %s at line %s",
+      type(perr) == "string" and perr or "error", str(line) or "?")
+  end
+  if not code then return nil, bad_xml("bad_xml", "history answer has no <code>, unlike the documented XML") end
   return code, records
 end
 
@@ -303,6 +344,9 @@ local STATUSES = { success = "S", failure = "F" }
 
 function P.plan_history(cfg, q, ctx)
   if type(q) ~= "table" then error("ksms: history needs a query table", 3) end
+  -- Checked before the request: a missing module is the installation's.
+  local has_lxp, lxp = pcall(require, "lxp")
+  if not has_lxp then error("ksms: cafe24 history needs lua-expat (Debian: lua-expat)", 3) end
   local date = q.date or ctx.now()
   if type(date) == "number" then date = schedule.format(date, "YYYYMMDD")
   elseif type(date) == "table" then
@@ -338,10 +382,11 @@ function P.plan_history(cfg, q, ctx)
     local o = outs[1]
     if errors.is(o) then return nil, o end
     if o.status ~= 200 then return common.parse_json("cafe24", o) end
-    local code, records = parse_history_xml(o.body or "")
+    local code, records = parse_history_xml(lxp, o.body or "")
     if not code then
-      return nil, errors.new { category = "protocol", code = "bad_xml", provider = "cafe24",
-        message = "history answer is not the documented XML: " .. tostring(records), raw = o.body }
+      local err = records
+      err.raw = o.body
+      return nil, err
     end
     if code ~= "0000" then return common.outcome({ name = "cafe24", codes = codes.sms }, code, o.body) end
     local out = {}
