@@ -13,7 +13,6 @@ local phone = require "ksms.rules.phone"
 local schedule = require "ksms.rules.schedule"
 local text_rules = require "ksms.rules.text"
 local core = require "ksms.core"
-local cjson = require "cjson.safe"
 
 local type, ipairs, pairs, tostring, tonumber, error = type, ipairs, pairs, tostring, tonumber, error
 local format, concat, find = string.format, table.concat, string.find
@@ -222,7 +221,7 @@ function P.plan_balance(cfg)
     if o.status ~= 200 then return common.parse_json("cafe24", o) end
     local body = common.trim(o.body or "")
     local n = tonumber(body)
-    if n and n >= 0 and not body:find("^%-") then
+    if common.finite(n) and n >= 0 and not find(body, "^%-") then
       return { ok = true, provider = "cafe24", balance = n, unit = "message", code = "success", raw = o.body }
     end
     return parse_answer("sms")(o)
@@ -243,19 +242,21 @@ function P.plan_sender_numbers(cfg, number)
   return { requests = { req }, finish = function(outs)
     local o = outs[1]
     if errors.is(o) then return nil, o end
-    local doc = cjson.decode(o.body or "")
-    if o.status ~= 200 or type(doc) ~= "table" then return common.parse_json("cafe24", o) end
-    local result = tostring(doc.result or doc.Result or ""):lower()
-    if result ~= "success" then
-      return nil, errors.new { category = "auth", code = tostring(doc.result or "fail"), provider = "cafe24",
+    local doc = o.status == 200 and common.decode_json(o.body)
+    if not doc then return common.parse_json("cafe24", o) end
+    local result = str(doc.result) or str(doc.Result)
+    if not result or result:lower() ~= "success" then
+      return nil, errors.new { category = "auth", code = result or "fail", provider = "cafe24",
         message = "the provider refused to list caller numbers (id or key wrong?)", raw = o.body }
     end
     local numbers = {}
     for _, item in ipairs(type(doc.list) == "table" and doc.list or {}) do
-      local raw = type(item) == "table" and (item.number or item.phone or item[1]) or item
-      if raw ~= nil then
-        local d = phone.normalize(tostring(raw))
-        local entry = { number = d or tostring(raw), formatted = tostring(raw), valid = d ~= nil }
+      local raw
+      if type(item) == "table" then raw = str(item.number) or str(item.phone) or str(item[1])
+      else raw = str(item) end
+      if raw then
+        local d = phone.normalize(raw)
+        local entry = { number = d or raw, formatted = raw, valid = d ~= nil }
         if not wanted or entry.number == wanted then numbers[#numbers + 1] = entry end
       end
     end

@@ -87,8 +87,8 @@ function _M.parse_json(provider, res)
       raw = res.body,
     }
   end
-  local doc = json.decode(res.body or "")
-  if type(doc) ~= "table" then
+  local doc = _M.decode_json(res.body)
+  if not doc then
     return nil, errors.new {
       category = "protocol", code = "bad_response", provider = provider,
       message = "the provider's answer is not the documented JSON; it may have accepted the request",
@@ -98,11 +98,22 @@ function _M.parse_json(provider, res)
   return doc
 end
 
--- Maps a documented return code to a result or an error.
+-- Maps a documented return code to a result or an error. code is the
+-- answer's value as decoded: a code that is not a string or a whole
+-- number (missing, a table, a boolean) is a protocol error.
 -- p = { name = provider, codes = { [code] = { ok = true, en, ko } |
 --   { category, en, ko, retryable } } }
 function _M.outcome(p, code, raw, extra)
-  code = tostring(code)
+  local value = code
+  code = _M.str(value)
+  if not code then
+    return nil, errors.new {
+      category = "protocol", code = "bad_response", provider = p.name, retryable = false, maybe_sent = true,
+      message = format("the answer's return code is %s, not a code; the provider may have accepted the request",
+        _M.show(value)),
+      raw = raw,
+    }
+  end
   local info = p.codes[code]
   if info and info.ok then
     local r = { ok = true, provider = p.name, code = code, raw = raw,

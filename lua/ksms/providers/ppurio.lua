@@ -18,6 +18,7 @@ local type, ipairs, pairs, tostring, error = type, ipairs, pairs, tostring, erro
 local format, concat, byte, sub = string.format, table.concat, string.byte, string.sub
 local io_open = io.open
 local cp949_len, urlencode_form = core.cp949_len, core.urlencode_form
+local str = common.str
 
 local P = { name = "ppurio", _VERSION = "0.1.0", codes = codes.result }
 
@@ -69,7 +70,6 @@ end
 
 local function invalid(code, fmt, ...) return common.invalid("ppurio", code, fmt, ...) end
 
--- MMS images: a path, a list of paths, or { data =, filename = } tables.
 -- The last part of a path, scanned from the end: "[^/\\]+$" is quadratic
 -- on long parts between slashes.
 local function basename(path)
@@ -82,6 +82,7 @@ local function basename(path)
   return sub(path, i + 1)
 end
 
+-- MMS images: a path, a list of paths, or { data =, filename = } tables.
 -- Each must be a JPEG; at most 3, each at most 20 KB, 40 KB in all.
 local function load_images(image)
   local list = (type(image) == "string" or (type(image) == "table" and image.data)) and { image } or image
@@ -137,8 +138,10 @@ local function parse_send(kind)
   return function(res)
     local doc, err = common.parse_json("ppurio", res)
     if not doc then return nil, err end
-    local r, oerr = common.outcome(P, doc.result_code, res.body, { kind = kind, id = doc.cmid, cmid = doc.cmid })
-    if oerr and doc.result_msg then oerr.message = oerr.message .. ": " .. tostring(doc.result_msg) end
+    local cmid = str(doc.cmid)
+    local r, oerr = common.outcome(P, doc.result_code, res.body, { kind = kind, id = cmid, cmid = cmid })
+    local detail = str(doc.result_msg)
+    if oerr and detail then oerr.message = oerr.message .. ": " .. detail end
     return r, oerr
   end
 end
@@ -193,12 +196,17 @@ function P.plan_report(cfg, cmid)
     local doc, err = common.parse_json("ppurio", o)
     if not doc then return nil, err end
     if doc.call_status == nil then
-      return common.outcome(P, doc.result_code or "missing", o.body)
+      return common.outcome(P, doc.result_code, o.body)
     end
-    local status = tostring(doc.call_status)
+    local status = str(doc.call_status)
+    if not status then
+      return nil, errors.new { category = "protocol", code = "bad_response", provider = "ppurio",
+        message = format("the report's call_status is %s, not a code", common.show(doc.call_status)),
+        raw = o.body }
+    end
     local info = codes.report[status]
     local r = { ok = true, provider = "ppurio", cmid = cmid, call_status = status,
-      dest_phone = doc.dest_phone, report_time = doc.report_time, umid = doc.umid, raw = o.body }
+      dest_phone = str(doc.dest_phone), report_time = str(doc.report_time), umid = str(doc.umid), raw = o.body }
     if not info then
       r.delivered, r.status, r.category = false, "failed", "unknown"
       r.description, r.description_ko = "undocumented report code " .. status, ""
@@ -240,7 +248,7 @@ function P.plan_register_sender(cfg, number, comment)
     local doc, perr = common.parse_json("ppurio", o)
     if not doc then return nil, perr end
     return common.outcome({ name = "ppurio", codes = codes.register }, doc.result_code, o.body,
-      { number = doc.sendnumber or d })
+      { number = str(doc.sendnumber) or d })
   end }
 end
 
@@ -260,9 +268,8 @@ function P.plan_sender_numbers(cfg, number)
     if not r then return nil, oerr end
     local numbers = {}
     for _, item in ipairs(type(doc.numberList) == "table" and doc.numberList or {}) do
-      if type(item) == "table" and item.sendnumber then
-        numbers[#numbers + 1] = { number = tostring(item.sendnumber), comment = item.comment }
-      end
+      local number = type(item) == "table" and str(item.sendnumber)
+      if number then numbers[#numbers + 1] = { number = number, comment = str(item.comment) } end
     end
     r.numbers = numbers
     return r
