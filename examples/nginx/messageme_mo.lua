@@ -10,7 +10,8 @@
 -- handle(opts): opts.on_message(mo) gets each message as parse_mo returns
 -- it, { from, text, subject, images }; the default logs it as one JSON line
 -- at notice level ("messageme MO: {...}"). opts.image_base as parse_mo's.
--- Answers 200 "OK", 400 for a post that is not an MO, 405 for other
+-- Answers 200 "OK", 400 for a post that is not an MO (a missing, repeated
+-- or bare field: parse_mo refuses each), 413 (nginx) over 64k, 405 for other
 -- methods, 500 when on_message raises (MessageMe may then post it again).
 -- Keep on_message quick: hand the message to a queue, a shared dict or a
 -- timer (ngx.timer.at(0, ...)) rather than doing slow work before answering.

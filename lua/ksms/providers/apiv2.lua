@@ -76,7 +76,7 @@ function _M.define(p)
     if type(base) ~= "string" or not base:match("^https?://") then
       error("ksms.client: base_url must be scheme://host[:port]", 3)
     end
-    base = base:gsub("/+$", "")
+    base = common.strip_slashes(base)
     local urls = {}
     for name, path in pairs(p.paths) do urls[name] = base .. path end
     return {
@@ -132,11 +132,11 @@ function _M.define(p)
       local doc, err = parse_json(p.name, o)
       if not doc then return nil, err end
       local value = doc[p.balance_field]
-      if value == nil then return outcome(P, doc.result or "missing", o.body) end
-      local n = tonumber(value)
-      if not n then
+      if value == nil then return outcome(P, doc.result, o.body) end
+      local n = (type(value) == "string" or type(value) == "number") and tonumber(value) or nil
+      if not common.finite(n) then
         return nil, errors.new { category = "protocol", code = "bad_response", provider = p.name,
-          message = format("balance %q is not a number", tostring(value)), raw = o.body }
+          message = format("balance %s is not a number", common.show(value)), raw = o.body }
       end
       return { ok = true, provider = p.name, balance = n, unit = p.balance_unit, code = "100", raw = o.body }
     end }

@@ -13,11 +13,11 @@ local phone = require "ksms.rules.phone"
 local schedule = require "ksms.rules.schedule"
 local text_rules = require "ksms.rules.text"
 local core = require "ksms.core"
-local cjson = require "cjson.safe"
 
 local type, ipairs, pairs, tostring, tonumber, error = type, ipairs, pairs, tostring, tonumber, error
 local format, concat, find = string.format, table.concat, string.find
 local b64 = core.b64encode
+local str = common.str
 local cp949_len = core.cp949_len
 
 local P = { name = "cafe24", _VERSION = "0.1.0" }
@@ -48,7 +48,7 @@ function P.configure(o)
     if type(v) ~= "string" or not v:match("^https?://") then
       error(format("ksms.client: %s must be scheme://host[:port]", name), 4)
     end
-    return (v:gsub("/+$", ""))
+    return common.strip_slashes(v)
   end
   local base = url(o.base_url, "https://sslsms.cafe24.com", "base_url")
   -- The document gives the history host over plain HTTP only.
@@ -78,7 +78,7 @@ local function parse_answer(kind)
   local table_ = kind == "lms" and codes.lms or codes.sms
   return function(res)
     if res.status ~= 200 then return common.parse_json("cafe24", res) end
-    local body = (res.body or ""):gsub("^%s+", ""):gsub("%s+$", "")
+    local body = common.trim(res.body or "")
     if body:lower():find("^test success") then
       return { ok = true, provider = "cafe24", code = "test", test = true, kind = kind, raw = res.body,
         description = "dry run accepted (testflag=Y): nothing was sent" }
@@ -219,9 +219,9 @@ function P.plan_balance(cfg)
     local o = outs[1]
     if errors.is(o) then return nil, o end
     if o.status ~= 200 then return common.parse_json("cafe24", o) end
-    local body = (o.body or ""):match("^%s*(.-)%s*$")
+    local body = common.trim(o.body or "")
     local n = tonumber(body)
-    if n and n >= 0 and not body:find("^%-") then
+    if common.finite(n) and n >= 0 and not find(body, "^%-") then
       return { ok = true, provider = "cafe24", balance = n, unit = "message", code = "success", raw = o.body }
     end
     return parse_answer("sms")(o)
@@ -242,19 +242,21 @@ function P.plan_sender_numbers(cfg, number)
   return { requests = { req }, finish = function(outs)
     local o = outs[1]
     if errors.is(o) then return nil, o end
-    local doc = cjson.decode(o.body or "")
-    if o.status ~= 200 or type(doc) ~= "table" then return common.parse_json("cafe24", o) end
-    local result = tostring(doc.result or doc.Result or ""):lower()
-    if result ~= "success" then
-      return nil, errors.new { category = "auth", code = tostring(doc.result or "fail"), provider = "cafe24",
+    local doc = o.status == 200 and common.decode_json(o.body)
+    if not doc then return common.parse_json("cafe24", o) end
+    local result = str(doc.result) or str(doc.Result)
+    if not result or result:lower() ~= "success" then
+      return nil, errors.new { category = "auth", code = result or "fail", provider = "cafe24",
         message = "the provider refused to list caller numbers (id or key wrong?)", raw = o.body }
     end
     local numbers = {}
     for _, item in ipairs(type(doc.list) == "table" and doc.list or {}) do
-      local raw = type(item) == "table" and (item.number or item.phone or item[1]) or item
-      if raw ~= nil then
-        local d = phone.normalize(tostring(raw))
-        local entry = { number = d or tostring(raw), formatted = tostring(raw), valid = d ~= nil }
+      local raw
+      if type(item) == "table" then raw = str(item.number) or str(item.phone) or str(item[1])
+      else raw = str(item) end
+      if raw then
+        local d = phone.normalize(raw)
+        local entry = { number = d or raw, formatted = raw, valid = d ~= nil }
         if not wanted or entry.number == wanted then numbers[#numbers + 1] = entry end
       end
     end
@@ -265,36 +267,76 @@ end
 -- history{ date = "YYYYMMDD" | epoch | date table, days = 1..7, start = 0,
 --   count = 1..50, send_type = "all" | "general" | "reserve",
 --   status = "success" | "failure", to =, from =, kind = "sms" | "lms" }
-local function parse_history_xml(body)
-  local ok, lxp = pcall(require, "lxp")
-  if not ok then error("ksms: cafe24 history needs lua-expat (Debian: lua-expat)", 0) end
-  local records, stack, code, text = {}, {}, nil, {}
-  local current
-  local parser = lxp.new {
+
+-- Bounds on a history answer: the document pages at most 50 records
+-- (displayNo), each a message of at most 2,000 bytes; beyond these the
+-- answer is refused rather than held.
+P.history_limits = { bytes = 1024 * 1024, records = 500 }
+
+local RECORD = { record = true, item = true }
+
+local function bad_xml(code, fmt, ...)
+  return errors.new { category = "protocol", code = code, provider = "cafe24", maybe_sent = false,
+    message = format(fmt, ...) }
+end
+
+-- The <code> and the records of a history answer, or nil, err. Never
+-- raises: expat reports malformed XML (an undefined entity, an encoding
+-- it lacks such as EUC-KR), and a DTD is refused before its entities can
+-- be expanded (the documented answer has none; billion laughs needs one).
+local function parse_history_xml(lxp, body)
+  local limits = P.history_limits
+  if #body > limits.bytes then
+    return nil, bad_xml("too_large", "history answer is %d bytes; ksms reads at most %d", #body, limits.bytes)
+  end
+  local records, code, text, current = {}, nil, {}, nil
+  local refused, parser
+  local function refuse(err)
+    refused = refused or err
+    parser:stop()
+  end
+  parser = lxp.new {
+    StartDoctypeDecl = function()
+      refuse(bad_xml("bad_xml", "history answer declares a DTD, which the documented XML has not"))
+    end,
     StartElement = function(_, name)
-      stack[#stack + 1] = name
       text = {}
-      if name == "record" or name == "item" then current = {} end
+      if RECORD[name] then
+        if #records >= limits.records then
+          return refuse(bad_xml("too_large", "history answer has more than %d records", limits.records))
+        end
+        current = {}
+      end
     end,
     CharacterData = function(_, s) text[#text + 1] = s end,
     EndElement = function(_, name)
       local value = concat(text)
       text = {}
-      stack[#stack] = nil
-      if name == "code" and not current then
-        code = value
-      elseif name == "record" or name == "item" then
+      if RECORD[name] then
         records[#records + 1] = current
         current = nil
       elseif current then
         current[name] = value
+      elseif name == "code" then
+        code = common.trim(value)
       end
     end,
   }
-  local okp, perr = parser:parse(body)
-  if okp then okp, perr = parser:parse() end
-  parser:close()
-  if not okp then return nil, perr end
+  -- parse, then parse() to finish; close raises on a parser that did not
+  -- finish, and the callbacks are ours, so the whole is guarded.
+  local ok, done, perr, line = pcall(function()
+    local r, e, l = parser:parse(body)
+    if r then r, e, l = parser:parse() end
+    return r, e, l
+  end)
+  pcall(parser.close, parser)
+  if refused then return nil, refused end
+  if not ok then return nil, bad_xml("bad_xml", "history answer could not be read as XML") end
+  if not done then
+    return nil, bad_xml("bad_xml", "history answer is not well-formed XML: %s at line %s",
+      type(perr) == "string" and perr or "error", str(line) or "?")
+  end
+  if not code then return nil, bad_xml("bad_xml", "history answer has no <code>, unlike the documented XML") end
   return code, records
 end
 
@@ -303,6 +345,9 @@ local STATUSES = { success = "S", failure = "F" }
 
 function P.plan_history(cfg, q, ctx)
   if type(q) ~= "table" then error("ksms: history needs a query table", 3) end
+  -- Checked before the request: a missing module is the installation's.
+  local has_lxp, lxp = pcall(require, "lxp")
+  if not has_lxp then error("ksms: cafe24 history needs lua-expat (Debian: lua-expat)", 3) end
   local date = q.date or ctx.now()
   if type(date) == "number" then date = schedule.format(date, "YYYYMMDD")
   elseif type(date) == "table" then
@@ -338,10 +383,11 @@ function P.plan_history(cfg, q, ctx)
     local o = outs[1]
     if errors.is(o) then return nil, o end
     if o.status ~= 200 then return common.parse_json("cafe24", o) end
-    local code, records = parse_history_xml(o.body or "")
+    local code, records = parse_history_xml(lxp, o.body or "")
     if not code then
-      return nil, errors.new { category = "protocol", code = "bad_xml", provider = "cafe24",
-        message = "history answer is not the documented XML: " .. tostring(records), raw = o.body }
+      local err = records
+      err.raw = o.body
+      return nil, err
     end
     if code ~= "0000" then return common.outcome({ name = "cafe24", codes = codes.sms }, code, o.body) end
     local out = {}

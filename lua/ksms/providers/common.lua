@@ -7,10 +7,69 @@ local errors = require "ksms.errors"
 
 local type, ipairs, pairs, tostring = type, ipairs, pairs, tostring
 local format, concat = string.format, table.concat
+local find, byte, sub = string.find, string.byte, string.sub
+local floor, HUGE = math.floor, math.huge
 
 local _M = { _VERSION = "0.1.0" }
 
+-- Our own instance: an application's cjson settings never change how
+-- answers read.
 local json = cjson.new()
+
+-- Answers are read in linear time whatever they hold: patterns such as
+-- "^%s*(.-)%s*$" or "%s+$" are quadratic on a long blank run that is not
+-- at the end, so trimming finds the first non-blank with a single-class
+-- find and the last one with a byte scan.
+local BLANK = { [9] = true, [10] = true, [11] = true, [12] = true, [13] = true, [32] = true }
+
+-- s without leading and trailing ASCII whitespace (what %s matches).
+function _M.trim(s)
+  local first = find(s, "%S")
+  if not first then return "" end
+  local last = #s
+  while BLANK[byte(s, last)] do last = last - 1 end
+  return sub(s, first, last)
+end
+
+-- s without trailing slashes (base URLs).
+function _M.strip_slashes(s)
+  local last = #s
+  while byte(s, last) == 47 do last = last - 1 end
+  return sub(s, 1, last)
+end
+
+-- A scalar of a decoded answer as a string: a string as it is, a whole
+-- number as its digits (cjson decodes 100 as 100.0 under Lua 5.4; "%d"
+-- raises beyond the 64-bit range), nil for anything else (a table, a
+-- boolean, null, NaN, infinities, fractions).
+function _M.str(v)
+  local t = type(v)
+  if t == "string" then return v end
+  if t == "number" and v == floor(v) and v >= -2 ^ 63 and v < 2 ^ 63 then return format("%d", v) end
+  return nil
+end
+
+-- true for a number that is neither NaN nor infinite.
+function _M.finite(n)
+  return type(n) == "number" and n == n and n ~= HUGE and n ~= -HUGE
+end
+
+-- How a value from an answer reads in a message: never a table's address.
+function _M.show(v)
+  local t = type(v)
+  if t == "string" then return format("%q", v) end
+  if t == "number" or t == "boolean" then return tostring(v) end
+  if t == "table" then return "an array or object" end
+  if v == nil then return "nothing" end
+  return "null"
+end
+
+-- A JSON document (a table) or nil.
+function _M.decode_json(body)
+  local doc = type(body) == "string" and json.decode(body) or nil
+  if type(doc) ~= "table" then return nil end
+  return doc
+end
 
 -- nil, err for input refused before sending: category invalid_input.
 function _M.invalid(provider, code, fmt, ...)
@@ -28,8 +87,8 @@ function _M.parse_json(provider, res)
       raw = res.body,
     }
   end
-  local doc = json.decode(res.body or "")
-  if type(doc) ~= "table" then
+  local doc = _M.decode_json(res.body)
+  if not doc then
     return nil, errors.new {
       category = "protocol", code = "bad_response", provider = provider,
       message = "the provider's answer is not the documented JSON; it may have accepted the request",
@@ -39,11 +98,22 @@ function _M.parse_json(provider, res)
   return doc
 end
 
--- Maps a documented return code to a result or an error.
+-- Maps a documented return code to a result or an error. code is the
+-- answer's value as decoded: a code that is not a string or a whole
+-- number (missing, a table, a boolean) is a protocol error.
 -- p = { name = provider, codes = { [code] = { ok = true, en, ko } |
 --   { category, en, ko, retryable } } }
 function _M.outcome(p, code, raw, extra)
-  code = tostring(code)
+  local value = code
+  code = _M.str(value)
+  if not code then
+    return nil, errors.new {
+      category = "protocol", code = "bad_response", provider = p.name, retryable = false, maybe_sent = true,
+      message = format("the answer's return code is %s, not a code; the provider may have accepted the request",
+        _M.show(value)),
+      raw = raw,
+    }
+  end
   local info = p.codes[code]
   if info and info.ok then
     local r = { ok = true, provider = p.name, code = code, raw = raw,

@@ -2,11 +2,14 @@
 -- MMS, KakaoTalk AlimTalk and FriendTalk with SMS fallback, the cash
 -- balance, and the inbound MO webhook (parse_mo).
 local apiv2 = require "ksms.providers.apiv2"
+local common = require "ksms.providers.common"
 local core = require "ksms.core"
+local errors = require "ksms.errors"
 local phone = require "ksms.rules.phone"
 
-local type, error = type, error
-local gsub, char, tonumber = string.gsub, string.char, tonumber
+local type, error, ipairs, tonumber = type, error, ipairs, tonumber
+local gsub, gmatch, find, sub, char, format = string.gsub, string.gmatch, string.find, string.sub, string.char, string.format
+local cp949_len = core.cp949_len
 
 local P = apiv2.define {
   name = "messageme",
@@ -36,54 +39,111 @@ local P = apiv2.define {
 -- left out of fileloc1..5 and must be added by the receiving page.
 P.mo_image_base = "http://www.messageme.co.kr"
 
+-- Bounds on an MO webhook: the raw body (the nginx example's
+-- client_max_body_size) and each field parse_mo reads (an LMS is at most
+-- 2,000 CP949 bytes, about 3,000 in UTF-8).
+P.mo_limits = { body = 64 * 1024, field = 8 * 1024 }
+
+local MO_FIELDS = { "phone", "msg", "subject", "fileloc1", "fileloc2", "fileloc3", "fileloc4", "fileloc5" }
+
+local function unescape(s)
+  s = gsub(s, "%+", " ")
+  return (gsub(s, "%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
+end
+
+-- A urlencoded body in the shape ngx.req.get_post_args() returns: a name
+-- given more than once maps to the list of its values, a name without
+-- "=" to true. Both are then refused the same way, whichever shape came.
 local function form_decode(body)
   local fields = {}
-  for pair in (body .. "&"):gmatch("([^&]*)&") do
+  for pair in gmatch(body .. "&", "([^&]*)&") do
     if pair ~= "" then
-      local k, v = pair:match("^([^=]*)=?(.*)$")
-      local function unescape(s)
-        s = gsub(s, "+", " ")
-        return (gsub(s, "%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
-      end
-      fields[unescape(k)] = unescape(v)
+      local eq = find(pair, "=", 1, true)
+      local k, v
+      if eq then k, v = unescape(sub(pair, 1, eq - 1)), unescape(sub(pair, eq + 1))
+      else k, v = unescape(pair), true end
+      local seen = fields[k]
+      if seen == nil then fields[k] = v
+      elseif type(seen) == "table" then seen[#seen + 1] = v
+      else fields[k] = { seen, v } end
     end
   end
   return fields
 end
 
+local function mo_error(code, fmt, ...)
+  return nil, errors.new { category = "invalid_input", code = code, provider = "messageme",
+    message = "MO webhook: " .. format(fmt, ...) }
+end
+
+-- The posted fields parse_mo reads, each a string or absent, or nil, err.
+local function mo_strings(fields)
+  local out, max = {}, P.mo_limits.field
+  for _, name in ipairs(MO_FIELDS) do
+    local v = fields[name]
+    local t = type(v)
+    if t == "table" then
+      return mo_error("bad_field", "field %s is given %s", name, #v > 1 and "more than once" or "as a table")
+    elseif t == "boolean" then
+      return mo_error("bad_field", "field %s has no value", name)
+    elseif t ~= "string" and v ~= nil then
+      return mo_error("bad_field", "field %s is a %s, not a string", name, t)
+    elseif v ~= nil then
+      if #v > max then return mo_error("too_large", "field %s is %d bytes; at most %d are read", name, #v, max) end
+      local valid, uerr = cp949_len(v) -- nil, err for invalid UTF-8
+      if not valid then
+        uerr.provider = "messageme"
+        uerr.message = "MO webhook: field " .. name .. ": " .. uerr.message
+        return nil, uerr
+      end
+      out[name] = v
+    end
+  end
+  return out
+end
+
 -- parse_mo(fields [, { image_base = ... }]) -> { from, text, subject, images } | nil, err
--- fields: the posted form as a table, or the raw urlencoded body. The
--- subject "[제목없음]" (what carriers fill in when there is none) becomes nil.
+-- fields: the posted form as a table (ngx.req.get_post_args()'s shape) or
+-- the raw urlencoded body. What was posted never makes it raise: a field
+-- it reads (phone, msg, subject, fileloc1..5) that is repeated (a list),
+-- bare (true) or not a string, over mo_limits.field bytes or not UTF-8,
+-- and a raw body over mo_limits.body bytes give nil, err (invalid_input).
+-- A repeated field is refused rather than its first value taken: which one
+-- MessageMe meant cannot be told, and a forged second phone must not win.
+-- Every field returned is a string; the subject "[제목없음]" (what
+-- carriers fill in when there is none) becomes nil.
 function P.parse_mo(fields, opts)
-  if type(fields) == "string" then fields = form_decode(fields) end
+  if type(fields) == "string" then
+    if #fields > P.mo_limits.body then
+      return mo_error("too_large", "the body is %d bytes; at most %d are read", #fields, P.mo_limits.body)
+    end
+    fields = form_decode(fields)
+  end
   if type(fields) ~= "table" then error("ksms: parse_mo needs the posted fields or the raw body", 2) end
-  local base = (opts and opts.image_base or P.mo_image_base):gsub("/+$", "")
-  local from, err = phone.normalize(fields.phone or "", "from")
+  local base = common.strip_slashes(opts and opts.image_base or P.mo_image_base)
+  local f, ferr = mo_strings(fields)
+  if not f then return nil, ferr end
+  local from, err = phone.normalize(f.phone or "", "from")
   if not from then
     err.provider = "messageme"
     err.message = "MO webhook: " .. err.message
     return nil, err
   end
-  local text = fields.msg or ""
-  local valid, uerr = core.cp949_len(text) -- nil, err for invalid UTF-8
-  if not valid then
-    uerr.provider = "messageme"
-    return nil, uerr
-  end
-  local subject = fields.subject
+  local text = f.msg or ""
+  local subject = f.subject
   if subject == "" or subject == "[제목없음]" then subject = nil end
   local images = {}
   for i = 1, 5 do
-    local loc = fields["fileloc" .. i]
-    if type(loc) == "string" and loc ~= "" then
-      if loc:match("^[Hh][Tt][Tt][Pp][Ss]?://") then
+    local loc = f["fileloc" .. i]
+    if loc and loc ~= "" then
+      if find(loc, "^[Hh][Tt][Tt][Pp][Ss]?://") then
         images[#images + 1] = loc
-      elseif loc:sub(1, 2) == "//" then
+      elseif sub(loc, 1, 2) == "//" then
         images[#images + 1] = "http:" .. loc
-      elseif loc:match("^[%w.-]+%.[%a]+/") then -- host without scheme
+      elseif find(loc, "^[%w.-]+%.[%a]+/") then -- host without scheme
         images[#images + 1] = "http://" .. loc
       else
-        images[#images + 1] = base .. (loc:sub(1, 1) == "/" and "" or "/") .. loc
+        images[#images + 1] = base .. (sub(loc, 1, 1) == "/" and "" or "/") .. loc
       end
     end
   end

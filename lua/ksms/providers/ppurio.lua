@@ -15,9 +15,10 @@ local text_rules = require "ksms.rules.text"
 local core = require "ksms.core"
 
 local type, ipairs, pairs, tostring, error = type, ipairs, pairs, tostring, error
-local format, concat = string.format, table.concat
+local format, concat, byte, sub = string.format, table.concat, string.byte, string.sub
 local io_open = io.open
 local cp949_len, urlencode_form = core.cp949_len, core.urlencode_form
+local str = common.str
 
 local P = { name = "ppurio", _VERSION = "0.1.0", codes = codes.result }
 
@@ -49,7 +50,7 @@ function P.configure(o)
   if type(base) ~= "string" or not base:match("^https?://") then
     error("ksms.client: base_url must be scheme://host[:port]", 3)
   end
-  base = base:gsub("/+$", "")
+  base = common.strip_slashes(base)
   local id = o.client_id
   return {
     client_id = id, api_key = o.api_key, base_url = base,
@@ -69,6 +70,18 @@ end
 
 local function invalid(code, fmt, ...) return common.invalid("ppurio", code, fmt, ...) end
 
+-- The last part of a path, scanned from the end: "[^/\\]+$" is quadratic
+-- on long parts between slashes.
+local function basename(path)
+  local i = #path
+  while i > 0 do
+    local c = byte(path, i)
+    if c == 47 or c == 92 then break end
+    i = i - 1
+  end
+  return sub(path, i + 1)
+end
+
 -- MMS images: a path, a list of paths, or { data =, filename = } tables.
 -- Each must be a JPEG; at most 3, each at most 20 KB, 40 KB in all.
 local function load_images(image)
@@ -84,7 +97,7 @@ local function load_images(image)
       if not f then return invalid("image", "image %d cannot be read: %s", i, tostring(err)) end
       data = f:read("a")
       f:close()
-      filename = item:match("[^/\\]+$")
+      filename = basename(item)
     elseif type(item) == "table" and type(item.data) == "string" then
       data, filename = item.data, item.filename or ("image" .. i .. ".jpg")
     else
@@ -125,8 +138,10 @@ local function parse_send(kind)
   return function(res)
     local doc, err = common.parse_json("ppurio", res)
     if not doc then return nil, err end
-    local r, oerr = common.outcome(P, doc.result_code, res.body, { kind = kind, id = doc.cmid, cmid = doc.cmid })
-    if oerr and doc.result_msg then oerr.message = oerr.message .. ": " .. tostring(doc.result_msg) end
+    local cmid = str(doc.cmid)
+    local r, oerr = common.outcome(P, doc.result_code, res.body, { kind = kind, id = cmid, cmid = cmid })
+    local detail = str(doc.result_msg)
+    if oerr and detail then oerr.message = oerr.message .. ": " .. detail end
     return r, oerr
   end
 end
@@ -181,12 +196,17 @@ function P.plan_report(cfg, cmid)
     local doc, err = common.parse_json("ppurio", o)
     if not doc then return nil, err end
     if doc.call_status == nil then
-      return common.outcome(P, doc.result_code or "missing", o.body)
+      return common.outcome(P, doc.result_code, o.body)
     end
-    local status = tostring(doc.call_status)
+    local status = str(doc.call_status)
+    if not status then
+      return nil, errors.new { category = "protocol", code = "bad_response", provider = "ppurio",
+        message = format("the report's call_status is %s, not a code", common.show(doc.call_status)),
+        raw = o.body }
+    end
     local info = codes.report[status]
     local r = { ok = true, provider = "ppurio", cmid = cmid, call_status = status,
-      dest_phone = doc.dest_phone, report_time = doc.report_time, umid = doc.umid, raw = o.body }
+      dest_phone = str(doc.dest_phone), report_time = str(doc.report_time), umid = str(doc.umid), raw = o.body }
     if not info then
       r.delivered, r.status, r.category = false, "failed", "unknown"
       r.description, r.description_ko = "undocumented report code " .. status, ""
@@ -228,7 +248,7 @@ function P.plan_register_sender(cfg, number, comment)
     local doc, perr = common.parse_json("ppurio", o)
     if not doc then return nil, perr end
     return common.outcome({ name = "ppurio", codes = codes.register }, doc.result_code, o.body,
-      { number = doc.sendnumber or d })
+      { number = str(doc.sendnumber) or d })
   end }
 end
 
@@ -248,9 +268,8 @@ function P.plan_sender_numbers(cfg, number)
     if not r then return nil, oerr end
     local numbers = {}
     for _, item in ipairs(type(doc.numberList) == "table" and doc.numberList or {}) do
-      if type(item) == "table" and item.sendnumber then
-        numbers[#numbers + 1] = { number = tostring(item.sendnumber), comment = item.comment }
-      end
+      local number = type(item) == "table" and str(item.sendnumber)
+      if number then numbers[#numbers + 1] = { number = number, comment = str(item.comment) } end
     end
     r.numbers = numbers
     return r
