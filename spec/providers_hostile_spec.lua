@@ -68,6 +68,9 @@ local function assert_clean_error(err, where)
   assert.is_nil(err.message:find("userdata: ", 1, true), where .. ": " .. err.message)
   local code_type = type(err.code)
   assert.is_true(code_type == "string" or code_type == "number", where .. ": code is a " .. code_type)
+  -- a server's text quoted in an error is cut (ksms.errors' bounds)
+  assert.is_true(#err.message <= errors.MESSAGE_MAX, where .. ": message of " .. #err.message .. " bytes")
+  assert.is_true(code_type ~= "string" or #err.code <= errors.CODE_MAX, where .. ": long code")
 end
 
 local function is_string_or_nil(v) return v == nil or type(v) == "string" end

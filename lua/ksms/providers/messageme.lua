@@ -126,7 +126,7 @@ function P.parse_mo(fields, opts)
   local from, err = phone.normalize(f.phone or "", "from")
   if not from then
     err.provider = "messageme"
-    err.message = "MO webhook: " .. err.message
+    err.message = errors.bound("MO webhook: " .. err.message, errors.MESSAGE_MAX)
     return nil, err
   end
   local text = f.msg or ""

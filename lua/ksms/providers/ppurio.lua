@@ -141,7 +141,7 @@ local function parse_send(kind)
     local cmid = str(doc.cmid)
     local r, oerr = common.outcome(P, doc.result_code, res.body, { kind = kind, id = cmid, cmid = cmid })
     local detail = str(doc.result_msg)
-    if oerr and detail then oerr.message = oerr.message .. ": " .. detail end
+    if oerr and detail then oerr.message = errors.bound(oerr.message .. ": " .. detail, errors.MESSAGE_MAX) end
     return r, oerr
   end
 end
