@@ -131,6 +131,152 @@ describe("ksms.transport.http1", function()
   end)
 end)
 
+-- ---- http1 on hostile input: linear time, bounded work --------------------
+
+-- CPU seconds fn takes (os.clock: this process only, so the machine's load
+-- hardly counts), and fn's first two results.
+local function cpu(fn)
+  local t0 = os.clock()
+  local a, b = fn()
+  return os.clock() - t0, a, b
+end
+
+-- The CPU allowed for n bytes of input: 0.25 s per 64 KiB. The linear
+-- parsers take a few ms per 64 KiB; the old trims took tens of seconds for
+-- 64 KiB, the old joins and buffers seconds for a few hundred KiB.
+local function bound(n)
+  return 0.25 * math.max(n, 65536) / 65536
+end
+
+local function linear(what, n, fn)
+  collectgarbage()
+  local t, a, b = cpu(fn)
+  assert.is_true(t < bound(n), ("%s: %.3f s of CPU for %d bytes (bound %.2f s)"):format(what, t, n, bound(n)))
+  return a, b
+end
+
+describe("ksms.transport.http1 on hostile input", function()
+  local K64 = 64 * 1024
+  local blanks = (" \t"):rep(K64 / 2 - 64) -- one line of it stays under http1's 64 KiB line limit
+  local quarter = blanks:sub(1, K64 / 4) -- a chunk-size line stays under 64 KiB of framing
+
+  it("parses headers with long blank runs in linear time, keeping inner blanks", function()
+    local h = linear("parse_headers", 4 * K64, function()
+      return http1.parse_headers { "X-A: a" .. blanks .. "b" .. blanks, "X-B:" .. blanks .. "c" .. blanks .. "d",
+        "X-C: e", " " .. blanks .. "f" .. blanks .. "g" .. blanks }
+    end)
+    assert.equal("a" .. blanks .. "b", h["x-a"])
+    assert.equal("c" .. blanks .. "d", h["x-b"])
+    assert.equal("e f" .. blanks .. "g", h["x-c"])
+    assert.equal("", linear("parse_headers (blanks only)", K64, function()
+      return http1.parse_headers { "X-E:" .. blanks }
+    end)["x-e"])
+    assert.equal("v", http1.trim(blanks .. "v" .. blanks, 1))
+  end)
+
+  it("joins thousands of repeats of a header (and of a folded line) in linear time", function()
+    local lines, n, bytes = {}, 128 * 1024, 0
+    for i = 1, 2 * n do
+      lines[i] = i % 2 == 1 and "X:" or " " -- an empty X, then an empty continuation of it
+      bytes = bytes + #lines[i]
+    end
+    local h = linear("parse_headers (repeats)", bytes, function() return http1.parse_headers(lines) end)
+    assert.equal(3 * n - 2, #h.x) -- ", " between the repeats, " " for each continuation
+  end)
+
+  it("checks Content-Length, Transfer-Encoding and Keep-Alive values in linear time", function()
+    local how, why = linear("framing (Content-Length)", K64, function()
+      return http1.framing(200, { ["content-length"] = "1" .. blanks .. "2" })
+    end)
+    assert.is_nil(how)
+    assert.equal("bad Content-Length", why)
+    local list = ("7, "):rep(21845) .. "7"
+    how, why = linear("framing (a long list)", K64, function()
+      return http1.framing(200, { ["content-length"] = list })
+    end)
+    assert.same({ "length", 7 }, { how, why })
+    assert.equal("chunked", linear("framing (Transfer-Encoding)", K64, function()
+      return http1.framing(200, { ["transfer-encoding"] = ("gzip," .. blanks):rep(2) .. "chunked" .. blanks })
+    end))
+    assert.equal("close", http1.framing(200, { ["transfer-encoding"] = "xchunked" }))
+    assert.equal(30, linear("keepalive_timeout", 2 * K64, function()
+      return http1.keepalive_timeout { ["keep-alive"] = ("timeout" .. blanks):rep(2) .. "max=5, timeout =" .. blanks .. "30" }
+    end))
+    assert.is_false(linear("keep_alive", K64, function()
+      return http1.keep_alive(1, { connection = blanks .. "Close" .. blanks })
+    end))
+  end)
+
+  it("reads hostile status lines, headers, chunk sizes and trailers in linear time", function()
+    local cases = {
+      { "status line", "HTTP/1.1 200 " .. blanks .. "x\r\nContent-Length: 0\r\n\r\n", 200 },
+      { "header blank runs", "HTTP/1.1 200 OK\r\n" .. ("X-Blank: a" .. blanks .. "b\r\n"):rep(3)
+        .. " " .. blanks .. "c\r\nContent-Length: 2\r\n\r\nok", 200 },
+      { "chunk size lines", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .. quarter .. "2;" .. quarter .. "\r\nok\r\n0" .. blanks .. "\r\n\r\n", 200 },
+      { "trailers", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+        .. ("T: a" .. blanks .. "b\r\n"):rep(3) .. "\r\n", 200 },
+    }
+    for _, c in ipairs(cases) do
+      for _, step in ipairs({ 1e9, 1 }) do -- the whole answer at once, or a byte at a time
+        local res, code = linear(c[1] .. " step " .. step, #c[2], function() return parse(c[2], {}, step) end)
+        assert.is_table(res, c[1] .. ": " .. tostring(code))
+        assert.equal(c[3], res.status)
+      end
+    end
+    local res = parse(cases[2][2])
+    assert.equal(("a" .. blanks .. "b, "):rep(3):sub(1, -3) .. " c", res.headers["x-blank"])
+    assert.equal("ok", res.body)
+  end)
+
+  it("ends endless interim (1xx) answers and framing out of proportion as too_large, in bounded work", function()
+    local endless = ("HTTP/1.1 102 Processing\r\n\r\n"):rep(40000) .. "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    local res, code = linear("1xx", #endless, function() return parse(endless) end)
+    assert.is_nil(res)
+    assert.equal("too_large", code)
+    -- 32 interim answers are fine (102 Processing during a long task).
+    assert.equal(200, parse(("HTTP/1.1 102 Processing\r\n\r\n"):rep(32)
+      .. "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").status)
+    -- Fewer, bigger 1xx answers: their headers count with the final one's.
+    local big = ("HTTP/1.1 103 Early Hints\r\nLink: " .. ("l"):rep(60000) .. "\r\n\r\n"):rep(5)
+      .. "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    res, code = parse(big)
+    assert.is_nil(res)
+    assert.equal("too_large", code)
+    -- Two million one-byte chunks (12 MB): refused after about 13,000.
+    local tiny = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" .. ("1\r\nx\r\n"):rep(2000000) .. "0\r\n\r\n"
+    local detail
+    res, code, detail = parse(tiny, { max_response = 4 * 1024 * 1024 }, 16384)
+    assert.is_nil(res)
+    assert.equal("too_large", code)
+    assert.matches("chunked framing out of proportion", detail)
+    local t = cpu(function() return parse(tiny, { max_response = 4 * 1024 * 1024 }, 16384) end)
+    assert.is_true(t < 0.25, ("%.3f s of CPU"):format(t))
+    -- Ordinary chunks stay fine: 1 MiB in 256-byte chunks.
+    local chunk = ("c"):rep(256)
+    local ok = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" .. ("100\r\n" .. chunk .. "\r\n"):rep(4096)
+      .. "0\r\n\r\n", { max_response = 4 * 1024 * 1024 })
+    assert.equal(1024 * 1024, #ok.body)
+    -- Chunk extensions are framing too.
+    res, code = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      .. ("1;" .. ("e"):rep(60000) .. "\r\nx\r\n"):rep(3) .. "0\r\n\r\n")
+    assert.is_nil(res)
+    assert.equal("too_large", code)
+  end)
+
+  it("refuses conflicting Content-Length values, in one header or in two", function()
+    for _, head in ipairs({ "Content-Length: 2\r\nContent-Length: 3", "Content-Length: 2, 3", "Content-Length: 2,,2" }) do
+      local res, code, detail = parse("HTTP/1.1 200 OK\r\n" .. head .. "\r\n\r\nokk")
+      assert.is_nil(res)
+      assert.equal("protocol", code)
+      assert.matches("Content%-Length", detail)
+    end
+    for _, head in ipairs({ "Content-Length: 2\r\nContent-Length: 2", "Content-Length: 2, 2", "Content-Length:  02 " }) do
+      assert.equal("ok", parse("HTTP/1.1 200 OK\r\n" .. head .. "\r\n\r\nok").body)
+    end
+  end)
+end)
+
 describe("ksms.transport selection outside nginx", function()
   it("picks libcurl; the cosocket transport raises, saying why", function()
     local transport = require "ksms.transport"
