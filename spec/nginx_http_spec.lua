@@ -974,3 +974,170 @@ describe("ksms inside nginx", function()
     senders:reset()
   end)
 end)
+
+-- ---- the cosocket transport against hostile servers ----------------------
+
+-- Runs a request n times in the worker and tells how each ended, with the
+-- worker's elapsed time, CPU (os.clock) and Lua memory growth.
+local HOSTILE_HANDLERS = [==[
+local cjson = require "cjson.safe"
+local H = {}
+
+function H.run()
+  ngx.req.read_body()
+  local q = cjson.decode(ngx.req.get_body_data() or "{}")
+  local t = require("ksms.transport").new(q.opts or {})
+  collectgarbage()
+  collectgarbage()
+  local mem0 = collectgarbage("count")
+  ngx.update_time()
+  local t0, cpu0 = ngx.now(), os.clock()
+  local out = { results = {}, raises = 0 }
+  for i = 1, q.n or 1 do
+    local ok, res, err = pcall(t.request, t, q.req)
+    if not ok then
+      out.raises = out.raises + 1
+      out.results[i] = { raised = tostring(res) }
+    elseif res then
+      out.results[i] = { status = res.status, body_len = #res.body, headers = res.headers }
+    else
+      out.results[i] = { category = err.category, code = err.code, maybe_sent = err.maybe_sent,
+        message = err.message }
+    end
+  end
+  ngx.update_time()
+  out.elapsed, out.cpu = ngx.now() - t0, os.clock() - cpu0
+  t:close()
+  collectgarbage()
+  collectgarbage()
+  out.mem_growth_kib = collectgarbage("count") - mem0
+  local body = assert(cjson.encode(out))
+  ngx.header.content_type = "application/json"
+  ngx.header.content_length = #body
+  ngx.print(body)
+end
+
+return H
+]==]
+
+-- A certificate that names 127.0.0.1 only as an IP address in
+-- subjectAltName (its CN is a name), as a public CA issues one for an IP.
+local function ip_only_cert()
+  local dir = mkdtemp()
+  local cert, key = dir .. "/ip.pem", dir .. "/ip.key"
+  assert(H.exec_ok("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=ksms-ip-only"
+    .. " -addext subjectAltName=IP:127.0.0.1 -keyout " .. key .. " -out " .. cert .. " >/dev/null 2>&1"),
+    "openssl could not make a certificate")
+  return { cert = cert, key = key, dir = dir }
+end
+
+describe("the cosocket transport against hostile servers", function()
+  local nginx, dir, hostile, untrusted, ip_cert, ip_fake
+
+  setup(function()
+    untrusted, ip_cert = fake_control.make_cert(), ip_only_cert()
+    hostile = fake_control.start("senders")
+    local tls = fake_control.start("senders", { tls = untrusted })
+    ip_fake = fake_control.start("senders", { tls = ip_cert })
+    untrusted.fake = tls
+    dir = mkdtemp()
+    write(dir .. "/ksms_hostile_handlers.lua", HOSTILE_HANDLERS)
+    write(dir .. "/trusted.pem", assert(read(ip_cert.cert)))
+    nginx = nginx_control.start {
+      ksms = true, workers = 1, lua_path = dir .. "/?.lua",
+      http = ("  lua_ssl_trusted_certificate %s;\n"):format(dir .. "/trusted.pem"),
+      locations = "location = /run { content_by_lua_block { require('ksms_hostile_handlers').run() } }\n",
+    }
+  end)
+
+  teardown(function()
+    if nginx then nginx:stop() end
+    for _, f in pairs({ hostile, untrusted and untrusted.fake, ip_fake }) do f:stop() end
+    fake_control.remove_cert(untrusted)
+    os.execute("rm -rf " .. ip_cert.dir .. " " .. (dir or ""))
+  end)
+
+  local function run(req, n, opts)
+    return post(nginx, "/run", { req = req, n = n, opts = opts })
+  end
+
+  -- One request answered with a hostile kind (spec/fakes/hostile.lua).
+  local function answered(kind, timeout)
+    hostile:script { path = "/hostile", fault = kind, times = 1 }
+    local out = run({ url = hostile.base_url .. "/hostile", timeout = timeout or 5 })
+    assert.equal(0, out.raises, out.results[1].raised)
+    assert.is_true(out.elapsed < (timeout or 5) * 0.5 + 1, kind .. ": " .. out.elapsed .. " s")
+    assert.is_true(out.cpu < 1, kind .. ": " .. out.cpu .. " s of worker CPU")
+    assert.is_true(out.mem_growth_kib < 4096, kind .. ": " .. out.mem_growth_kib .. " KiB")
+    return out.results[1], out
+  end
+
+  local function refused(kind, category, code)
+    local r = answered(kind)
+    assert.equal(category, r.category, kind .. ": " .. tostring(r.message))
+    assert.equal(code, r.code, kind)
+    assert.is_true(r.maybe_sent, kind)
+  end
+
+  it("reads header values with 60,000-byte blank runs promptly, inner blanks kept", function()
+    local r = answered("blank_headers")
+    assert.equal(200, r.status)
+    local blanks = (" \t"):rep(30000)
+    assert.equal("a" .. blanks .. "b", r.headers["x-blank-1"])
+    assert.equal("a" .. blanks .. "b " .. blanks:gsub("^[ \t]+", "") .. "c", r.headers["x-blank-3"])
+    assert.equal(2, r.body_len)
+    r = answered("many_headers")
+    assert.equal(200, r.status)
+    assert.equal(2 * 60000 - 2, #r.headers.x)
+  end)
+
+  it("ends endless 1xx answers and millions of one-byte chunks at once as protocol/too_large", function()
+    refused("endless_1xx", "protocol", "too_large")
+    refused("tiny_chunks", "protocol", "too_large")
+    refused("long_header", "protocol", "too_large")
+  end)
+
+  it("refuses conflicting Content-Length values as the libcurl transport does", function()
+    refused("conflicting_length", "protocol", "protocol")
+    refused("conflicting_list", "protocol", "protocol")
+  end)
+
+  it("times out a server that drips its answer, at the request's timeout", function()
+    hostile:script { path = "/hostile", fault = "drip", times = 1 }
+    local out = run({ url = hostile.base_url .. "/hostile", timeout = 1 })
+    local r = out.results[1]
+    assert.equal("timeout", r.category)
+    assert.is_true(r.maybe_sent)
+    assert.is_true(out.elapsed >= 0.9 and out.elapsed < 2, out.elapsed .. " s")
+  end)
+
+  it("answers a failed certificate check with nil, err (network, tls) every time, never a raise", function()
+    -- lua-resty-core raised in a few to half of the attempts, by timing.
+    local n = 200
+    local out = run({ url = untrusted.fake.base_url .. "/APIV2/balance", timeout = 5 }, n)
+    local first
+    for _, r in ipairs(out.results) do first = first or r.raised end
+    assert.equal(0, out.raises, first)
+    for i, r in ipairs(out.results) do
+      assert.equal("network", r.category, i .. ": " .. tostring(r.raised or r.message))
+      assert.equal("tls", r.code, i)
+      assert.is_false(r.maybe_sent, i)
+    end
+    assert.equal(n, #out.results)
+    assert.equal(0, #untrusted.fake:requests())
+  end)
+
+  it("says why an https:// URL with an IP address does not verify inside nginx (libcurl verifies it)", function()
+    local url = ip_fake.base_url .. "/APIV2/balance"
+    local out = run({ url = url, timeout = 5 }, 10)
+    assert.equal(0, out.raises)
+    for _, r in ipairs(out.results) do
+      assert.equal("tls", r.code)
+      assert.matches("never against IP addresses", r.message, 1, true)
+    end
+    local c = ksms.core.http_client { ca_file = ip_cert.cert, timeout = 5 }
+    local res, err = c:request { url = url }
+    c:close()
+    assert.is_table(res, tostring(err))
+  end)
+end)
