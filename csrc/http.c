@@ -55,7 +55,10 @@
 #define HTTP_DEFAULT_MAX_RESPONSE ((size_t)4 << 20)
 #define HTTP_DEFAULT_MAX_CONNECTIONS 16L
 #define HTTP_DEFAULT_CONCURRENCY 8
-#define HTTP_MAX_HEADER_BYTES ((size_t)256 << 10) /* response header block */
+#define HTTP_MAX_HEADER_BYTES ((size_t)256 << 10) /* every response header block, 1xx too */
+#define HTTP_MAX_INTERIM 32                         /* interim (1xx) responses before the final one */
+#define HTTP_STR_(v) #v
+#define HTTP_STR(v) HTTP_STR_(v)
 #define HTTP_METHOD_MAX 20
 #define HTTP_BOUNDARY_MAX 70                        /* RFC 2046 */
 #define HTTP_BOUNDARY_RANDOM 32                     /* random alphanumerics */
@@ -98,6 +101,11 @@ typedef struct http_xfer {
   int too_large;
   int out_of_memory;
   int body_started;          /* response body bytes seen: later headers are trailers */
+  int interim;               /* interim (1xx) responses seen */
+  int too_many_interim;
+  long hdr_status;           /* status of the response whose headers are coming */
+  size_t hdr_total;          /* header bytes of every response so far */
+  const char *bad_framing;   /* why the final response's framing was refused */
   size_t max_response;
   buf_t resp;
   buf_t hdrs;                /* header lines of the latest response */
@@ -780,17 +788,102 @@ static int http_prereq_cb(void *ud, char *remote_ip, char *local_ip, int remote_
   return CURL_PREREQFUNC_OK;
 }
 
+/* The status code of a status line ("HTTP/1.1 200 OK"), 0 if there is none. */
+static long http_status_code(const char *p, size_t n) {
+  const char *sp = memchr(p, ' ', n);
+  if (!sp || (size_t)(sp - p) + 4 > n) return 0;
+  long status = 0;
+  for (int i = 1; i <= 3; i++) {
+    if (sp[i] < '0' || sp[i] > '9') return 0;
+    status = status * 10 + (sp[i] - '0');
+  }
+  return status;
+}
+
+static int http_blank(char c) { return c == ' ' || c == '\t'; }
+
+/* The Content-Length rules of ksms.transport.http1 (framing and
+ * content_length there), so both transports refuse the same answers: in a
+ * final response that has a body (not to HEAD, not 204 or 304) and no
+ * Transfer-Encoding, every Content-Length value - repeated headers and
+ * comma-separated lists alike - must be the same run of 1 to 15 digits.
+ * (libcurl alone takes the last header, and reads "3, 5" or "3x" as 3.)
+ * NULL, or why the response is refused. */
+static const char *http_check_length(const http_xfer *x) {
+  if (x->head || x->hdr_status == 204 || x->hdr_status == 304 || x->hdrs.len == 0) return NULL;
+  const char *p = (const char *)x->hdrs.data, *end = p + x->hdrs.len;
+  const char *why = NULL;
+  int chunked_or_close = 0, in_length = 0, have = 0;
+  unsigned long long length = 0;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    const char *line_end = nl ? nl : end, *next = nl ? nl + 1 : end;
+    if (line_end > p && line_end[-1] == '\r') line_end--;
+    if (line_end > p && http_blank(*p)) { /* obs-fold: continues the line before */
+      for (const char *q = p; in_length && q < line_end; q++)
+        if (!http_blank(*q) && !why) why = "bad Content-Length";
+      p = next;
+      continue;
+    }
+    in_length = 0;
+    const char *colon = memchr(p, ':', (size_t)(line_end - p));
+    if (colon && colon > p && http_iequal(p, (size_t)(colon - p), "transfer-encoding")) {
+      chunked_or_close = 1;
+    } else if (colon && colon > p && http_iequal(p, (size_t)(colon - p), "content-length")) {
+      in_length = 1;
+      const char *v = colon + 1;
+      for (;;) { /* one comma-separated item */
+        const char *item_end = memchr(v, ',', (size_t)(line_end - v));
+        if (!item_end) item_end = line_end;
+        const char *a = v, *b = item_end;
+        while (a < b && http_blank(*a)) a++;
+        while (b > a && http_blank(b[-1])) b--;
+        unsigned long long m = 0;
+        int ok = b > a && b - a <= 15;
+        for (const char *q = a; ok && q < b; q++) {
+          ok = *q >= '0' && *q <= '9';
+          if (ok) m = m * 10 + (unsigned long long)(*q - '0');
+        }
+        if (!ok && !why) why = "bad Content-Length";
+        if (ok && have && m != length && !why) why = "conflicting Content-Length values";
+        if (ok) {
+          length = m;
+          have = 1;
+        }
+        if (item_end == line_end) break;
+        v = item_end + 1;
+      }
+    }
+    p = next;
+  }
+  return chunked_or_close ? NULL : why;
+}
+
 static size_t http_header_cb(char *p, size_t size, size_t nitems, void *ud) {
   http_xfer *x = ud;
   size_t n = size * nitems;
-  if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) { /* a new response: 1xx, then the final one */
-    x->hdrs.len = 0;
-    return n;
-  }
   if (x->body_started) return n; /* trailers */
-  if (x->hdrs.len + n > HTTP_MAX_HEADER_BYTES) {
+  /* Interim responses count too: endless 1xx answers end here, as
+   * too_large, not at the timeout. */
+  if (n > HTTP_MAX_HEADER_BYTES - x->hdr_total) {
     x->too_large = 1;
     return 0;
+  }
+  x->hdr_total += n;
+  if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) { /* a new response: 1xx, then the final one */
+    x->hdrs.len = 0;
+    x->hdr_status = http_status_code(p, n);
+    if (x->hdr_status >= 100 && x->hdr_status < 200 && x->hdr_status != 101 &&
+        ++x->interim > HTTP_MAX_INTERIM) {
+      x->too_large = x->too_many_interim = 1;
+      return 0;
+    }
+    return n;
+  }
+  if (n >= 1 && n <= 2 && (p[0] == '\r' || p[0] == '\n') && x->hdr_status >= 200) {
+    /* the end of the final response's headers */
+    x->bad_framing = http_check_length(x);
+    if (x->bad_framing) return 0;
   }
   if (http_add(&x->hdrs, p, n) != 0) {
     x->out_of_memory = 1;
@@ -953,10 +1046,14 @@ static void http_run(http_client *c, http_batch *b, int conc) {
 /* ---- the results phase ---- */
 
 /* Pushes the response header lines as { lowercased name = value }, a
- * repeated header joined with ", ", folded lines unfolded. */
+ * repeated header joined with ", ", folded lines unfolded. A repeated
+ * header's values are joined once at the end: joining on each repeat would
+ * copy the value again for every one of thousands of repeats. */
 static void http_push_headers(lua_State *L, const char *block, size_t len) {
   lua_newtable(L);
   int t = lua_gettop(L);
+  lua_newtable(L);                        /* name -> { value, ... } of repeated names */
+  int repeats = lua_gettop(L);
   const char *p = block, *end = p + len;
   while (p && p < end) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -995,20 +1092,50 @@ static void http_push_headers(lua_State *L, const char *block, size_t len) {
       }
       break;
     }
-    luaL_pushresult(&vb);                 /* t ... name value */
+    luaL_pushresult(&vb);                 /* t repeats name value */
     lua_pushvalue(L, -2);
-    lua_rawget(L, t);                     /* t ... name value old */
-    if (lua_isstring(L, -1)) {
-      lua_pushliteral(L, ", ");
-      lua_pushvalue(L, -3);
-      lua_concat(L, 3);                   /* old .. ", " .. value */
-      lua_remove(L, -2);
-    } else {
+    lua_rawget(L, t);                     /* t repeats name value old */
+    if (lua_isnil(L, -1)) {
       lua_pop(L, 1);
+      lua_rawset(L, t);
+    } else {
+      lua_pushvalue(L, -3);
+      lua_rawget(L, repeats);             /* t repeats name value old list */
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_createtable(L, 4, 0);
+        lua_insert(L, -2);
+        lua_rawseti(L, -2, 1);            /* list = { old } */
+        lua_pushvalue(L, -3);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, repeats);           /* t repeats name value list */
+      } else {
+        lua_remove(L, -2);
+      }
+      lua_insert(L, -2);
+      lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+      lua_pop(L, 2);
     }
-    lua_rawset(L, t);
     p = next;
   }
+  lua_pushnil(L);
+  while (lua_next(L, repeats)) {          /* t repeats name list */
+    int list = lua_gettop(L);             /* absolute: the buffer may use the stack */
+    int n = (int)lua_rawlen(L, list);
+    luaL_Buffer jb;
+    luaL_buffinit(L, &jb);
+    for (int i = 1; i <= n; i++) {
+      if (i > 1) luaL_addlstring(&jb, ", ", 2);
+      lua_rawgeti(L, list, i);
+      luaL_addvalue(&jb);
+    }
+    luaL_pushresult(&jb);                 /* t repeats name list joined */
+    lua_pushvalue(L, -3);
+    lua_insert(L, -2);
+    lua_rawset(L, t);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
 }
 
 static void http_set_bool(lua_State *L, const char *field, int v) {
@@ -1085,15 +1212,41 @@ static void http_push_error(lua_State *L, http_xfer *x) {
       what = "response body over max_response";
       break;
     case CURLE_WRITE_ERROR:
-      if (x->too_large) {
+      if (x->bad_framing) {
+        category = "protocol";
+        code = "protocol";
+        what = x->bad_framing;
+      } else if (x->too_large) {
         category = "protocol";
         code = "too_large";
-        what = x->body_started ? "response body over max_response" : "response headers too large";
+        what = x->body_started ? "response body over max_response"
+               : x->too_many_interim ? "more than " HTTP_STR(HTTP_MAX_INTERIM) " interim (1xx) responses"
+               : "response headers too large";
       } else {
         code = "recv";
         what = "out of memory while receiving";
       }
       break;
+    case CURLE_OUT_OF_MEMORY:
+      /* libcurl 7.88 ends a response header line over its 100 KiB limit
+       * (CURL_MAX_HTTP_HEADER) this way; our own allocations set
+       * out_of_memory. */
+      if (sent && !x->out_of_memory) {
+        category = "protocol";
+        code = "too_large";
+        what = "response header line too long (libcurl takes at most 100 KiB)";
+      } else {
+        code = sent ? "recv" : "connect";
+        what = "out of memory";
+      }
+      break;
+#if LIBCURL_VERSION_NUM >= 0x080600
+    case CURLE_TOO_LARGE: /* libcurl 8.6+: a header line or block over its limits */
+      category = "protocol";
+      code = "too_large";
+      what = "response headers too large";
+      break;
+#endif
     case CURLE_WEIRD_SERVER_REPLY:
     case CURLE_UNSUPPORTED_PROTOCOL: /* only http(s) URLs get here: HTTP/0.9 garbage */
     case CURLE_HTTP2:

@@ -833,3 +833,85 @@ describe("http transport over TLS", function()
     c:close()
   end)
 end)
+
+-- Answers no honest server gives (spec/fakes/hostile.lua), from a fake
+-- provider told to send one (fault = kind): each ends as a clean response
+-- or error, in bounded time, CPU and memory.
+describe("http transport against hostile servers", function()
+  local fake_control = require "fake_control"
+  local fake, client
+
+  setup(function()
+    fake = fake_control.start("senders")
+    client = core.http_client { timeout = 10 }
+  end)
+
+  teardown(function()
+    if client then client:close() end
+    if fake then fake:stop() end
+  end)
+
+  -- One POST answered with the hostile kind: res, err, and the wall
+  -- seconds, CPU seconds and Lua memory growth (KiB) it took.
+  local function answered(kind, timeout)
+    fake:script { path = "/hostile", fault = kind, times = 1 }
+    collectgarbage()
+    collectgarbage()
+    local mem0, t0, cpu0 = collectgarbage("count"), now(), os.clock()
+    local res, err = client:request { url = fake.base_url .. "/hostile", form = { { "a", "1" } },
+      timeout = timeout or 10 }
+    local elapsed, cpu = now() - t0, os.clock() - cpu0
+    collectgarbage()
+    collectgarbage()
+    return res, err, elapsed, cpu, collectgarbage("count") - mem0
+  end
+
+  local function refused(kind, category, code)
+    local res, err, elapsed, cpu, grown = answered(kind)
+    assert.is_nil(res, kind)
+    is_error(err, category, code, true) -- the request was written
+    assert.is_true(elapsed < 3, kind .. ": " .. elapsed .. " s")
+    assert.is_true(cpu < 1, kind .. ": " .. cpu .. " s of CPU")
+    assert.is_true(grown < 1024, kind .. ": " .. grown .. " KiB")
+    return err
+  end
+
+  it("reads an over-long header line and endless 1xx answers as protocol/too_large, maybe sent", function()
+    local err = refused("long_header", "protocol", "too_large")
+    assert.matches("header line too long", err.message)
+    err = refused("endless_1xx", "protocol", "too_large")
+    assert.matches("interim", err.message)
+  end)
+
+  it("refuses conflicting Content-Length values (two headers or a list) as the nginx transport does", function()
+    for _, kind in ipairs({ "conflicting_length", "conflicting_list" }) do
+      local err = refused(kind, "protocol", "protocol")
+      assert.matches("conflicting Content%-Length values", err.message)
+    end
+  end)
+
+  it("keeps header values with long blank runs, and joins 60,000 repeats in linear time", function()
+    local res, err = answered("blank_headers")
+    assert(res, tostring(err))
+    local blanks = (" \t"):rep(30000)
+    assert.equal("a" .. blanks .. "b", res.headers["x-blank-1"])
+    assert.equal("ok", res.body)
+    res, err = answered("many_headers")
+    assert(res, tostring(err))
+    local t0 = os.clock()
+    local x = res.headers.x -- built on first use, from 240 KB of "X:" lines
+    local cpu = os.clock() - t0
+    assert.equal(2 * 60000 - 2, #x)
+    assert.is_true(cpu < 0.25, cpu .. " s of CPU for the header table")
+  end)
+
+  it("reads two million one-byte chunks, and times a drip out at the request's timeout", function()
+    local res, err, elapsed = answered("tiny_chunks")
+    assert(res, tostring(err))
+    assert.equal(("x"):rep(2000000), res.body)
+    assert.is_true(elapsed < 8, elapsed .. " s")
+    local _, drip_err, drip_elapsed = answered("drip", 1)
+    is_error(drip_err, "timeout", "timeout", true)
+    assert.is_true(drip_elapsed >= 0.9 and drip_elapsed < 2.5, drip_elapsed .. " s")
+  end)
+end)

@@ -131,6 +131,152 @@ describe("ksms.transport.http1", function()
   end)
 end)
 
+-- ---- http1 on hostile input: linear time, bounded work --------------------
+
+-- CPU seconds fn takes (os.clock: this process only, so the machine's load
+-- hardly counts), and fn's first two results.
+local function cpu(fn)
+  local t0 = os.clock()
+  local a, b = fn()
+  return os.clock() - t0, a, b
+end
+
+-- The CPU allowed for n bytes of input: 0.25 s per 64 KiB. The linear
+-- parsers take a few ms per 64 KiB; the old trims took tens of seconds for
+-- 64 KiB, the old joins and buffers seconds for a few hundred KiB.
+local function bound(n)
+  return 0.25 * math.max(n, 65536) / 65536
+end
+
+local function linear(what, n, fn)
+  collectgarbage()
+  local t, a, b = cpu(fn)
+  assert.is_true(t < bound(n), ("%s: %.3f s of CPU for %d bytes (bound %.2f s)"):format(what, t, n, bound(n)))
+  return a, b
+end
+
+describe("ksms.transport.http1 on hostile input", function()
+  local K64 = 64 * 1024
+  local blanks = (" \t"):rep(K64 / 2 - 64) -- one line of it stays under http1's 64 KiB line limit
+  local quarter = blanks:sub(1, K64 / 4) -- a chunk-size line stays under 64 KiB of framing
+
+  it("parses headers with long blank runs in linear time, keeping inner blanks", function()
+    local h = linear("parse_headers", 4 * K64, function()
+      return http1.parse_headers { "X-A: a" .. blanks .. "b" .. blanks, "X-B:" .. blanks .. "c" .. blanks .. "d",
+        "X-C: e", " " .. blanks .. "f" .. blanks .. "g" .. blanks }
+    end)
+    assert.equal("a" .. blanks .. "b", h["x-a"])
+    assert.equal("c" .. blanks .. "d", h["x-b"])
+    assert.equal("e f" .. blanks .. "g", h["x-c"])
+    assert.equal("", linear("parse_headers (blanks only)", K64, function()
+      return http1.parse_headers { "X-E:" .. blanks }
+    end)["x-e"])
+    assert.equal("v", http1.trim(blanks .. "v" .. blanks, 1))
+  end)
+
+  it("joins thousands of repeats of a header (and of a folded line) in linear time", function()
+    local lines, n, bytes = {}, 128 * 1024, 0
+    for i = 1, 2 * n do
+      lines[i] = i % 2 == 1 and "X:" or " " -- an empty X, then an empty continuation of it
+      bytes = bytes + #lines[i]
+    end
+    local h = linear("parse_headers (repeats)", bytes, function() return http1.parse_headers(lines) end)
+    assert.equal(3 * n - 2, #h.x) -- ", " between the repeats, " " for each continuation
+  end)
+
+  it("checks Content-Length, Transfer-Encoding and Keep-Alive values in linear time", function()
+    local how, why = linear("framing (Content-Length)", K64, function()
+      return http1.framing(200, { ["content-length"] = "1" .. blanks .. "2" })
+    end)
+    assert.is_nil(how)
+    assert.equal("bad Content-Length", why)
+    local list = ("7, "):rep(21845) .. "7"
+    how, why = linear("framing (a long list)", K64, function()
+      return http1.framing(200, { ["content-length"] = list })
+    end)
+    assert.same({ "length", 7 }, { how, why })
+    assert.equal("chunked", linear("framing (Transfer-Encoding)", K64, function()
+      return http1.framing(200, { ["transfer-encoding"] = ("gzip," .. blanks):rep(2) .. "chunked" .. blanks })
+    end))
+    assert.equal("close", http1.framing(200, { ["transfer-encoding"] = "xchunked" }))
+    assert.equal(30, linear("keepalive_timeout", 2 * K64, function()
+      return http1.keepalive_timeout { ["keep-alive"] = ("timeout" .. blanks):rep(2) .. "max=5, timeout =" .. blanks .. "30" }
+    end))
+    assert.is_false(linear("keep_alive", K64, function()
+      return http1.keep_alive(1, { connection = blanks .. "Close" .. blanks })
+    end))
+  end)
+
+  it("reads hostile status lines, headers, chunk sizes and trailers in linear time", function()
+    local cases = {
+      { "status line", "HTTP/1.1 200 " .. blanks .. "x\r\nContent-Length: 0\r\n\r\n", 200 },
+      { "header blank runs", "HTTP/1.1 200 OK\r\n" .. ("X-Blank: a" .. blanks .. "b\r\n"):rep(3)
+        .. " " .. blanks .. "c\r\nContent-Length: 2\r\n\r\nok", 200 },
+      { "chunk size lines", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .. quarter .. "2;" .. quarter .. "\r\nok\r\n0" .. blanks .. "\r\n\r\n", 200 },
+      { "trailers", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+        .. ("T: a" .. blanks .. "b\r\n"):rep(3) .. "\r\n", 200 },
+    }
+    for _, c in ipairs(cases) do
+      for _, step in ipairs({ 1e9, 1 }) do -- the whole answer at once, or a byte at a time
+        local res, code = linear(c[1] .. " step " .. step, #c[2], function() return parse(c[2], {}, step) end)
+        assert.is_table(res, c[1] .. ": " .. tostring(code))
+        assert.equal(c[3], res.status)
+      end
+    end
+    local res = parse(cases[2][2])
+    assert.equal(("a" .. blanks .. "b, "):rep(3):sub(1, -3) .. " c", res.headers["x-blank"])
+    assert.equal("ok", res.body)
+  end)
+
+  it("ends endless interim (1xx) answers and framing out of proportion as too_large, in bounded work", function()
+    local endless = ("HTTP/1.1 102 Processing\r\n\r\n"):rep(40000) .. "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    local res, code = linear("1xx", #endless, function() return parse(endless) end)
+    assert.is_nil(res)
+    assert.equal("too_large", code)
+    -- 32 interim answers are fine (102 Processing during a long task).
+    assert.equal(200, parse(("HTTP/1.1 102 Processing\r\n\r\n"):rep(32)
+      .. "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").status)
+    -- Fewer, bigger 1xx answers: their headers count with the final one's.
+    local big = ("HTTP/1.1 103 Early Hints\r\nLink: " .. ("l"):rep(60000) .. "\r\n\r\n"):rep(5)
+      .. "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    res, code = parse(big)
+    assert.is_nil(res)
+    assert.equal("too_large", code)
+    -- Two million one-byte chunks (12 MB): refused after about 13,000.
+    local tiny = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" .. ("1\r\nx\r\n"):rep(2000000) .. "0\r\n\r\n"
+    local detail
+    res, code, detail = parse(tiny, { max_response = 4 * 1024 * 1024 }, 16384)
+    assert.is_nil(res)
+    assert.equal("too_large", code)
+    assert.matches("chunked framing out of proportion", detail)
+    local t = cpu(function() return parse(tiny, { max_response = 4 * 1024 * 1024 }, 16384) end)
+    assert.is_true(t < 0.25, ("%.3f s of CPU"):format(t))
+    -- Ordinary chunks stay fine: 1 MiB in 256-byte chunks.
+    local chunk = ("c"):rep(256)
+    local ok = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" .. ("100\r\n" .. chunk .. "\r\n"):rep(4096)
+      .. "0\r\n\r\n", { max_response = 4 * 1024 * 1024 })
+    assert.equal(1024 * 1024, #ok.body)
+    -- Chunk extensions are framing too.
+    res, code = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      .. ("1;" .. ("e"):rep(60000) .. "\r\nx\r\n"):rep(3) .. "0\r\n\r\n")
+    assert.is_nil(res)
+    assert.equal("too_large", code)
+  end)
+
+  it("refuses conflicting Content-Length values, in one header or in two", function()
+    for _, head in ipairs({ "Content-Length: 2\r\nContent-Length: 3", "Content-Length: 2, 3", "Content-Length: 2,,2" }) do
+      local res, code, detail = parse("HTTP/1.1 200 OK\r\n" .. head .. "\r\n\r\nokk")
+      assert.is_nil(res)
+      assert.equal("protocol", code)
+      assert.matches("Content%-Length", detail)
+    end
+    for _, head in ipairs({ "Content-Length: 2\r\nContent-Length: 2", "Content-Length: 2, 2", "Content-Length:  02 " }) do
+      assert.equal("ok", parse("HTTP/1.1 200 OK\r\n" .. head .. "\r\n\r\nok").body)
+    end
+  end)
+end)
+
 describe("ksms.transport selection outside nginx", function()
   it("picks libcurl; the cosocket transport raises, saying why", function()
     local transport = require "ksms.transport"
@@ -826,5 +972,172 @@ describe("ksms inside nginx", function()
     assert.equal(20, st.requests)
     assert.equal(20, st.max_in_flight)
     senders:reset()
+  end)
+end)
+
+-- ---- the cosocket transport against hostile servers ----------------------
+
+-- Runs a request n times in the worker and tells how each ended, with the
+-- worker's elapsed time, CPU (os.clock) and Lua memory growth.
+local HOSTILE_HANDLERS = [==[
+local cjson = require "cjson.safe"
+local H = {}
+
+function H.run()
+  ngx.req.read_body()
+  local q = cjson.decode(ngx.req.get_body_data() or "{}")
+  local t = require("ksms.transport").new(q.opts or {})
+  collectgarbage()
+  collectgarbage()
+  local mem0 = collectgarbage("count")
+  ngx.update_time()
+  local t0, cpu0 = ngx.now(), os.clock()
+  local out = { results = {}, raises = 0 }
+  for i = 1, q.n or 1 do
+    local ok, res, err = pcall(t.request, t, q.req)
+    if not ok then
+      out.raises = out.raises + 1
+      out.results[i] = { raised = tostring(res) }
+    elseif res then
+      out.results[i] = { status = res.status, body_len = #res.body, headers = res.headers }
+    else
+      out.results[i] = { category = err.category, code = err.code, maybe_sent = err.maybe_sent,
+        message = err.message }
+    end
+  end
+  ngx.update_time()
+  out.elapsed, out.cpu = ngx.now() - t0, os.clock() - cpu0
+  t:close()
+  collectgarbage()
+  collectgarbage()
+  out.mem_growth_kib = collectgarbage("count") - mem0
+  local body = assert(cjson.encode(out))
+  ngx.header.content_type = "application/json"
+  ngx.header.content_length = #body
+  ngx.print(body)
+end
+
+return H
+]==]
+
+-- A certificate that names 127.0.0.1 only as an IP address in
+-- subjectAltName (its CN is a name), as a public CA issues one for an IP.
+local function ip_only_cert()
+  local dir = mkdtemp()
+  local cert, key = dir .. "/ip.pem", dir .. "/ip.key"
+  assert(H.exec_ok("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=ksms-ip-only"
+    .. " -addext subjectAltName=IP:127.0.0.1 -keyout " .. key .. " -out " .. cert .. " >/dev/null 2>&1"),
+    "openssl could not make a certificate")
+  return { cert = cert, key = key, dir = dir }
+end
+
+describe("the cosocket transport against hostile servers", function()
+  local nginx, dir, hostile, untrusted, ip_cert, ip_fake
+
+  setup(function()
+    untrusted, ip_cert = fake_control.make_cert(), ip_only_cert()
+    hostile = fake_control.start("senders")
+    local tls = fake_control.start("senders", { tls = untrusted })
+    ip_fake = fake_control.start("senders", { tls = ip_cert })
+    untrusted.fake = tls
+    dir = mkdtemp()
+    write(dir .. "/ksms_hostile_handlers.lua", HOSTILE_HANDLERS)
+    write(dir .. "/trusted.pem", assert(read(ip_cert.cert)))
+    nginx = nginx_control.start {
+      ksms = true, workers = 1, lua_path = dir .. "/?.lua",
+      http = ("  lua_ssl_trusted_certificate %s;\n"):format(dir .. "/trusted.pem"),
+      locations = "location = /run { content_by_lua_block { require('ksms_hostile_handlers').run() } }\n",
+    }
+  end)
+
+  teardown(function()
+    if nginx then nginx:stop() end
+    for _, f in pairs({ hostile, untrusted and untrusted.fake, ip_fake }) do f:stop() end
+    fake_control.remove_cert(untrusted)
+    os.execute("rm -rf " .. ip_cert.dir .. " " .. (dir or ""))
+  end)
+
+  local function run(req, n, opts)
+    return post(nginx, "/run", { req = req, n = n, opts = opts })
+  end
+
+  -- One request answered with a hostile kind (spec/fakes/hostile.lua).
+  local function answered(kind, timeout)
+    hostile:script { path = "/hostile", fault = kind, times = 1 }
+    local out = run({ url = hostile.base_url .. "/hostile", timeout = timeout or 5 })
+    assert.equal(0, out.raises, out.results[1].raised)
+    assert.is_true(out.elapsed < (timeout or 5) * 0.5 + 1, kind .. ": " .. out.elapsed .. " s")
+    assert.is_true(out.cpu < 1, kind .. ": " .. out.cpu .. " s of worker CPU")
+    assert.is_true(out.mem_growth_kib < 4096, kind .. ": " .. out.mem_growth_kib .. " KiB")
+    return out.results[1], out
+  end
+
+  local function refused(kind, category, code)
+    local r = answered(kind)
+    assert.equal(category, r.category, kind .. ": " .. tostring(r.message))
+    assert.equal(code, r.code, kind)
+    assert.is_true(r.maybe_sent, kind)
+  end
+
+  it("reads header values with 60,000-byte blank runs promptly, inner blanks kept", function()
+    local r = answered("blank_headers")
+    assert.equal(200, r.status)
+    local blanks = (" \t"):rep(30000)
+    assert.equal("a" .. blanks .. "b", r.headers["x-blank-1"])
+    assert.equal("a" .. blanks .. "b " .. blanks:gsub("^[ \t]+", "") .. "c", r.headers["x-blank-3"])
+    assert.equal(2, r.body_len)
+    r = answered("many_headers")
+    assert.equal(200, r.status)
+    assert.equal(2 * 60000 - 2, #r.headers.x)
+  end)
+
+  it("ends endless 1xx answers and millions of one-byte chunks at once as protocol/too_large", function()
+    refused("endless_1xx", "protocol", "too_large")
+    refused("tiny_chunks", "protocol", "too_large")
+    refused("long_header", "protocol", "too_large")
+  end)
+
+  it("refuses conflicting Content-Length values as the libcurl transport does", function()
+    refused("conflicting_length", "protocol", "protocol")
+    refused("conflicting_list", "protocol", "protocol")
+  end)
+
+  it("times out a server that drips its answer, at the request's timeout", function()
+    hostile:script { path = "/hostile", fault = "drip", times = 1 }
+    local out = run({ url = hostile.base_url .. "/hostile", timeout = 1 })
+    local r = out.results[1]
+    assert.equal("timeout", r.category)
+    assert.is_true(r.maybe_sent)
+    assert.is_true(out.elapsed >= 0.9 and out.elapsed < 2, out.elapsed .. " s")
+  end)
+
+  it("answers a failed certificate check with nil, err (network, tls) every time, never a raise", function()
+    -- lua-resty-core raised in a few to half of the attempts, by timing.
+    local n = 200
+    local out = run({ url = untrusted.fake.base_url .. "/APIV2/balance", timeout = 5 }, n)
+    local first
+    for _, r in ipairs(out.results) do first = first or r.raised end
+    assert.equal(0, out.raises, first)
+    for i, r in ipairs(out.results) do
+      assert.equal("network", r.category, i .. ": " .. tostring(r.raised or r.message))
+      assert.equal("tls", r.code, i)
+      assert.is_false(r.maybe_sent, i)
+    end
+    assert.equal(n, #out.results)
+    assert.equal(0, #untrusted.fake:requests())
+  end)
+
+  it("says why an https:// URL with an IP address does not verify inside nginx (libcurl verifies it)", function()
+    local url = ip_fake.base_url .. "/APIV2/balance"
+    local out = run({ url = url, timeout = 5 }, 10)
+    assert.equal(0, out.raises)
+    for _, r in ipairs(out.results) do
+      assert.equal("tls", r.code)
+      assert.matches("never against IP addresses", r.message, 1, true)
+    end
+    local c = ksms.core.http_client { ca_file = ip_cert.cert, timeout = 5 }
+    local res, err = c:request { url = url }
+    c:close()
+    assert.is_table(res, tostring(err))
   end)
 end)

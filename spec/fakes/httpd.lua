@@ -10,10 +10,13 @@
 --   res:send(200, { ["Content-Type"] = "application/json" }, body)
 --   res:after(200, function() res:send(...) end)  -- answer 200 ms later
 --   res:fault("close" | "half" | "garbage" | "hang" [, status, headers, body])
+--   res:fault(kind)   -- a hostile answer (fakes.hostile: blank_headers,
+--                     -- endless_1xx, tiny_chunks, drip, ...), then close
 --   srv:run()
 local socket = require "socket"
 local forms = require "fakes.forms"
 local timer_heap = require "fakes.timer_heap"
+local hostile = require "fakes.hostile"
 
 local _M = {}
 
@@ -23,6 +26,7 @@ local READ_CHUNK = 64 * 1024
 local SELECT_MAX_WAIT = 0.25         -- seconds; bounds how late the idle check runs
 
 _M.FAULTS = { close = true, half = true, garbage = true, hang = true }
+for kind in pairs(hostile.KINDS) do _M.FAULTS[kind] = true end
 
 local REASONS = {
   [100] = "Continue", [200] = "OK", [201] = "Created", [204] = "No Content",
@@ -155,6 +159,7 @@ end
 -- half: the status line, headers and half of the body, then close.
 -- garbage: bytes that are not HTTP, then close.
 -- hang: no answer ever; the connection stays open until the peer leaves.
+-- Any kind of fakes.hostile: that answer, then close.
 function Response:fault(kind, status, headers, body)
   if self.done then return end
   local conn = self.conn
@@ -163,6 +168,8 @@ function Response:fault(kind, status, headers, body)
     return
   end
   self.done = true
+  local source = hostile.source(kind)
+  if source then return conn:stream(self, source) end
   if kind == "close" then
     conn:close()
   elseif kind == "half" then
@@ -239,8 +246,49 @@ function Conn:on_writable()
   if err and err ~= "timeout" then return self:close() end
   if self.outpos > #self.outbuf then
     self.outbuf, self.outpos = "", 1
-    if self.close_after_flush then self:close() end
+    if self.source and not self.source.interval then
+      self:pump()
+    elseif self.close_after_flush then
+      self:close()
+    end
   end
+end
+
+-- Sends what source gives (see fakes.hostile) as the answer to res, then
+-- closes. A fast source is pulled whenever the output has drained, a
+-- drip one piece per interval; both stop when the connection closes.
+function Conn:stream(res, source)
+  self.source, self.source_res = source, res
+  if source.interval then return self:drip() end
+  self:pump()
+end
+
+function Conn:end_stream()
+  local res = self.source_res
+  self.source, self.source_res = nil, nil
+  self:finish(res, true)
+end
+
+function Conn:pump()
+  if self.pumping then return end -- write() below drains into on_writable
+  self.pumping = true
+  while not self.closed and self.source and self.outpos > #self.outbuf do
+    local piece = self.source.next()
+    if not piece then
+      self:end_stream()
+      break
+    end
+    self:write(piece)
+  end
+  self.pumping = false
+end
+
+function Conn:drip()
+  if self.closed or not self.source then return end
+  local piece = self.source.next()
+  if not piece then return self:end_stream() end
+  self:write(piece)
+  self.server:after(self.source.interval * 1000, function() self:drip() end)
 end
 
 function Conn:close()

@@ -24,6 +24,15 @@ function _M.new(matches, validate)
                         validate = validate or _M.validate }, _M)
 end
 
+-- The faults a script may name (httpd.FAULTS: close, half, garbage, hang
+-- and the hostile answers of fakes.hostile), sorted, comma-separated.
+function _M.fault_names()
+  local names = {}
+  for name in pairs(httpd.FAULTS) do names[#names + 1] = name end
+  table.sort(names)
+  return table.concat(names, ", ")
+end
+
 -- Checks and normalises a script from JSON. Returns script or nil, err.
 function _M.validate(s)
   if type(s) ~= "table" then return nil, "a script is a JSON object" end
@@ -34,7 +43,7 @@ function _M.validate(s)
                 headers = s.headers, body = s.body, process = s.process == true }
   if type(out.path) ~= "string" then return nil, "path must be a string" end
   if out.fault ~= nil and not httpd.FAULTS[out.fault] then
-    return nil, "fault must be close, half, garbage or hang"
+    return nil, "fault must be one of " .. _M.fault_names()
   end
   if s.result ~= nil then
     if type(s.result) ~= "string" and type(s.result) ~= "number" then

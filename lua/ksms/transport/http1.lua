@@ -32,7 +32,8 @@ local urlencode_form, multipart_body = core.urlencode_form, core.multipart_body
 
 local _M = { _VERSION = "0.1.0" }
 
-_M.MAX_HEADER_BYTES = 256 * 1024 -- the whole response header block, as libcurl's transport
+_M.MAX_HEADER_BYTES = 256 * 1024 -- all response header blocks (1xx too), as libcurl's transport
+_M.MAX_INTERIM = 32               -- interim (1xx) responses before the final one, as libcurl's transport
 local MAX_LINE = 64 * 1024       -- one status, header or chunk-size line
 local READ_SIZE = 16 * 1024
 
@@ -221,14 +222,20 @@ function _M.prepare(req, defaults, index)
 end
 
 -- ---- the response ---------------------------------------------------------
+--
+-- Every parse here takes time linear in its input: no pattern that can
+-- backtrack over a run of blanks (such as "(.-)[ \t]*$"), no string grown
+-- by appending piece after piece, no copy of the unread buffer per line.
 
 local Reader = {}
 Reader.__index = Reader
 
 -- reader(fill): fill(max) returns up to max bytes (at least one), or nil,
 -- err ("closed" at the end of the stream, "timeout", anything else).
+-- The unread bytes are buf[pos..]: taking a line moves pos, it does not
+-- copy what is left.
 function _M.reader(fill)
-  return setmetatable({ fill = fill, buf = "", got = 0 }, Reader)
+  return setmetatable({ fill = fill, buf = "", pos = 1, got = 0 }, Reader)
 end
 
 -- Bytes read from the stream so far (to tell an empty reply from a cut one).
@@ -236,50 +243,68 @@ function Reader:received() return self.got end
 
 -- Whether bytes beyond the response are buffered (then the connection is
 -- not reused: they belong to nothing we asked for).
-function Reader:pending() return #self.buf > 0 end
+function Reader:pending() return self.pos <= #self.buf end
 
-function Reader:more(max)
-  local data, err = self.fill(max or READ_SIZE)
+-- The unread bytes, taken out of the buffer.
+function Reader:take()
+  local rest = sub(self.buf, self.pos)
+  self.buf, self.pos = "", 1
+  return rest
+end
+
+function Reader:read(max)
+  local data, err = self.fill(max)
   if not data then return nil, err end
   self.got = self.got + #data
-  self.buf = self.buf .. data
-  return true
+  return data
 end
 
 -- One line without its LF (and CR); nil, "too_long" past max bytes.
 function Reader:line(max)
-  local from = 1
-  while true do
-    local nl = find(self.buf, "\n", from, true)
-    if nl then
-      local line = sub(self.buf, 1, nl - 1)
-      self.buf = sub(self.buf, nl + 1)
-      if byte(line, -1) == 13 then line = sub(line, 1, -2) end
-      if #line > max then return nil, "too_long" end
-      return line
+  local buf, pos = self.buf, self.pos
+  local nl = find(buf, "\n", pos, true)
+  local line
+  if nl then
+    self.pos = nl + 1
+    line = sub(buf, pos, nl - 1)
+  else
+    -- The line goes on past the buffer: its pieces are joined once at the
+    -- end (a slow server may send it a byte at a time).
+    local parts, have = { self:take() }, #buf - pos + 1
+    while not nl do
+      if have > max + 1 then return nil, "too_long" end
+      local data, err = self:read(READ_SIZE)
+      if not data then return nil, err end
+      nl = find(data, "\n", 1, true)
+      if nl then
+        parts[#parts + 1] = sub(data, 1, nl - 1)
+        self.buf, self.pos = data, nl + 1
+      else
+        parts[#parts + 1] = data
+        have = have + #data
+      end
     end
-    if #self.buf > max + 1 then return nil, "too_long" end
-    from = #self.buf + 1
-    local ok, err = self:more()
-    if not ok then return nil, err end
+    line = concat(parts)
   end
+  if byte(line, -1) == 13 then line = sub(line, 1, -2) end
+  if #line > max then return nil, "too_long" end
+  return line
 end
 
 -- Exactly n bytes; nil, err, partial when the stream ends first.
 function Reader:exact(n)
-  local buf = self.buf
-  if #buf >= n then
-    self.buf = sub(buf, n + 1)
-    return sub(buf, 1, n)
+  local buf, pos = self.buf, self.pos
+  if #buf - pos + 1 >= n then
+    self.pos = pos + n
+    return sub(buf, pos, pos + n - 1)
   end
-  local parts, have = { buf }, #buf
-  self.buf = ""
+  local first = self:take()
+  local parts, have = { first }, #first
   while have < n do
-    local data, err = self.fill(n - have)
+    local data, err = self:read(n - have)
     if not data then return nil, err, concat(parts) end
-    self.got = self.got + #data
     if #data > n - have then -- a fill that ignores max: keep the rest
-      self.buf = sub(data, n - have + 1)
+      self.buf, self.pos = data, n - have + 1
       data = sub(data, 1, n - have)
     end
     parts[#parts + 1] = data
@@ -290,47 +315,101 @@ end
 
 -- Everything until the stream closes, at most max bytes (nil, "too_large").
 function Reader:rest(max)
-  local parts, have = { self.buf }, #self.buf
-  self.buf = ""
+  local first = self:take()
+  local parts, have = { first }, #first
   while true do
     if have > max then return nil, "too_large" end
-    local data, err = self.fill(READ_SIZE)
+    local data, err = self:read(READ_SIZE)
     if not data then
       if err == "closed" then return concat(parts) end
       return nil, err
     end
-    self.got = self.got + #data
     parts[#parts + 1] = data
     have = have + #data
   end
 end
 
+-- s[from..] without its leading and trailing blanks (SP, HT).
+local function trim(s, from)
+  local first = find(s, "[^ \t]", from)
+  if not first then return "" end
+  local last = #s
+  local b = byte(s, last)
+  while b == 32 or b == 9 do
+    last = last - 1
+    b = byte(s, last)
+  end
+  return sub(s, first, last)
+end
+_M.trim = trim
+
 -- Header lines -> { lowercased name = value }, repeats joined with ", ",
 -- obs-folded lines unfolded (as the libcurl transport's res.headers).
+-- Each name's pieces are joined once at the end: joining on every repeat
+-- would copy the value again for each of thousands of repeats.
 function _M.parse_headers(lines)
-  local headers, last = {}, nil
+  local pieces, last = {}, nil
   for _, line in ipairs(lines) do
     local first = byte(line)
-    if (first == 32 or first == 9) and last then
-      local v = match(line, "^[ \t]*(.-)[ \t]*$")
-      headers[last] = headers[last] .. " " .. v
+    if first == 32 or first == 9 then
+      if last then
+        last[#last + 1] = " "
+        last[#last + 1] = trim(line, 1)
+      end
     else
-      local name, value = match(line, "^([^:]+):[ \t]*(.-)[ \t]*$")
-      if name and first ~= 32 and first ~= 9 then
-        name = lower(name)
-        local old = headers[name]
-        headers[name] = old and (old .. ", " .. value) or value
-        last = name
+      local colon = find(line, ":", 1, true)
+      if colon and colon > 1 then
+        local name = lower(sub(line, 1, colon - 1))
+        local list = pieces[name]
+        if list then
+          list[#list + 1] = ", "
+        else
+          list = {}
+          pieces[name] = list
+        end
+        list[#list + 1] = trim(line, colon + 1)
+        last = list
       else
         last = nil
       end
     end
   end
+  local headers = {}
+  for name, list in pairs(pieces) do
+    headers[name] = list[2] and concat(list) or list[1]
+  end
   return headers
 end
 
+-- The body length a Content-Length value gives: n, or nil, why. A list of
+-- one number ("5, 5", as a repeated header reads) is that number.
+function _M.content_length(value)
+  local n, from = nil, 1
+  while true do
+    local comma = find(value, ",", from, true)
+    local v = trim(sub(value, from, comma and comma - 1 or -1), 1)
+    if #v == 0 or #v > 15 or find(v, "%D") then return nil, "bad Content-Length" end
+    local m = tonumber(v)
+    if n and m ~= n then return nil, "conflicting Content-Length values" end
+    n = m
+    if not comma then return n end
+    from = comma + 1
+  end
+end
+
+-- The last coding of a Transfer-Encoding value, lowercased.
+local function last_coding(te)
+  local from, comma = 1, find(te, ",", 1, true)
+  while comma do
+    from = comma + 1
+    comma = find(te, ",", from, true)
+  end
+  return lower(trim(te, from))
+end
+
 -- How the body is delimited: "none", "chunked", "close", or "length", n.
--- nil, why for a Content-Length that cannot be trusted.
+-- nil, why for a Content-Length that cannot be trusted. The libcurl
+-- transport applies the same Content-Length rules (csrc/http.c).
 function _M.framing(status, headers, head_request)
   if head_request or status == 204 or status == 304 or (status >= 100 and status < 200) then
     return "none"
@@ -338,19 +417,13 @@ function _M.framing(status, headers, head_request)
   local te = headers["transfer-encoding"]
   if te then
     -- chunked must be the last coding; anything else runs to the close.
-    if match(lower(te), "chunked[ \t]*$") then return "chunked" end
+    if last_coding(te) == "chunked" then return "chunked" end
     return "close"
   end
   local cl = headers["content-length"]
   if cl then
-    local n
-    for v in (cl .. ","):gmatch("[ \t]*([^,]-)[ \t]*,") do
-      if not match(v, "^%d+$") or #v > 15 then return nil, "bad Content-Length" end
-      local m = tonumber(v)
-      if n and m ~= n then return nil, "conflicting Content-Length values" end
-      n = m
-    end
-    if not n then return nil, "bad Content-Length" end
+    local n, why = _M.content_length(cl)
+    if not n then return nil, why end
     return "length", n
   end
   return "close"
@@ -367,7 +440,14 @@ end
 -- The server's idle limit from "Keep-Alive: timeout=N", in seconds.
 function _M.keepalive_timeout(headers)
   local ka = headers["keep-alive"]
-  return ka and tonumber(match(ka, "timeout%s*=%s*(%d+)")) or nil
+  local at = ka and find(ka, "timeout", 1, true)
+  while at do
+    -- anchored at the match: backtracks over this one blank run only
+    local n = match(ka, "^[ \t]*=[ \t]*(%d+)", at + 7)
+    if n then return tonumber(n) end
+    at = find(ka, "timeout", at + 7, true)
+  end
+  return nil
 end
 
 local function fail(reader, err, what)
@@ -379,16 +459,30 @@ local function fail(reader, err, what)
   return nil, "recv", what .. ": " .. tostring(err)
 end
 
+-- A chunked body may not cost much more to take apart than it brings:
+-- its framing (chunk-size lines with their extensions, and CRLFs) may pass
+-- MAX_FRAMING bytes only while it stays under 1/FRAMING_RATIO of the body
+-- so far. Chunks of a few hundred bytes or more never come near it;
+-- millions of one-byte chunks end after about 13,000, as too_large, instead
+-- of spending the worker's CPU until the timeout.
+local MAX_FRAMING = 64 * 1024
+local FRAMING_RATIO = 8
+
 local function read_chunked(r, max)
-  local parts, total = {}, 0
+  local parts, total, framing = {}, 0, 0
   while true do
     local line, err = r:line(MAX_LINE)
     if not line then return fail(r, err, "reading a chunk size") end
-    local hex = match(line, "^[ \t]*(%x+)[ \t]*;?")
+    local hex = match(line, "^[ \t]*(%x+)")
     if not hex or #hex > 15 then return nil, "protocol", "bad chunk size line" end
     local size = tonumber(hex, 16)
     if size == 0 then break end
     if total + size > max then return nil, "too_large", "response body over max_response" end
+    framing = framing + #line + 4
+    if framing > MAX_FRAMING and framing * FRAMING_RATIO > total + size then
+      return nil, "too_large", format("chunked framing out of proportion: %d chunks for %d body bytes",
+        #parts + 1, total + size)
+    end
     local data, rerr = r:exact(size)
     if not data then return fail(r, rerr, "reading a chunk") end
     parts[#parts + 1] = data
@@ -403,7 +497,7 @@ local function read_chunked(r, max)
     local line, err = r:line(MAX_LINE)
     if not line then return fail(r, err, "reading trailers") end
     if line == "" then break end
-    seen = seen + #line
+    seen = seen + #line + 2
     if seen > _M.MAX_HEADER_BYTES then return nil, "too_large", "response trailers too large" end
   end
   return concat(parts)
@@ -412,26 +506,35 @@ end
 -- read_response(reader, opts) -> res, keep | nil, code, detail
 -- res = { status, headers, body, raw_headers }; keep: the connection can
 -- be reused (framed body read whole, no Connection: close).
+-- Interim (1xx) responses are skipped, at most MAX_INTERIM of them, and
+-- their header bytes count in MAX_HEADER_BYTES with the final one's: an
+-- endless stream of them ends as too_large, not at the timeout.
 function _M.read_response(r, opts)
   local max = opts.max_response or huge
   local status, minor, lines
-  repeat -- interim 1xx responses (100 Continue, 103) are skipped
+  local size, interim = 0, 0 -- header bytes of every response so far
+  while true do
     local line, err = r:line(MAX_LINE)
     if not line then return fail(r, err, "reading the status line") end
     local m, code = match(line, "^HTTP/1%.(%d) (%d%d%d)")
     if not m then return nil, "protocol", "malformed HTTP response (no status line)" end
     minor, status = tonumber(m), tonumber(code)
     lines = {}
-    local size = #line
+    size = size + #line + 2
     while true do
       local h, herr = r:line(MAX_LINE)
       if not h then return fail(r, herr, "reading the response headers") end
-      if h == "" then break end
       size = size + #h + 2
       if size > _M.MAX_HEADER_BYTES then return nil, "too_large", "response headers too large" end
+      if h == "" then break end
       lines[#lines + 1] = h
     end
-  until status and (status >= 200 or status == 101)
+    if status >= 200 or status == 101 then break end
+    interim = interim + 1
+    if interim > _M.MAX_INTERIM then
+      return nil, "too_large", format("more than %d interim (1xx) responses", _M.MAX_INTERIM)
+    end
+  end
   local headers = _M.parse_headers(lines)
   local how, n = _M.framing(status, headers, opts.head)
   if not how then return nil, "protocol", n end

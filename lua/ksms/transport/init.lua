@@ -53,8 +53,13 @@
 --   code        "timeout" (connect or total), "dns", "connect" (refused,
 --               unreachable), "tls" (handshake, certificate), "send",
 --               "recv" (reset, closed, empty reply), "protocol" (malformed
---               HTTP), "too_large" (body over max_response), "file" (a
---               multipart file that cannot be read; nothing was sent)
+--               HTTP, conflicting Content-Length values), "too_large" (body
+--               over max_response; headers over 256 KiB counting every 1xx
+--               answer's; more than 32 interim 1xx answers; a header line
+--               over 64 KiB (nginx) or 100 KiB (libcurl); inside nginx, a
+--               chunked body whose framing outweighs it, as millions of
+--               one-byte chunks), "file" (a multipart file that cannot be
+--               read; nothing was sent)
 --   maybe_sent  false only when no byte of the request can have reached
 --               the server (DNS, connect, TLS handshake, connect timeout);
 --               true otherwise: the server may have acted on it
