@@ -29,7 +29,11 @@ describe("ksms.cli.journal.load", function()
     debug.sethook()
     os.remove(path)
     assert.is_true(hook_n > 0)
-    assert.is_true(peak - before < 8 * 1024, ("heap grew %.0f KB"):format(peak - before))
+    -- f:lines() holds the 50 MB line whole (more while it grows it); the
+    -- chunked reader holds 1 MiB of it at most, plus the garbage of its
+    -- 64 KiB reads, which the collector lets grow up to its pause (as big
+    -- as the heap the suite already has): far under the line itself.
+    assert.is_true(peak - before < 40 * 1024, ("heap grew %.0f KB"):format(peak - before))
     assert.equal("phone,name", state.columns)
     assert.is_true(state.ok:has(1))
     assert.is_true(state.unknown:has(2))
