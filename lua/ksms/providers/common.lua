@@ -82,7 +82,7 @@ function _M.parse_json(provider, res)
   if res.status ~= 200 then
     return nil, errors.new {
       category = "server", code = "http_" .. tostring(res.status), provider = provider,
-      message = format("HTTP %d from the provider", res.status),
+      message = "HTTP " .. tostring(res.status) .. " from the provider", -- %d raises on 200.5
       retryable = false, maybe_sent = res.status >= 500,
       raw = res.body,
     }
