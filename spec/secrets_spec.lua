@@ -78,7 +78,9 @@ describe("ksms.secrets", function()
     local masked = m:mask(text)
     local t = os.clock() - t0
     assert.equal(("********%2"):rep(64 * 1024), masked)
-    assert.is_true(t < 0.5, ("%.2f s of CPU for %d bytes"):format(t, #text))
+    -- about 0.3 s here (0.6 s under the ASan build on a loaded machine); a
+    -- masker that rescans from each start would take hours on 900 KB
+    assert.is_true(t < 3, ("%.2f s of CPU for %d bytes"):format(t, #text))
   end)
 end)
 
