@@ -33,17 +33,28 @@ static int core_monotonic(lua_State *L) {
   return 1;
 }
 
-/* core.sleep(seconds): waits without a socket (between reconnects). */
+/* The longest one call waits. Casting a number past time_t's range (an
+ * infinite or huge wait) is undefined behaviour, so the wait is clamped
+ * first; a day is far past any pause ksms computes and fits every time_t. */
+#define CORE_SLEEP_MAX 86400.0
+
+/* core.sleep(seconds) -> seconds waited for: waits without a socket
+ * (between reconnects). NaN or a negative number waits 0; more than
+ * CORE_SLEEP_MAX waits CORE_SLEEP_MAX. */
 static int core_sleep(lua_State *L) {
   lua_Number secs = luaL_checknumber(L, 1);
+  if (!(secs > 0)) secs = 0; /* NaN too */
+  else if (secs > CORE_SLEEP_MAX) secs = CORE_SLEEP_MAX;
   if (secs > 0) {
     struct timespec ts;
     ts.tv_sec = (time_t)secs;
     ts.tv_nsec = (long)((secs - (lua_Number)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec > 999999999L) ts.tv_nsec = 999999999L; /* rounding */
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
   }
-  return 0;
+  lua_pushnumber(L, secs);
+  return 1;
 }
 
 void core_register(lua_State *L, const luaL_Reg *fns) {
