@@ -43,7 +43,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <openssl/rand.h>
 #include "ksms.h"
 
 #define HTTP_CLIENT_MT "ksms.core.http_client"
@@ -395,12 +394,7 @@ static int http_boundary_ok(const char *s, size_t n) {
 static int http_random_boundary(char *out, size_t cap) {
   unsigned char raw[HTTP_BOUNDARY_RANDOM];
   if (cap < 5 + sizeof raw + 1) return -1;
-  if (RAND_bytes(raw, (int)sizeof raw) != 1) {
-    FILE *f = fopen("/dev/urandom", "rb");
-    size_t got = f ? fread(raw, 1, sizeof raw, f) : 0;
-    if (f) fclose(f);
-    if (got != sizeof raw) return -1;
-  }
+  if (core_random_bytes(raw, sizeof raw) != 0) return -1;
   memcpy(out, "ksms-", 5);
   for (size_t i = 0; i < sizeof raw; i++) out[5 + i] = http_alnum[raw[i] % 62];
   out[5 + sizeof raw] = '\0';

@@ -145,6 +145,11 @@ typedef struct core_state {
  * userdata at index 2 as their single upvalue. */
 void core_register(lua_State *L, const luaL_Reg *fns);
 
+/* core.c: fills n bytes from the operating system's random source (the
+ * one every random value of the core comes from). 0, or -1 when none
+ * could be read. */
+int core_random_bytes(void *out, size_t n);
+
 /* Each source file registers its bindings (module at 1, state at 2). */
 void b64_open(lua_State *L);
 void hex_open(lua_State *L);

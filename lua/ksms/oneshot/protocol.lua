@@ -66,6 +66,7 @@ local type, pairs, ipairs, tostring, tonumber, setmetatable, error =
 local concat, format, floor, min = table.concat, string.format, math.floor, math.min
 local aes_encrypt, aes_decrypt = core.aes128cbc_encrypt, core.aes128cbc_decrypt
 local b64encode, b64decode, cp949_len = core.b64encode, core.b64decode, core.cp949_len
+local random = core.random -- the OS random source: LuaJIT never seeds math.random
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -198,7 +199,7 @@ function _M.new(opts)
     sms_max = opts.sms_max or 90, lms_max = opts.lms_max or 2000,
     upload_chunk = opts.upload_chunk or 1536,
     dedup_size = opts.dedup_size or 10000,
-    id_prefix = opts.id_prefix or format("%x%04x", os.time() % 0x10000000, math.random(0, 0xffff)),
+    id_prefix = opts.id_prefix or format("%x%04x", os.time() % 0x10000000, random(0, 0xffff)),
     seq = 0,
     state = "idle",
     -- the send queue: a deque of records

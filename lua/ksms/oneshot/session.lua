@@ -32,8 +32,9 @@ local protocol = require "ksms.oneshot.protocol"
 local errors = require "ksms.errors"
 
 local type, pairs, pcall, setmetatable, error, tostring = type, pairs, pcall, setmetatable, error, tostring
-local min, max, random, floor = math.min, math.max, math.random, math.floor
+local min, max, floor = math.min, math.max, math.floor
 local monotonic, tcp_connect = core.monotonic, core.tcp_connect
+local random = core.random -- the OS random source: LuaJIT never seeds math.random
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -69,7 +70,6 @@ function _M.new(opts)
   end
   local popts = {}
   for k, v in pairs(opts) do if not OWN[k] then popts[k] = v end end
-  popts.id_prefix = popts.id_prefix or ("%x%04x"):format(os.time() % 0xffffff, random(0, 0xffff))
   local p = protocol.new(popts)
   return setmetatable({
     opts = opts, p = p, conn = nil, bound = false, closed = false,
