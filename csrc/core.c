@@ -177,8 +177,8 @@ KSMS_EXPORT int luaopen_ksms_core(lua_State *L) {
   lua_setfield(L, 1, "sleep");
   lua_pushcfunction(L, core_random);
   lua_setfield(L, 1, "random");
-  lua_pushliteral(L, "0.1.0");
-  lua_setfield(L, 1, "_VERSION");   /* first: http_open reads it */
+  lua_pushliteral(L, KSMS_VERSION);
+  lua_setfield(L, 1, "_VERSION");
 
   err_open(L);
   b64_open(L);

@@ -13,6 +13,9 @@
 
 #define KSMS_EXPORT __attribute__((visibility("default")))
 
+/* ksms.core._VERSION; the default User-Agent is "ksms/" KSMS_VERSION. */
+#define KSMS_VERSION "0.1.0"
+
 KSMS_EXPORT int luaopen_ksms_core(lua_State *L);
 
 /* Whatever the compiler flags (LuaRocks' builtin backend passes none of
@@ -79,6 +82,10 @@ void buf_drop(buf_t *b);
 void buf_consume(buf_t *b, size_t n);
 /* Gives back memory after a large burst so an idle buffer stays small. */
 void buf_shrink(buf_t *b, size_t keep);
+
+/* Pushes a userdata owning one empty buffer, freed by its __gc: a binding
+ * that builds into it and raises half way leaks nothing. */
+buf_t *buf_owned(lua_State *L);
 
 /* ---- error.c: structured error objects (prefix err_) ----
  * A runtime failure is returned as nil plus a table
