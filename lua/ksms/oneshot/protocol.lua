@@ -1,7 +1,8 @@
 -- ksms.oneshot.protocol: the OneShot client protocol as a sans-I/O state
--- machine. It performs no I/O and reads no clock: bytes received and the
--- current time (any monotonic seconds) go in, bytes to write and events come
--- out. A session (sockets, timers) drives it:
+-- machine. It performs no I/O and keeps no time of its own: bytes received
+-- and the current time (any monotonic seconds) go in, bytes to write and
+-- events come out. (The wall clock is read once, by new(), for the default
+-- id_prefix.) A session (sockets, timers) drives it:
 --
 --   local p = protocol.new { id =, password =, key =, iv =, ... }
 --   out                = p:connected(now)        -- after the TCP connect

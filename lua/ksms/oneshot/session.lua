@@ -13,7 +13,8 @@
 --   s:submit(msg, on_result)    -> true | nil, err   (queued; on_result(res) or on_result(nil, err))
 --   s:poll(timeout)             -> runs I/O and callbacks for up to timeout seconds
 --   s:flush([timeout])          -> true when every submitted message has its outcome
---   s:close()                   -> UnBind, then close (idempotent; also __close/__gc)
+--   s:close()                   -> UnBind, then close (idempotent; also __close;
+--                                  no __gc, see Session.close)
 --
 -- Every submitted message ends in exactly one outcome: its MsgSendRes, a
 -- refusal before sending, or, when the connection died after it was
