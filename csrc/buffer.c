@@ -57,3 +57,21 @@ void buf_free(buf_t *b) {
   b->data = NULL;
   b->len = b->cap = 0;
 }
+
+#define BUF_OWNED_MT "ksms.core.buffer"
+
+static int buf_owned_gc(lua_State *L) {
+  buf_free(luaL_checkudata(L, 1, BUF_OWNED_MT));
+  return 0;
+}
+
+buf_t *buf_owned(lua_State *L) {
+  buf_t *b = lua_newuserdata(L, sizeof *b);
+  *b = (buf_t){0};
+  if (luaL_newmetatable(L, BUF_OWNED_MT)) {
+    lua_pushcfunction(L, buf_owned_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return b;
+}

@@ -8,7 +8,10 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <time.h>
+#include <openssl/rand.h>
 #include "ksms.h"
 
 #define CORE_STATE_MT "ksms.core.state"
@@ -33,17 +36,87 @@ static int core_monotonic(lua_State *L) {
   return 1;
 }
 
-/* core.sleep(seconds): waits without a socket (between reconnects). */
+/* The longest one call waits. Casting a number past time_t's range (an
+ * infinite or huge wait) is undefined behaviour, so the wait is clamped
+ * first; a day is far past any pause ksms computes and fits every time_t. */
+#define CORE_SLEEP_MAX 86400.0
+
+/* core.sleep(seconds) -> seconds waited for: waits without a socket
+ * (between reconnects). NaN or a negative number waits 0; more than
+ * CORE_SLEEP_MAX waits CORE_SLEEP_MAX. */
 static int core_sleep(lua_State *L) {
   lua_Number secs = luaL_checknumber(L, 1);
+  if (!(secs > 0)) secs = 0; /* NaN too */
+  else if (secs > CORE_SLEEP_MAX) secs = CORE_SLEEP_MAX;
   if (secs > 0) {
     struct timespec ts;
     ts.tv_sec = (time_t)secs;
     ts.tv_nsec = (long)((secs - (lua_Number)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec > 999999999L) ts.tv_nsec = 999999999L; /* rounding */
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
   }
-  return 0;
+  lua_pushnumber(L, secs);
+  return 1;
+}
+
+/* The one random source of the core: OpenSSL's RAND_bytes (seeded by the
+ * kernel, reseeded after fork), /dev/urandom when it fails. 0, or -1 when
+ * neither gave n bytes. */
+int core_random_bytes(void *out, size_t n) {
+  if (n <= INT_MAX && RAND_bytes(out, (int)n) == 1) return 0;
+  FILE *f = fopen("/dev/urandom", "rb");
+  size_t got = f ? fread(out, 1, n, f) : 0;
+  if (f) fclose(f);
+  return got == n ? 0 : -1;
+}
+
+static uint64_t core_random_u64(lua_State *L) {
+  uint64_t v;
+  if (core_random_bytes(&v, sizeof v) != 0) luaL_error(L, "ksms.core: no random bytes");
+  return v;
+}
+
+/* An integer argument, checked before any cast (LuaJIT's
+ * luaL_checkinteger casts a double out of range). */
+static lua_Integer core_checkinteger(lua_State *L, int i) {
+  luaL_checknumber(L, i);
+  luaL_argcheck(L, lua_isinteger(L, i), i, "number has no integer representation");
+  return lua_tointeger(L, i);
+}
+
+/* core.random() -> float in [0, 1)
+ * core.random(m) -> integer in [1, m]
+ * core.random(m, n) -> integer in [m, n]
+ * math.random's contract from core_random_bytes: LuaJIT and OpenResty
+ * never seed math.random, so processes started together (or nginx
+ * workers forked from one master) would draw the same numbers. Used for
+ * OneShot message id prefixes and reconnect jitter. */
+static int core_random(lua_State *L) {
+  int top = lua_gettop(L);
+  if (top == 0) {
+    lua_pushnumber(L, (lua_Number)(core_random_u64(L) >> 11) * 0x1.0p-53);
+    return 1;
+  }
+  lua_Integer lo = 1, hi;
+  if (top == 1) {
+    hi = core_checkinteger(L, 1);
+  } else {
+    lo = core_checkinteger(L, 1);
+    hi = core_checkinteger(L, 2);
+  }
+  luaL_argcheck(L, lo <= hi, top == 1 ? 1 : 2, "interval is empty");
+  uint64_t span = (uint64_t)hi - (uint64_t)lo; /* how many values, less one */
+  uint64_t v = core_random_u64(L);
+  if (span != UINT64_MAX) {
+    /* Draw below the largest multiple of span + 1: the modulo of what is
+     * left would favour the low values. */
+    uint64_t count = span + 1, limit = UINT64_MAX - UINT64_MAX % count;
+    while (v >= limit) v = core_random_u64(L);
+    v %= count;
+  }
+  lua_pushinteger(L, (lua_Integer)((uint64_t)lo + v));
+  return 1;
 }
 
 void core_register(lua_State *L, const luaL_Reg *fns) {
@@ -102,8 +175,10 @@ KSMS_EXPORT int luaopen_ksms_core(lua_State *L) {
   lua_setfield(L, 1, "monotonic");
   lua_pushcfunction(L, core_sleep);
   lua_setfield(L, 1, "sleep");
-  lua_pushliteral(L, "0.1.0");
-  lua_setfield(L, 1, "_VERSION");   /* first: http_open reads it */
+  lua_pushcfunction(L, core_random);
+  lua_setfield(L, 1, "random");
+  lua_pushliteral(L, KSMS_VERSION);
+  lua_setfield(L, 1, "_VERSION");
 
   err_open(L);
   b64_open(L);

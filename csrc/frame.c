@@ -5,8 +5,8 @@
  * zlib (RFC 1950) data holding a UTF-8 JSON message. The encoder returns the
  * whole frame; the decoder is fed whatever bytes a transport read (one byte,
  * half a frame, ten frames) and hands back every complete payload. It never
- * touches a socket, so the same code serves libcurl, LuaSocket and OpenResty
- * cosockets.
+ * touches a socket, so the same code serves the core's TCP client
+ * (ksms.oneshot.session), OpenResty cosockets (ksms.ngx) or any other socket.
  */
 #include <ctype.h>
 #include <stdint.h>

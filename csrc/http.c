@@ -43,7 +43,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <openssl/rand.h>
 #include "ksms.h"
 
 #define HTTP_CLIENT_MT "ksms.core.http_client"
@@ -395,12 +394,7 @@ static int http_boundary_ok(const char *s, size_t n) {
 static int http_random_boundary(char *out, size_t cap) {
   unsigned char raw[HTTP_BOUNDARY_RANDOM];
   if (cap < 5 + sizeof raw + 1) return -1;
-  if (RAND_bytes(raw, (int)sizeof raw) != 1) {
-    FILE *f = fopen("/dev/urandom", "rb");
-    size_t got = f ? fread(raw, 1, sizeof raw, f) : 0;
-    if (f) fclose(f);
-    if (got != sizeof raw) return -1;
-  }
+  if (core_random_bytes(raw, sizeof raw) != 0) return -1;
   memcpy(out, "ksms-", 5);
   for (size_t i = 0; i < sizeof raw; i++) out[5 + i] = http_alnum[raw[i] % 62];
   out[5 + sizeof raw] = '\0';
@@ -1477,12 +1471,7 @@ static int http_client_new(lua_State *L) {
     luaL_error(L, "ksms.core: http_client option insecure must be a boolean");
   c->insecure = lua_toboolean(L, -1);
   lua_pop(L, 1);
-  luaL_getmetatable(L, HTTP_CLIENT_MT);
-  lua_getfield(L, -1, "user_agent"); /* "ksms/<version>", set by http_open */
-  char ua[64];
-  snprintf(ua, sizeof ua, "%s", lua_tostring(L, -1));
-  lua_pop(L, 2);
-  c->user_agent = http_opt_string(L, "user_agent", ua);
+  c->user_agent = http_opt_string(L, "user_agent", "ksms/" KSMS_VERSION);
   c->ca_file = http_opt_string(L, "ca_file", NULL);
   if (c->ca_file && access(c->ca_file, R_OK) != 0)
     luaL_error(L, "ksms.core: http_client option ca_file: cannot read '%s'", c->ca_file);
@@ -1501,11 +1490,10 @@ static int http_client_new(lua_State *L) {
 static int http_urlencode_form(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  http_batch *b = http_batch_new(L, 1); /* owns the buffer if a raise comes */
-  http_form_encode(L, 1, &b->x[0].body, -1);
-  if (b->x[0].body.len) lua_pushlstring(L, (const char *)b->x[0].body.data, b->x[0].body.len);
-  else lua_pushliteral(L, "");
-  http_xfer_free(&b->x[0]);
+  buf_t *out = buf_owned(L); /* freed by its __gc if a raise comes */
+  http_form_encode(L, 1, out, -1);
+  lua_pushlstring(L, out->len ? (const char *)out->data : "", out->len);
+  buf_free(out);
   return 1;
 }
 
@@ -1564,11 +1552,7 @@ void http_open(lua_State *L) {
   lua_setfield(L, -2, "__close");
   lua_pushcfunction(L, http_client_tostring);
   lua_setfield(L, -2, "__tostring");
-  /* The default User-Agent: the module's _VERSION is set before http_open. */
-  lua_getfield(L, 1, "_VERSION");
-  lua_pushfstring(L, "ksms/%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-  lua_setfield(L, -3, "user_agent");
-  lua_pop(L, 2);
+  lua_pop(L, 1);
   luaL_newmetatable(L, HTTP_BATCH_MT);
   lua_pushcfunction(L, http_batch_gc);
   lua_setfield(L, -2, "__gc");

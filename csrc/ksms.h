@@ -13,6 +13,9 @@
 
 #define KSMS_EXPORT __attribute__((visibility("default")))
 
+/* ksms.core._VERSION; the default User-Agent is "ksms/" KSMS_VERSION. */
+#define KSMS_VERSION "0.1.0"
+
 KSMS_EXPORT int luaopen_ksms_core(lua_State *L);
 
 /* Whatever the compiler flags (LuaRocks' builtin backend passes none of
@@ -80,6 +83,10 @@ void buf_consume(buf_t *b, size_t n);
 /* Gives back memory after a large burst so an idle buffer stays small. */
 void buf_shrink(buf_t *b, size_t keep);
 
+/* Pushes a userdata owning one empty buffer, freed by its __gc: a binding
+ * that builds into it and raises half way leaks nothing. */
+buf_t *buf_owned(lua_State *L);
+
 /* ---- error.c: structured error objects (prefix err_) ----
  * A runtime failure is returned as nil plus a table
  *   { category=, code=, message=, provider="ksms", retryable=false }
@@ -144,6 +151,11 @@ typedef struct core_state {
 /* Registers fns into the module table at index 1 with the core_state
  * userdata at index 2 as their single upvalue. */
 void core_register(lua_State *L, const luaL_Reg *fns);
+
+/* core.c: fills n bytes from the operating system's random source (the
+ * one every random value of the core comes from). 0, or -1 when none
+ * could be read. */
+int core_random_bytes(void *out, size_t n);
 
 /* Each source file registers its bindings (module at 1, state at 2). */
 void b64_open(lua_State *L);

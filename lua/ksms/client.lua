@@ -178,7 +178,7 @@ function Client:close()
 end
 
 Client.__close = Client.close
-Client.__gc = nil -- the transport has its own finalizer
+-- No __gc: the transport has its own finalizer.
 
 function Client:__tostring()
   -- Never the credentials.

@@ -26,8 +26,9 @@ local _M = { _VERSION = "0.1.0" }
 
 -- JSON out: keys sorted (stable output), an empty table as [] (the empty
 -- tables ksms returns are lists: numbers, records, unknown rows), strings
--- escaped by cjson. lua-cjson 2.1.0 has no empty-array setting.
-local cjson_encode = cjson.encode
+-- escaped by cjson (a private instance: the caller's settings stay its
+-- own). lua-cjson 2.1.0 has no empty-array setting.
+local cjson_encode = cjson.new().encode
 
 -- Bytes a server sent may not be UTF-8, and JSON is: each byte that is not
 -- part of a well-formed sequence (a stray continuation byte, an overlong

@@ -35,9 +35,10 @@ local semaphore = require "ngx.semaphore"
 
 local ngx = ngx
 local type, pairs, pcall, setmetatable, error, tostring = type, pairs, pcall, setmetatable, error, tostring
-local min, random, floor = math.min, math.random, math.floor
+local min, floor = math.min, math.floor
 local concat = table.concat
 local monotonic = core.monotonic
+local random = core.random -- math.random is not seeded per worker
 local spawn, kill = ngx.thread.spawn, ngx.thread.kill
 local log, ERR, WARN = ngx.log, ngx.ERR, ngx.WARN
 

@@ -1,7 +1,8 @@
 -- ksms.oneshot.protocol: the OneShot client protocol as a sans-I/O state
--- machine. It performs no I/O and reads no clock: bytes received and the
--- current time (any monotonic seconds) go in, bytes to write and events come
--- out. A session (sockets, timers) drives it:
+-- machine. It performs no I/O and keeps no time of its own: bytes received
+-- and the current time (any monotonic seconds) go in, bytes to write and
+-- events come out. (The wall clock is read once, by new(), for the default
+-- id_prefix.) A session (sockets, timers) drives it:
 --
 --   local p = protocol.new { id =, password =, key =, iv =, ... }
 --   out                = p:connected(now)        -- after the TCP connect
@@ -66,6 +67,7 @@ local type, pairs, ipairs, tostring, tonumber, setmetatable, error =
 local concat, format, floor, min = table.concat, string.format, math.floor, math.min
 local aes_encrypt, aes_decrypt = core.aes128cbc_encrypt, core.aes128cbc_decrypt
 local b64encode, b64decode, cp949_len = core.b64encode, core.b64decode, core.cp949_len
+local random = core.random -- the OS random source: LuaJIT never seeds math.random
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -198,7 +200,7 @@ function _M.new(opts)
     sms_max = opts.sms_max or 90, lms_max = opts.lms_max or 2000,
     upload_chunk = opts.upload_chunk or 1536,
     dedup_size = opts.dedup_size or 10000,
-    id_prefix = opts.id_prefix or format("%x%04x", os.time() % 0x10000000, math.random(0, 0xffff)),
+    id_prefix = opts.id_prefix or format("%x%04x", os.time() % 0x10000000, random(0, 0xffff)),
     seq = 0,
     state = "idle",
     -- the send queue: a deque of records

@@ -2,7 +2,7 @@
 -- of the provider's tables (004, section 3.3). The encoder writes fields in
 -- this order, which is what reproduces the document's frames byte for byte.
 -- Fields marked "public client" come from a public client of the same
--- service (see shared/seeds/README.md), not from the document's tables.
+-- service, not from the document's tables.
 
 local _M = { _VERSION = "0.1.0" }
 

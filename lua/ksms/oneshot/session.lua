@@ -13,7 +13,8 @@
 --   s:submit(msg, on_result)    -> true | nil, err   (queued; on_result(res) or on_result(nil, err))
 --   s:poll(timeout)             -> runs I/O and callbacks for up to timeout seconds
 --   s:flush([timeout])          -> true when every submitted message has its outcome
---   s:close()                   -> UnBind, then close (idempotent; also __close/__gc)
+--   s:close()                   -> UnBind, then close (idempotent; also __close;
+--                                  no __gc, see Session.close)
 --
 -- Every submitted message ends in exactly one outcome: its MsgSendRes, a
 -- refusal before sending, or, when the connection died after it was
@@ -32,8 +33,9 @@ local protocol = require "ksms.oneshot.protocol"
 local errors = require "ksms.errors"
 
 local type, pairs, pcall, setmetatable, error, tostring = type, pairs, pcall, setmetatable, error, tostring
-local min, max, random, floor = math.min, math.max, math.random, math.floor
+local min, max, floor = math.min, math.max, math.floor
 local monotonic, tcp_connect = core.monotonic, core.tcp_connect
+local random = core.random -- the OS random source: LuaJIT never seeds math.random
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -69,7 +71,6 @@ function _M.new(opts)
   end
   local popts = {}
   for k, v in pairs(opts) do if not OWN[k] then popts[k] = v end end
-  popts.id_prefix = popts.id_prefix or ("%x%04x"):format(os.time() % 0xffffff, random(0, 0xffff))
   local p = protocol.new(popts)
   return setmetatable({
     opts = opts, p = p, conn = nil, bound = false, closed = false,

@@ -1,4 +1,4 @@
--- ksms.providers.cafe24: Cafe24 SMS hosting (shared/seeds/003). HTTPS form
+-- ksms.providers.cafe24: Cafe24 SMS hosting (the provider's document). HTTPS form
 -- POSTs whose every field is Base64 (with `mode` set), answered in plain
 -- text "code,remaining". Strict EUC-KR (KS X 1001): '됬' and emoji are
 -- refused before sending. Also the balance (sms_remain.php), registered

@@ -1,4 +1,4 @@
--- ksms.providers.messageme: MessageMe API V2 (shared/seeds/002): SMS/LMS/
+-- ksms.providers.messageme: MessageMe API V2 (the provider's document): SMS/LMS/
 -- MMS, KakaoTalk AlimTalk and FriendTalk with SMS fallback, the cash
 -- balance, and the inbound MO webhook (parse_mo).
 local apiv2 = require "ksms.providers.apiv2"

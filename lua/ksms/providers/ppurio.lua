@@ -1,4 +1,4 @@
--- ksms.providers.ppurio: KTH API Store "ppurio" v1 (shared/seeds/001).
+-- ksms.providers.ppurio: KTH API Store "ppurio" v1 (the provider's document).
 -- SMS, LMS and MMS (JPEG files as multipart `file` parts), delivery
 -- reports by cmid, and caller-number registration and listing. The key goes
 -- in the header "x-waple-authorization" (sent in exactly that case), the

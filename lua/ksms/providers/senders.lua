@@ -1,4 +1,4 @@
--- ksms.providers.senders: Senders API V2 (shared/seeds/000). Form POSTs
+-- ksms.providers.senders: Senders API V2 (the provider's document). Form POSTs
 -- to /APIV2/sms_send and /APIV2/remainCoin, answered {"result":"<code>"}.
 local apiv2 = require "ksms.providers.apiv2"
 
