@@ -78,6 +78,18 @@ describe("misuse on an HTTP client", function()
     assert.same({}, messageme:requests())
   end)
 
+  it("a number as 'to' says that a number loses the leading 0", function()
+    for _, cl in ipairs { s, m, p, c } do
+      raises_here(function() local _ = cl:send { to = 01011112222, from = FROM, text = "x" } end,
+        "phone numbers must be strings (a number loses the leading 0)")
+      raises_here(function() local _ = cl:send { to = { 01011112222 }, from = FROM, text = "x" } end,
+        "phone numbers must be strings (a number loses the leading 0)")
+    end
+    raises_here(function() local _ = m:alimtalk { template = "T1", to = 01011112222, from = FROM } end,
+      "phone numbers must be strings (a number loses the leading 0)")
+    raises_here(function() local _ = s:send { to = true, from = FROM, text = "x" } end, "send needs 'to'")
+  end)
+
   it("alimtalk and friendtalk: name the caller's line", function()
     local at = { template = "T1", to = "01011112222", from = FROM }
     local function with(t, extra)

@@ -27,11 +27,13 @@ local function check_fields(msg, extra, what)
   end
 end
 
--- Recipients: one number or a list; each normalised, all checked.
+-- Recipients: one number or a list; each normalised, all checked. A Lua
+-- number goes to phone.normalize too, which says why it cannot be one.
 function _M.recipients(to, max, what)
-  if type(to) == "string" then to = { to } end
+  local t = type(to)
+  if t == "string" or t == "number" then to = { to } end
   if type(to) ~= "table" or #to == 0 then
-    misuse(format("ksms: %s needs 'to' (a number or a list of numbers)", what or "send"))
+    misuse(format("ksms: %s needs 'to' (a phone number as a string, or a list of them)", what or "send"))
   end
   local out = {}
   for i, n in ipairs(to) do
