@@ -84,19 +84,23 @@ function Client:_run(plans, concurrency)
       slice[#slice + 1] = o
     end
     local res, err = plan.finish(slice)
-    results[i] = res or self:_mask(err)
+    results[i] = self:_outcome(res or err)
   end
   return results
 end
 
--- Every error a client returns leaves through here: a server may echo the
--- request (the key, in any encoding) into the answer an error quotes.
-function Client:_mask(err)
-  return self.masker:mask_in_place(err)
+-- Every outcome a client returns leaves through here, the one place that
+-- stamps the provider (adapters and the shared rules need not) and masks
+-- errors: a server may echo the request (the key, in any encoding) into
+-- the answer an error quotes.
+function Client:_outcome(out)
+  out.provider = self.provider
+  if out.ok then return out end
+  return self.masker:mask_in_place(out)
 end
 
 function Client:_one(plan, err)
-  if not plan then return nil, self:_mask(err) end
+  if not plan then return nil, self:_outcome(err) end
   local out = self:_run({ plan })[1]
   if out.ok then return out end
   return nil, out
@@ -125,7 +129,7 @@ function Client:send_many(messages, opts)
       plans[#plans + 1] = plan
       where[#plans] = i
     else
-      outcomes[i] = self:_mask(err)
+      outcomes[i] = self:_outcome(err)
     end
   end
   local results = self:_run(plans, concurrency)

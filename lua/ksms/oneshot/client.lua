@@ -32,6 +32,14 @@ function Client:_ready()
   return self.session:connect()
 end
 
+-- Every outcome the client returns names the provider, stamped here: the
+-- protocol passes on what the shared rules refuse, which know no provider.
+local function stamped(res, err)
+  if res then res.provider = "oneshot" end
+  if err then err.provider = "oneshot" end
+  return res, err
+end
+
 local function copy_with(msg, to, kind)
   local m = {}
   for k, v in pairs(msg) do m[k] = v end
@@ -54,9 +62,8 @@ function Client:_run(list, timeout)
   for i = 1, #list do
     -- Still queued or in flight: the session may yet send it, so a caller
     -- must not resend it blindly.
-    outcomes[i] = outcomes[i] or errors.new { category = "unknown", code = "no_outcome", provider = "oneshot",
-      maybe_sent = true,
-      message = "no outcome in time; it may still be sent, and its outcome arrives through the session's poll" }
+    outcomes[i] = stamped(outcomes[i] or errors.new { category = "unknown", code = "no_outcome", maybe_sent = true,
+      message = "no outcome in time; it may still be sent, and its outcome arrives through the session's poll" })
   end
   return outcomes
 end
@@ -66,10 +73,10 @@ function Client:send(msg)
   if type(msg) ~= "table" then misuse("ksms: send needs a message table") end
   if msg.at ~= nil then misuse("ksms: OneShot has no reservations (client.capabilities.reservation)") end
   local ok, err = self:_ready()
-  if not ok then return nil, err end
+  if not ok then return stamped(nil, err) end
   if type(msg.to) ~= "table" then
     local session = self.session
-    return guard(function() return session:send(msg) end)
+    return stamped(guard(function() return session:send(msg) end))
   end
   local list = {}
   for i, to in ipairs(msg.to) do list[i] = copy_with(msg, to) end
@@ -91,6 +98,7 @@ function Client:send_many(messages, opts)
   local ok, err = self:_ready()
   if not ok then
     local outs = {}
+    stamped(nil, err)
     for i = 1, #messages do outs[i] = err end
     return outs
   end

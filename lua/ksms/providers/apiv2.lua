@@ -111,10 +111,7 @@ function _M.define(p)
 
   function P.plan_send(cfg, msg, ctx)
     local m, err = message.normalize_send(msg, send_spec, ctx)
-    if not m then
-      err.provider = p.name
-      return nil, err
-    end
+    if not m then return nil, err end
     local parts = chunk(m.to, cfg.max_per_request)
     local reqs = {}
     for i, rcpts in ipairs(parts) do
@@ -192,7 +189,7 @@ function _M.define(p)
         misuse("ksms: alimtalk needs 'template' (the approved template code)")
       end
       local m, err = common_kakao(msg, ctx, "alimtalk", FIELDS)
-      if not m then err.provider = p.name; return nil, err end
+      if not m then return nil, err end
       local vars = msg.variables or {}
       if type(vars) ~= "table" then misuse("ksms: 'variables' must be a list of strings") end
       local values = {}
@@ -206,7 +203,7 @@ function _M.define(p)
             message = format("variable %d contains %q, the separator, which the provider forbids", i, cfg.variable_separator) }
         end
         local ok, cerr = text_rules.check_charset(v, "cp949", "variable " .. i)
-        if m.fallback and not ok then cerr.provider = p.name; return nil, cerr end
+        if m.fallback and not ok then return nil, cerr end
         values[i] = v
       end
       local variable = concat(values, cfg.variable_separator)
@@ -232,7 +229,7 @@ function _M.define(p)
         if type(msg.text) ~= "string" then misuse("ksms: friendtalk needs 'text'") end
       end
       local m, err = common_kakao(msg, ctx, "friendtalk", FIELDS)
-      if not m then err.provider = p.name; return nil, err end
+      if not m then return nil, err end
       local chars = text_rules.chars(msg.text)
       local limit = msg.image and 400 or 1000
       if chars == 0 then
@@ -245,7 +242,7 @@ function _M.define(p)
       end
       if m.fallback then
         local ok, cerr = text_rules.check_charset(msg.text, "cp949", "text (for the SMS fallback)")
-        if not ok then cerr.provider = p.name; return nil, cerr end
+        if not ok then return nil, cerr end
       end
       local button = msg.button
       if button ~= nil then
@@ -255,16 +252,16 @@ function _M.define(p)
         local n = text_rules.chars(button.name)
         if n == 0 or n > 10 then return invalid("button", "button name %q must be 1 to 10 characters", button.name) end
         local ok, uerr = url_with_scheme(button.url, "button_url")
-        if not ok then uerr.provider = p.name; return nil, uerr end
+        if not ok then return nil, uerr end
       end
       if msg.image ~= nil then
         local ok, ierr = image_url_check(msg.image)
-        if not ok then ierr.provider = p.name; return nil, ierr end
+        if not ok then return nil, ierr end
       end
       if msg.image_link ~= nil then
         if msg.image == nil then return invalid("image_link", "image_link needs an image") end
         local ok, uerr = url_with_scheme(msg.image_link, "image_link_url")
-        if not ok then uerr.provider = p.name; return nil, uerr end
+        if not ok then return nil, uerr end
       end
       return per_recipient(cfg.urls.friendtalk, m, function(n)
         local form = { { "api_key", cfg.api_key }, { "kakaochannel", msg.channel }, { "msg", msg.text },

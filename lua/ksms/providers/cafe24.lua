@@ -157,7 +157,7 @@ function P.plan_send(cfg, msg, ctx)
     msg = copy
   end
   local m, err = message.normalize_send(msg, send_spec, ctx)
-  if not m then err.provider = "cafe24"; return nil, err end
+  if not m then return nil, err end
   if m.subject and cp949_len(m.subject) > P.limits.subject then
     return nil, errors.new { category = "message_length", code = "too_long", provider = "cafe24",
       message = format("subject is %d bytes; Cafe24 takes at most %d", cp949_len(m.subject), P.limits.subject) }
@@ -177,7 +177,7 @@ function P.plan_send(cfg, msg, ctx)
   local dest
   if m.names then
     dest, err = destination(m.names, m.to)
-    if not dest then err.provider = "cafe24"; return nil, err end
+    if not dest then return nil, err end
   end
   local sphone = phone.split(m.from)
   local list = dest or m.to
@@ -243,7 +243,7 @@ function P.plan_sender_numbers(cfg, number)
   if number ~= nil then
     local err
     wanted, err = phone.normalize(number, "from")
-    if not wanted then err.provider = "cafe24"; return nil, err end
+    if not wanted then return nil, err end
   end
   local req = { method = "POST", url = cfg.urls.senders,
     form = { { "userId", cfg.user_id }, { "passwd", cfg.secure_key } } }
@@ -360,7 +360,7 @@ function P.plan_history(cfg, q, ctx)
   if type(date) == "number" then date = schedule.format(date, "YYYYMMDD")
   elseif type(date) == "table" then
     local e, err = schedule.from_kst(date)
-    if not e then err.provider = "cafe24"; return nil, err end
+    if not e then return nil, err end
     date = schedule.format(e, "YYYYMMDD")
   end
   if type(date) ~= "string" or not date:match("^%d%d%d%d%d%d%d%d$") then
@@ -381,7 +381,7 @@ function P.plan_history(cfg, q, ctx)
   for _, f in ipairs({ { "to", "receivePhone" }, { "from", "sendPhone" } }) do
     if q[f[1]] then
       local d, err = phone.normalize(q[f[1]], f[1])
-      if not d then err.provider = "cafe24"; return nil, err end
+      if not d then return nil, err end
       fields[#fields + 1] = { f[2], phone.format(d) }
     end
   end

@@ -153,12 +153,12 @@ end
 
 function P.plan_send(cfg, msg, ctx)
   local m, err = message.normalize_send(msg, send_spec, ctx)
-  if not m then err.provider = "ppurio"; return nil, err end
+  if not m then return nil, err end
   local ok
   ok, err = check_bytes(m.subject, P.limits.subject, "subject")
   if ok then ok, err = check_bytes(m.from_name, P.limits.name, "from_name") end
   if ok then ok, err = check_bytes(m.to_name, P.limits.name, "to_name") end
-  if not ok then err.provider = "ppurio"; return nil, err end
+  if not ok then return nil, err end
   local files = m.image_data -- loaded and checked by load_images
   local parts = common.chunk(m.to, cfg.max_per_request)
   local reqs = {}
@@ -261,7 +261,7 @@ function P.plan_sender_numbers(cfg, number)
   local url = cfg.urls.list
   if number ~= nil then
     local d, err = phone.normalize(number, "from")
-    if not d then err.provider = "ppurio"; return nil, err end
+    if not d then return nil, err end
     url = url .. "?" .. urlencode_form { { "sendnumber", d } }
   end
   return { requests = { { method = "GET", url = url, headers = cfg.headers } }, finish = function(outs)
