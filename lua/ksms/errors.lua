@@ -22,7 +22,7 @@
 local core = require "ksms.core"
 
 local setmetatable, getmetatable, type, error = setmetatable, getmetatable, type, error
-local pairs, ipairs, tostring, xpcall = pairs, ipairs, tostring, xpcall
+local pairs, ipairs, tostring, xpcall, select = pairs, ipairs, tostring, xpcall, select
 local byte, sub, gsub, lower, format, min = string.byte, string.sub, string.gsub, string.lower, string.format, math.min
 local concat, sort = table.concat, table.sort
 local getinfo = debug.getinfo
@@ -68,9 +68,6 @@ function _M.new(fields)
   return setmetatable(fields, error_mt)
 end
 
-function _M.is(v)
-  return type(v) == "table" and getmetatable(v) == error_mt
-end
 
 -- ---- misuse: raised at the caller's line ----
 
@@ -132,6 +129,40 @@ end
 function _M.guard(f)
   return rethrow(xpcall(f, relocate))
 end
+
+-- ---- in expressions ----
+
+-- errors.is(v [, category, ...]) -> true when v is an error object (of one
+-- of the categories, when any are given). Also a method: err:is("auth"),
+-- err:is("network", "timeout"). Compare categories this way, not with
+-- `err == "auth"`: Lua never calls __eq for a table and a string.
+-- A name not in _M.categories raises: a typo must not read as false.
+function _M.is(v, ...)
+  if type(v) ~= "table" or getmetatable(v) ~= error_mt then return false end
+  local n = select("#", ...)
+  if n == 0 then return true end
+  local found = false
+  for i = 1, n do
+    local category = select(i, ...)
+    if not _M.categories[category] then
+      misuse("ksms.errors: unknown category '" .. tostring(category) .. "'")
+    end
+    if v.category == category then found = true end
+  end
+  return found
+end
+
+-- "failed: " .. err and err .. "!" give the text of tostring(err). The
+-- metatable is the core's (C errors too); methods come through __index so
+-- that pairs() and JSON encoders see the fields only.
+local function piece(v)
+  local t = type(v)
+  if t == "string" or t == "number" then return v end
+  if _M.is(v) then return tostring(v) end
+  error("attempt to concatenate a " .. t .. " value", 3)
+end
+error_mt.__concat = function(a, b) return piece(a) .. piece(b) end
+error_mt.__index = { is = _M.is }
 
 -- ---- options ----
 
