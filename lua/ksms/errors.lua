@@ -1,13 +1,15 @@
 -- ksms.errors: the one error convention of ksms.
 --
 -- Programmer misuse (a wrong argument type, an unknown option, an unknown
--- field) raises. Runtime failures return nil, err where err is a table with
+-- field) raises, through misuse(msg): at the caller's line, whatever the
+-- depth of the check. Runtime failures return nil, err where err is a table with
 --   category   one of the names in _M.categories
 --   code       the provider's code or a ksms code (string or number)
 --   message    readable, never containing a secret
 --   provider   "senders", "ppurio", ..., or "ksms" for the core
 --   retryable  true when the same request may succeed later unchanged
--- and a readable tostring: ksms[provider] category (code): message.
+-- and a readable tostring: ksms[provider] category (code): message, which
+-- is also what "failed: " .. err gives. err:is("auth") tests the category.
 -- The metatable is the core's, so errors built in C and in Lua look alike.
 --
 -- Bounds: new() keeps a string message to at most 512 bytes (MESSAGE_MAX)
@@ -67,7 +69,6 @@ function _M.new(fields)
   fields.code = bound(fields.code, _M.CODE_MAX)
   return setmetatable(fields, error_mt)
 end
-
 
 -- ---- misuse: raised at the caller's line ----
 
