@@ -16,6 +16,7 @@ local secrets = require "ksms.secrets"
 
 local type, pairs, ipairs, setmetatable, error = type, pairs, ipairs, setmetatable, error
 local format, concat, find, lower, sub = string.format, table.concat, string.find, string.lower, string.sub
+local misuse = errors.misuse
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -38,9 +39,9 @@ local function capability_error(self, what)
     if ok and p.capabilities and p.capabilities[what] then able[#able + 1] = name end
   end
   table.sort(able)
-  error(format("ksms: %s does not support %s (check client.capabilities.%s)%s",
+  misuse(format("ksms: %s does not support %s (check client.capabilities.%s)%s",
     self.provider, what, what,
-    #able > 0 and ("; providers that do: " .. concat(able, ", ")) or ""), 3)
+    #able > 0 and ("; providers that do: " .. concat(able, ", ")) or ""))
 end
 
 -- Turns a transport failure into the outcome of one provider operation.
@@ -83,19 +84,23 @@ function Client:_run(plans, concurrency)
       slice[#slice + 1] = o
     end
     local res, err = plan.finish(slice)
-    results[i] = res or self:_mask(err)
+    results[i] = self:_outcome(res or err)
   end
   return results
 end
 
--- Every error a client returns leaves through here: a server may echo the
--- request (the key, in any encoding) into the answer an error quotes.
-function Client:_mask(err)
-  return self.masker:mask_in_place(err)
+-- Every outcome a client returns leaves through here, the one place that
+-- stamps the provider (adapters and the shared rules need not) and masks
+-- errors: a server may echo the request (the key, in any encoding) into
+-- the answer an error quotes.
+function Client:_outcome(out)
+  out.provider = self.provider
+  if out.ok then return out end
+  return self.masker:mask_in_place(out)
 end
 
 function Client:_one(plan, err)
-  if not plan then return nil, self:_mask(err) end
+  if not plan then return nil, self:_outcome(err) end
   local out = self:_run({ plan })[1]
   if out.ok then return out end
   return nil, out
@@ -112,10 +117,10 @@ end
 -- are still sent. Programmer errors in any message raise before anything
 -- is sent.
 function Client:send_many(messages, opts)
-  if type(messages) ~= "table" then error("ksms: send_many needs a list of messages", 2) end
+  if type(messages) ~= "table" then misuse("ksms: send_many needs a list of messages") end
   local concurrency = opts and opts.concurrency
   if concurrency ~= nil and (type(concurrency) ~= "number" or concurrency < 1) then
-    error("ksms: concurrency must be a positive number", 2)
+    misuse("ksms: concurrency must be a positive number")
   end
   local plans, outcomes, where = {}, {}, {}
   for i, msg in ipairs(messages) do
@@ -124,7 +129,7 @@ function Client:send_many(messages, opts)
       plans[#plans + 1] = plan
       where[#plans] = i
     else
-      outcomes[i] = self:_mask(err)
+      outcomes[i] = self:_outcome(err)
     end
   end
   local results = self:_run(plans, concurrency)
@@ -195,9 +200,9 @@ end
 local function check_require_tls(provider, options, cfg)
   local want = options.require_tls
   if want == nil or want == false then return end
-  if want ~= true then error("ksms.client: require_tls must be true or false", 3) end
+  if want ~= true then misuse("ksms.client: require_tls must be true or false") end
   if provider == "oneshot" then
-    error("ksms.client(\"oneshot\"): require_tls cannot be met: OneShot is a TCP protocol without TLS", 3)
+    misuse("ksms.client(\"oneshot\"): require_tls cannot be met: OneShot is a TCP protocol without TLS")
   end
   local plain = {}
   for name, url in pairs(cfg) do
@@ -207,10 +212,21 @@ local function check_require_tls(provider, options, cfg)
   end
   if #plain == 0 then return end
   table.sort(plain)
-  error(format("ksms.client(\"%s\"): require_tls refuses plain HTTP (%s): the API key, the message text and "
+  misuse(format("ksms.client(\"%s\"): require_tls refuses plain HTTP (%s): the API key, the message text and "
     .. "the phone numbers would travel in clear; give https:// URLs or leave require_tls off",
-    provider, concat(plain, ", ")), 3)
+    provider, concat(plain, ", ")))
 end
+
+-- The options every HTTP provider takes, beside its adapter's own
+-- (adapter.options: credentials, base_url, ...), with their types.
+_M.options = {
+  timeout = "number", connect_timeout = "number", -- seconds
+  transport = "table|string", -- an object with request, request_many, close; or "ngx" | "curl"
+  insecure = "boolean", ca_file = "string", -- TLS, for the transport ksms makes
+  concurrency = "number", -- requests at once in send_many (default 8)
+  now = "function", -- epoch seconds, for reservations
+  require_tls = "boolean", -- see check_require_tls
+}
 
 -- ksms.client(provider, options) -> client
 -- options: the provider's credentials (api_key, ...), base_url (scheme,
@@ -220,8 +236,10 @@ end
 -- nginx, libcurl elsewhere, see ksms.transport), concurrency (default 8),
 -- now (a function returning epoch seconds, for reservations), require_tls
 -- (true: raise rather than use an http:// URL, see check_require_tls).
+-- An option neither the client nor the adapter declares raises: a typo
+-- such as baseurl would otherwise send to the provider's default host.
 function _M.new(provider, options)
-  if type(provider) ~= "string" then error("ksms.client: provider name expected", 2) end
+  if type(provider) ~= "string" then misuse("ksms.client: provider name expected") end
   -- OneShot is a bound TCP session, not request/response plans.
   if provider == "oneshot" then
     if type(options) == "table" and options.require_tls ~= nil then
@@ -237,11 +255,12 @@ function _M.new(provider, options)
     local names = {}
     for name in pairs(PROVIDERS) do names[#names + 1] = name end
     table.sort(names)
-    error(format("ksms.client: unknown provider '%s' (known: %s)", provider, concat(names, ", ")), 2)
+    misuse(format("ksms.client: unknown provider '%s' (known: %s)", provider, concat(names, ", ")))
   end
   options = options or {}
-  if type(options) ~= "table" then error("ksms.client: options must be a table", 2) end
+  if type(options) ~= "table" then misuse("ksms.client: options must be a table") end
   local adapter = require(modname)
+  errors.check_options(format("ksms.client(%q)", provider), options, _M.options, adapter.options)
   local cfg = adapter.configure(options) -- raises on missing credentials
   check_require_tls(provider, options, cfg)
   local transport, owns = options.transport, false

@@ -1,13 +1,15 @@
 -- ksms.errors: the one error convention of ksms.
 --
 -- Programmer misuse (a wrong argument type, an unknown option, an unknown
--- field) raises. Runtime failures return nil, err where err is a table with
+-- field) raises, through misuse(msg): at the caller's line, whatever the
+-- depth of the check. Runtime failures return nil, err where err is a table with
 --   category   one of the names in _M.categories
 --   code       the provider's code or a ksms code (string or number)
 --   message    readable, never containing a secret
 --   provider   "senders", "ppurio", ..., or "ksms" for the core
 --   retryable  true when the same request may succeed later unchanged
--- and a readable tostring: ksms[provider] category (code): message.
+-- and a readable tostring: ksms[provider] category (code): message, which
+-- is also what "failed: " .. err gives. err:is("auth") tests the category.
 -- The metatable is the core's, so errors built in C and in Lua look alike.
 --
 -- Bounds: new() keeps a string message to at most 512 bytes (MESSAGE_MAX)
@@ -21,8 +23,11 @@
 
 local core = require "ksms.core"
 
-local setmetatable, getmetatable, type = setmetatable, getmetatable, type
-local byte, sub = string.byte, string.sub
+local setmetatable, getmetatable, type, error = setmetatable, getmetatable, type, error
+local pairs, ipairs, tostring, xpcall, select = pairs, ipairs, tostring, xpcall, select
+local byte, sub, gsub, lower, format, min = string.byte, string.sub, string.gsub, string.lower, string.format, math.min
+local concat, sort = table.concat, table.sort
+local getinfo = debug.getinfo
 local error_mt = core.error_mt
 
 local _M = { _VERSION = "0.1.0", mt = error_mt, MESSAGE_MAX = 512, CODE_MAX = 64 }
@@ -65,8 +70,153 @@ function _M.new(fields)
   return setmetatable(fields, error_mt)
 end
 
-function _M.is(v)
-  return type(v) == "table" and getmetatable(v) == error_mt
+-- ---- misuse: raised at the caller's line ----
+
+-- The library's own files are the ones beside this one ("@lua/ksms/",
+-- "@/usr/share/lua/5.4/ksms/", ...); the CLI under it is a caller of the
+-- library like any script.
+local LIB = (getinfo(1, "S").source or ""):match("^(@.*[/\\])errors%.lua$")
+local CLI = LIB and (LIB .. "cli/")
+
+local function library(source)
+  return LIB ~= nil and sub(source, 1, #LIB) == LIB and sub(source, 1, #CLI) ~= CLI
+end
+
+-- misuse(msg): raises msg at the first frame outside the library, so the
+-- error names the caller's file and line however deep inside ksms the
+-- check is (a fixed level breaks whenever the call path changes).
+local function misuse(msg)
+  local level = 2
+  while true do
+    local info = getinfo(level, "S")
+    if not info then level = 2; break end -- called from the library's own main: its line
+    local src = info.source
+    if not library(src) and src ~= "=(tail call)" then break end
+    level = level + 1
+  end
+  error(msg, level)
+end
+_M.misuse = misuse
+
+-- Misuse raised deeper down at a fixed level names a line of the library;
+-- relocate turns it into a marker, run at the point of the error (an
+-- xpcall handler) where the frames that level could have named still
+-- exist. Only ksms messages: an internal bug keeps its own position.
+local RELOCATED = {}
+local function relocate(e)
+  if type(e) ~= "string" then return e end
+  for level = 2, 200 do
+    local info = getinfo(level, "Sl")
+    if not info then break end
+    if library(info.source) then
+      local pos = info.short_src .. ":" .. tostring(info.currentline) .. ": "
+      if sub(e, 1, #pos) == pos and sub(e, #pos + 1, #pos + 4) == "ksms" then
+        return setmetatable({ sub(e, #pos + 1) }, RELOCATED)
+      end
+    end
+  end
+  return e
+end
+
+local function rethrow(ok, ...)
+  if ok then return ... end
+  local e = ...
+  if getmetatable(e) == RELOCATED then misuse(e[1]) end
+  error(e, 0)
+end
+
+-- guard(f) -> f's results: a misuse f raises at a fixed level inside the
+-- library is raised again at the caller's line (see misuse).
+function _M.guard(f)
+  return rethrow(xpcall(f, relocate))
+end
+
+-- ---- in expressions ----
+
+-- errors.is(v [, category, ...]) -> true when v is an error object (of one
+-- of the categories, when any are given). Also a method: err:is("auth"),
+-- err:is("network", "timeout"). Compare categories this way, not with
+-- `err == "auth"`: Lua never calls __eq for a table and a string.
+-- A name not in _M.categories raises: a typo must not read as false.
+function _M.is(v, ...)
+  if type(v) ~= "table" or getmetatable(v) ~= error_mt then return false end
+  local n = select("#", ...)
+  if n == 0 then return true end
+  local found = false
+  for i = 1, n do
+    local category = select(i, ...)
+    if not _M.categories[category] then
+      misuse("ksms.errors: unknown category '" .. tostring(category) .. "'")
+    end
+    if v.category == category then found = true end
+  end
+  return found
+end
+
+-- "failed: " .. err and err .. "!" give the text of tostring(err). The
+-- metatable is the core's (C errors too); methods come through __index so
+-- that pairs() and JSON encoders see the fields only.
+local function piece(v)
+  local t = type(v)
+  if t == "string" or t == "number" then return v end
+  if _M.is(v) then return tostring(v) end
+  error("attempt to concatenate a " .. t .. " value", 3)
+end
+error_mt.__concat = function(a, b) return piece(a) .. piece(b) end
+error_mt.__index = { is = _M.is }
+
+-- ---- options ----
+
+-- Edit distance of two short names (option names: a few bytes).
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    local ca = byte(a, i)
+    for j = 1, #b do
+      cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca == byte(b, j) and 0 or 1))
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+-- The known name closest to `name`, when it is close enough to be a typo.
+local function closest(name, names)
+  if #name > 64 then return nil end
+  local flat = gsub(lower(name), "[_%-]", "")
+  local best, best_d = nil, 3
+  for _, known in ipairs(names) do
+    local d = (gsub(known, "_", "") == flat) and 0 or distance(name, known)
+    if d < best_d then best, best_d = known, d end
+  end
+  return best
+end
+
+-- check_options(what, options, schema, ...) -> true, or raises (misuse)
+-- for the first option (in sorted order) that no schema declares, naming
+-- it, the closest known name, and every name that exists. A schema maps
+-- option names to their types ({ base_url = "string", ... }).
+function _M.check_options(what, options, ...)
+  local schemas = { ... }
+  local unknown
+  for k in pairs(options) do
+    local known = false
+    for i = 1, #schemas do if schemas[i][k] ~= nil then known = true; break end end
+    if not known and (unknown == nil or tostring(k) < tostring(unknown)) then unknown = k end
+  end
+  if unknown == nil then return true end
+  local names, seen = {}, {}
+  for i = 1, #schemas do
+    for k in pairs(schemas[i]) do
+      if not seen[k] then seen[k] = true; names[#names + 1] = k end
+    end
+  end
+  sort(names)
+  local hint = type(unknown) == "string" and closest(unknown, names)
+  misuse(format("%s: unknown option '%s'%s; the options are: %s", what, tostring(unknown),
+    hint and (" (did you mean " .. hint .. "?)") or "", concat(names, ", ")))
 end
 
 return _M

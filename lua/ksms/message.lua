@@ -11,6 +11,7 @@ local text_rules = require "ksms.rules.text"
 
 local type, ipairs, pairs, error = type, ipairs, pairs, error
 local format = string.format
+local misuse = require("ksms.errors").misuse
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -18,19 +19,21 @@ local COMMON_FIELDS = { to = true, from = true, text = true, subject = true, ima
   at = true, kind = true }
 
 local function check_fields(msg, extra, what)
-  if type(msg) ~= "table" then error(format("ksms: %s needs a message table", what), 4) end
+  if type(msg) ~= "table" then misuse(format("ksms: %s needs a message table", what)) end
   for k in pairs(msg) do
     if not COMMON_FIELDS[k] and not (extra and extra[k]) then
-      error(format("ksms: unknown field '%s' in %s", tostring(k), what), 4)
+      misuse(format("ksms: unknown field '%s' in %s", tostring(k), what))
     end
   end
 end
 
--- Recipients: one number or a list; each normalised, all checked.
+-- Recipients: one number or a list; each normalised, all checked. A Lua
+-- number goes to phone.normalize too, which says why it cannot be one.
 function _M.recipients(to, max, what)
-  if type(to) == "string" then to = { to } end
+  local t = type(to)
+  if t == "string" or t == "number" then to = { to } end
   if type(to) ~= "table" or #to == 0 then
-    error(format("ksms: %s needs 'to' (a number or a list of numbers)", what or "send"), 4)
+    misuse(format("ksms: %s needs 'to' (a phone number as a string, or a list of them)", what or "send"))
   end
   local out = {}
   for i, n in ipairs(to) do
@@ -48,7 +51,7 @@ function _M.recipients(to, max, what)
 end
 
 function _M.sender(from, what)
-  if from == nil then error(format("ksms: %s needs 'from' (the caller number)", what or "send"), 4) end
+  if from == nil then misuse(format("ksms: %s needs 'from' (the caller number)", what or "send")) end
   return phone.normalize(from, "from")
 end
 
@@ -63,8 +66,8 @@ end
 -- min_lead (seconds a reservation must be ahead).
 function _M.normalize_send(msg, spec, ctx)
   check_fields(msg, spec.extra_fields, "send")
-  if type(msg.text) ~= "string" then error("ksms: send needs 'text' (a string)", 3) end
-  if msg.subject ~= nil and type(msg.subject) ~= "string" then error("ksms: 'subject' must be a string", 3) end
+  if type(msg.text) ~= "string" then misuse("ksms: send needs 'text' (a string)") end
+  if msg.subject ~= nil and type(msg.subject) ~= "string" then misuse("ksms: 'subject' must be a string") end
   local to, err = _M.recipients(msg.to, nil, "send")
   if not to then return nil, err end
   local from
@@ -73,7 +76,7 @@ function _M.normalize_send(msg, spec, ctx)
   local has_image = msg.image ~= nil
   local image_data
   if has_image then
-    if not spec.check_image then error("ksms: this provider does not send images", 3) end
+    if not spec.check_image then misuse("ksms: this provider does not send images") end
     local ok, ierr = spec.check_image(msg.image)
     if not ok then return nil, ierr end
     if type(ok) == "table" then image_data = ok end -- what the check loaded

@@ -330,8 +330,16 @@ local function tick(premature, st)
   end
 end
 
+-- What a caller may give the session: its options but the two the binder
+-- sets itself.
+local SESSION_OPTIONS = {}
+for k, t in pairs(session.own_options) do
+  if k ~= "on_sending" and k ~= "on_requeued" then SESSION_OPTIONS[k] = t end
+end
+
 local function check_opts(opts)
   if type(opts) ~= "table" then error("ksms.ngx.oneshot.start: options table expected", 3) end
+  errors.check_options("ksms.ngx.oneshot.start", opts, OWN, SESSION_OPTIONS, protocol.options)
   for k, t in pairs(OWN) do
     if opts[k] ~= nil and type(opts[k]) ~= t then error("ksms.ngx.oneshot.start: " .. k .. " must be a " .. t, 3) end
   end

@@ -90,6 +90,7 @@ local OPTIONS = {
   id_prefix = "string", version = "number", dedup_size = "number", sms_max = "number",
   lms_max = "number", upload_chunk = "number", default_speed = "number",
 }
+_M.options = OPTIONS -- the drivers check a caller's options against these and theirs
 
 local MSG_FIELDS = {
   to = true, from = true, text = true, subject = true, kind = true, id = true, sub_id = true,

@@ -36,16 +36,19 @@ local type, pairs, pcall, setmetatable, error, tostring = type, pairs, pcall, se
 local min, max, floor = math.min, math.max, math.floor
 local monotonic, tcp_connect = core.monotonic, core.tcp_connect
 local random = core.random -- the OS random source: LuaJIT never seeds math.random
+local misuse = errors.misuse
 
 local _M = { _VERSION = "0.1.0" }
 
 local Session = {}
 Session.__index = Session
 
--- Options the session keeps; everything else goes to the protocol.
-local OWN = { host = true, port = true, on_report = true, on_spam = true, on_change_phone = true,
-  reconnect_delay = true, connect_timeout = true, write_timeout = true, auto_reconnect = true,
-  outside_window = true, clock = true }
+-- Options the session keeps, with their types; the protocol's
+-- (protocol.options) go to the protocol; any other raises.
+local OWN = { host = "string", port = "number", on_report = "function", on_spam = "function",
+  on_change_phone = "function", reconnect_delay = "number", connect_timeout = "number",
+  write_timeout = "number", auto_reconnect = "boolean", outside_window = "string", clock = "function" }
+_M.options = OWN
 
 -- Is the Korea-time hour of `epoch` inside the granted BeginTime..EndTime
 -- (hours, end exclusive; a window like 22..3 wraps midnight; 0..24 is all day)?
@@ -61,13 +64,14 @@ end
 _M.in_window = in_window
 
 function _M.new(opts)
-  if type(opts) ~= "table" then error("ksms.oneshot.session: options table expected", 2) end
+  if type(opts) ~= "table" then misuse("ksms.oneshot.session: options table expected") end
+  errors.check_options("ksms.oneshot.session", opts, OWN, protocol.options)
   if type(opts.host) ~= "string" or type(opts.port) ~= "number" then
-    error("ksms.oneshot.session: host (string) and port (number) are required", 2)
+    misuse("ksms.oneshot.session: host (string) and port (number) are required")
   end
   local ow = opts.outside_window or "hold"
   if ow ~= "hold" and ow ~= "refuse" then
-    error("ksms.oneshot.session: outside_window is \"hold\" or \"refuse\"", 2)
+    misuse("ksms.oneshot.session: outside_window is \"hold\" or \"refuse\"")
   end
   local popts = {}
   for k, v in pairs(opts) do if not OWN[k] then popts[k] = v end end

@@ -18,10 +18,11 @@ local format, concat, find, lower = string.format, table.concat, string.find, st
 local _M = { _VERSION = "0.1.0" }
 
 local parse_json, outcome, chunk, combine = common.parse_json, common.outcome, common.chunk, common.combine
+local misuse = errors.misuse
 
 local function image_url_check(image)
   if type(image) ~= "string" then
-    error("ksms: for this provider 'image' is the URL of a JPEG the provider fetches", 4)
+    misuse("ksms: for this provider 'image' is the URL of a JPEG the provider fetches")
   end
   local path = image:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/]+(/[^?#]*)")
   if not path then
@@ -38,7 +39,7 @@ end
 _M.image_url_check = image_url_check
 
 local function url_with_scheme(u, field)
-  if type(u) ~= "string" then error(format("ksms: '%s' must be a string URL", field), 4) end
+  if type(u) ~= "string" then misuse(format("ksms: '%s' must be a string URL", field)) end
   if not u:match("^[Hh][Tt][Tt][Pp][Ss]?://%S+$") then
     return nil, errors.new { category = "invalid_input", code = field,
       message = format("%s %q must be a full URL starting with http:// or https://", field, u) }
@@ -68,13 +69,20 @@ function _M.define(p)
     max_recipients_per_request = 500, image = "url",
   }
 
+  -- The options configure reads (ksms.client adds its own and refuses
+  -- any other).
+  P.options = {
+    api_key = "string", base_url = "string", recipient_separator = "string",
+    variable_separator = "string", reserve_format = "string", max_recipients_per_request = "number",
+  }
+
   function P.configure(o)
     if type(o.api_key) ~= "string" or o.api_key == "" then
-      error(format("ksms.client(%q): options.api_key is required", p.name), 3)
+      misuse(format("ksms.client(%q): options.api_key is required", p.name))
     end
     local base = o.base_url or p.default_base_url
     if type(base) ~= "string" or not base:match("^https?://") then
-      error("ksms.client: base_url must be scheme://host[:port]", 3)
+      misuse("ksms.client: base_url must be scheme://host[:port]")
     end
     base = common.strip_slashes(base)
     local urls = {}
@@ -103,10 +111,7 @@ function _M.define(p)
 
   function P.plan_send(cfg, msg, ctx)
     local m, err = message.normalize_send(msg, send_spec, ctx)
-    if not m then
-      err.provider = p.name
-      return nil, err
-    end
+    if not m then return nil, err end
     local parts = chunk(m.to, cfg.max_per_request)
     local reqs = {}
     for i, rcpts in ipairs(parts) do
@@ -156,9 +161,9 @@ function _M.define(p)
   end
 
   local function common_kakao(msg, ctx, what, fields)
-    if type(msg) ~= "table" then error("ksms: " .. what .. " needs a message table", 4) end
+    if type(msg) ~= "table" then misuse("ksms: " .. what .. " needs a message table") end
     for k in pairs(msg) do
-      if not fields[k] then error(format("ksms: unknown field '%s' in %s", tostring(k), what), 4) end
+      if not fields[k] then misuse(format("ksms: unknown field '%s' in %s", tostring(k), what)) end
     end
     local to, err = message.recipients(msg.to, nil, what)
     if not to then return nil, err end
@@ -171,7 +176,7 @@ function _M.define(p)
       if not at then return nil, err end
     end
     if msg.fallback ~= nil and type(msg.fallback) ~= "boolean" then
-      error("ksms: 'fallback' must be a boolean (send an SMS/LMS when Kakao fails)", 4)
+      misuse("ksms: 'fallback' must be a boolean (send an SMS/LMS when Kakao fails)")
     end
     return { to = to, from = from, at = at, fallback = msg.fallback == true }
   end
@@ -181,16 +186,16 @@ function _M.define(p)
     function P.plan_alimtalk(cfg, msg, ctx)
       -- Programmer errors first: they raise whatever the data says.
       if type(msg) == "table" and (type(msg.template) ~= "string" or msg.template == "") then
-        error("ksms: alimtalk needs 'template' (the approved template code)", 3)
+        misuse("ksms: alimtalk needs 'template' (the approved template code)")
       end
       local m, err = common_kakao(msg, ctx, "alimtalk", FIELDS)
-      if not m then err.provider = p.name; return nil, err end
+      if not m then return nil, err end
       local vars = msg.variables or {}
-      if type(vars) ~= "table" then error("ksms: 'variables' must be a list of strings", 3) end
+      if type(vars) ~= "table" then misuse("ksms: 'variables' must be a list of strings") end
       local values = {}
       for i, v in ipairs(vars) do
         if type(v) ~= "string" and type(v) ~= "number" then
-          error(format("ksms: variable %d must be a string", i), 3)
+          misuse(format("ksms: variable %d must be a string", i))
         end
         v = tostring(v)
         if find(v, cfg.variable_separator, 1, true) then
@@ -198,7 +203,7 @@ function _M.define(p)
             message = format("variable %d contains %q, the separator, which the provider forbids", i, cfg.variable_separator) }
         end
         local ok, cerr = text_rules.check_charset(v, "cp949", "variable " .. i)
-        if m.fallback and not ok then cerr.provider = p.name; return nil, cerr end
+        if m.fallback and not ok then return nil, cerr end
         values[i] = v
       end
       local variable = concat(values, cfg.variable_separator)
@@ -219,12 +224,12 @@ function _M.define(p)
     function P.plan_friendtalk(cfg, msg, ctx)
       if type(msg) == "table" then
         if type(msg.channel) ~= "string" or msg.channel == "" then
-          error("ksms: friendtalk needs 'channel' (the Kakao channel id, e.g. @shop)", 3)
+          misuse("ksms: friendtalk needs 'channel' (the Kakao channel id, e.g. @shop)")
         end
-        if type(msg.text) ~= "string" then error("ksms: friendtalk needs 'text'", 3) end
+        if type(msg.text) ~= "string" then misuse("ksms: friendtalk needs 'text'") end
       end
       local m, err = common_kakao(msg, ctx, "friendtalk", FIELDS)
-      if not m then err.provider = p.name; return nil, err end
+      if not m then return nil, err end
       local chars = text_rules.chars(msg.text)
       local limit = msg.image and 400 or 1000
       if chars == 0 then
@@ -237,26 +242,26 @@ function _M.define(p)
       end
       if m.fallback then
         local ok, cerr = text_rules.check_charset(msg.text, "cp949", "text (for the SMS fallback)")
-        if not ok then cerr.provider = p.name; return nil, cerr end
+        if not ok then return nil, cerr end
       end
       local button = msg.button
       if button ~= nil then
         if type(button) ~= "table" or type(button.name) ~= "string" or type(button.url) ~= "string" then
-          error("ksms: 'button' must be { name = ..., url = ... }", 3)
+          misuse("ksms: 'button' must be { name = ..., url = ... }")
         end
         local n = text_rules.chars(button.name)
         if n == 0 or n > 10 then return invalid("button", "button name %q must be 1 to 10 characters", button.name) end
         local ok, uerr = url_with_scheme(button.url, "button_url")
-        if not ok then uerr.provider = p.name; return nil, uerr end
+        if not ok then return nil, uerr end
       end
       if msg.image ~= nil then
         local ok, ierr = image_url_check(msg.image)
-        if not ok then ierr.provider = p.name; return nil, ierr end
+        if not ok then return nil, ierr end
       end
       if msg.image_link ~= nil then
         if msg.image == nil then return invalid("image_link", "image_link needs an image") end
         local ok, uerr = url_with_scheme(msg.image_link, "image_link_url")
-        if not ok then uerr.provider = p.name; return nil, uerr end
+        if not ok then return nil, uerr end
       end
       return per_recipient(cfg.urls.friendtalk, m, function(n)
         local form = { { "api_key", cfg.api_key }, { "kakaochannel", msg.channel }, { "msg", msg.text },

@@ -19,6 +19,7 @@ local format, concat, find = string.format, table.concat, string.find
 local b64 = core.b64encode
 local str = common.str
 local cp949_len = core.cp949_len
+local misuse = errors.misuse
 
 local P = { name = "cafe24", _VERSION = "0.1.0" }
 
@@ -37,16 +38,23 @@ local MODE = b64("1")     -- "every field is Base64"
 
 local function invalid(code, fmt, ...) return common.invalid("cafe24", code, fmt, ...) end
 
+-- The options configure reads (ksms.client adds its own and refuses any
+-- other).
+P.options = {
+  user_id = "string", secure_key = "string", base_url = "string", history_url = "string",
+  test = "boolean", nointeractive = "boolean", max_recipients_per_request = "number",
+}
+
 function P.configure(o)
   for _, k in ipairs({ "user_id", "secure_key" }) do
     if type(o[k]) ~= "string" or o[k] == "" then
-      error(format("ksms.client(\"cafe24\"): options.%s is required", k), 3)
+      errors.misuse(format("ksms.client(\"cafe24\"): options.%s is required", k))
     end
   end
   local function url(v, default, name)
     v = v or default
     if type(v) ~= "string" or not v:match("^https?://") then
-      error(format("ksms.client: %s must be scheme://host[:port]", name), 4)
+      errors.misuse(format("ksms.client: %s must be scheme://host[:port]", name))
     end
     return common.strip_slashes(v)
   end
@@ -106,13 +114,13 @@ local function destination(names, to)
   if #names > 0 then
     for i, e in ipairs(names) do
       if type(e) ~= "table" or type(e[1]) ~= "string" or type(e[2]) ~= "string" then
-        error("ksms: cafe24 'names' entries are { number, name }", 5)
+        misuse("ksms: cafe24 'names' entries are { number, name }")
       end
       pairs_[i] = e
     end
   else
     for n, name in pairs(names) do
-      if type(n) ~= "string" or type(name) ~= "string" then error("ksms: cafe24 'names' maps numbers to names", 5) end
+      if type(n) ~= "string" or type(name) ~= "string" then misuse("ksms: cafe24 'names' maps numbers to names") end
       pairs_[#pairs_ + 1] = { n, name }
     end
     table.sort(pairs_, function(a, b) return a[1] < b[1] end)
@@ -136,7 +144,7 @@ local send_spec = {
 
 function P.plan_send(cfg, msg, ctx)
   if type(msg) == "table" and msg.names ~= nil and msg.to ~= nil then
-    error("ksms: cafe24 takes recipients from 'to' or from 'names', not both", 3)
+    misuse("ksms: cafe24 takes recipients from 'to' or from 'names', not both")
   end
   if type(msg) == "table" and msg.names ~= nil then
     -- Recipients come from names; normalize_send still wants `to`.
@@ -149,7 +157,7 @@ function P.plan_send(cfg, msg, ctx)
     msg = copy
   end
   local m, err = message.normalize_send(msg, send_spec, ctx)
-  if not m then err.provider = "cafe24"; return nil, err end
+  if not m then return nil, err end
   if m.subject and cp949_len(m.subject) > P.limits.subject then
     return nil, errors.new { category = "message_length", code = "too_long", provider = "cafe24",
       message = format("subject is %d bytes; Cafe24 takes at most %d", cp949_len(m.subject), P.limits.subject) }
@@ -157,7 +165,7 @@ function P.plan_send(cfg, msg, ctx)
   local rep = m["repeat"]
   if rep ~= nil then
     if type(rep) ~= "table" or type(rep.count) ~= "number" or type(rep.interval) ~= "number" then
-      error("ksms: cafe24 'repeat' is { count = 1..10, interval = minutes (>= 15) }", 3)
+      misuse("ksms: cafe24 'repeat' is { count = 1..10, interval = minutes (>= 15) }")
     end
     if rep.count < 1 or rep.count > 10 or rep.count % 1 ~= 0 then
       return invalid("repeat", "repeat count %s must be 1 to 10", tostring(rep.count))
@@ -169,7 +177,7 @@ function P.plan_send(cfg, msg, ctx)
   local dest
   if m.names then
     dest, err = destination(m.names, m.to)
-    if not dest then err.provider = "cafe24"; return nil, err end
+    if not dest then return nil, err end
   end
   local sphone = phone.split(m.from)
   local list = dest or m.to
@@ -235,7 +243,7 @@ function P.plan_sender_numbers(cfg, number)
   if number ~= nil then
     local err
     wanted, err = phone.normalize(number, "from")
-    if not wanted then err.provider = "cafe24"; return nil, err end
+    if not wanted then return nil, err end
   end
   local req = { method = "POST", url = cfg.urls.senders,
     form = { { "userId", cfg.user_id }, { "passwd", cfg.secure_key } } }
@@ -344,19 +352,19 @@ local SEND_TYPES = { all = "All", general = "genaral", reserve = "reserve" }
 local STATUSES = { success = "S", failure = "F" }
 
 function P.plan_history(cfg, q, ctx)
-  if type(q) ~= "table" then error("ksms: history needs a query table", 3) end
+  if type(q) ~= "table" then misuse("ksms: history needs a query table") end
   -- Checked before the request: a missing module is the installation's.
   local has_lxp, lxp = pcall(require, "lxp")
-  if not has_lxp then error("ksms: cafe24 history needs lua-expat (Debian: lua-expat)", 3) end
+  if not has_lxp then misuse("ksms: cafe24 history needs lua-expat (Debian: lua-expat)") end
   local date = q.date or ctx.now()
   if type(date) == "number" then date = schedule.format(date, "YYYYMMDD")
   elseif type(date) == "table" then
     local e, err = schedule.from_kst(date)
-    if not e then err.provider = "cafe24"; return nil, err end
+    if not e then return nil, err end
     date = schedule.format(e, "YYYYMMDD")
   end
   if type(date) ~= "string" or not date:match("^%d%d%d%d%d%d%d%d$") then
-    error("ksms: history date is YYYYMMDD, epoch seconds or a date table", 3)
+    misuse("ksms: history date is YYYYMMDD, epoch seconds or a date table")
   end
   local days, start, count = q.days or 1, q.start or 0, q.count or 10
   if days < 1 or days > 7 then return invalid("days", "days must be 1 to 7") end
@@ -365,15 +373,15 @@ function P.plan_history(cfg, q, ctx)
   local fields = { { "user_id", cfg.user_id }, { "secure", cfg.secure_key }, { "date", date },
     { "day", tostring(days) }, { "startNo", tostring(start) }, { "displayNo", tostring(count) } }
   if q.send_type then
-    fields[#fields + 1] = { "sendType", SEND_TYPES[q.send_type] or error("ksms: send_type is all, general or reserve", 3) }
+    fields[#fields + 1] = { "sendType", SEND_TYPES[q.send_type] or misuse("ksms: send_type is all, general or reserve") }
   end
   if q.status then
-    fields[#fields + 1] = { "sendStatus", STATUSES[q.status] or error("ksms: status is success or failure", 3) }
+    fields[#fields + 1] = { "sendStatus", STATUSES[q.status] or misuse("ksms: status is success or failure") }
   end
   for _, f in ipairs({ { "to", "receivePhone" }, { "from", "sendPhone" } }) do
     if q[f[1]] then
       local d, err = phone.normalize(q[f[1]], f[1])
-      if not d then err.provider = "cafe24"; return nil, err end
+      if not d then return nil, err end
       fields[#fields + 1] = { f[2], phone.format(d) }
     end
   end

@@ -19,6 +19,7 @@ local format, concat, byte, sub = string.format, table.concat, string.byte, stri
 local io_open = io.open
 local cp949_len, urlencode_form = core.cp949_len, core.urlencode_form
 local str = common.str
+local misuse = errors.misuse
 
 local P = { name = "ppurio", _VERSION = "0.1.0", codes = codes.result }
 
@@ -40,15 +41,19 @@ P.capabilities = {
 
 local PREFIX = "/ppurio/1"
 
+-- The options configure reads (ksms.client adds its own and refuses any
+-- other).
+P.options = { client_id = "string", api_key = "string", base_url = "string", max_recipients_per_request = "number" }
+
 function P.configure(o)
   for _, k in ipairs({ "client_id", "api_key" }) do
     if type(o[k]) ~= "string" or o[k] == "" then
-      error(format("ksms.client(\"ppurio\"): options.%s is required", k), 3)
+      errors.misuse(format("ksms.client(\"ppurio\"): options.%s is required", k))
     end
   end
   local base = o.base_url or "http://api.apistore.co.kr"
   if type(base) ~= "string" or not base:match("^https?://") then
-    error("ksms.client: base_url must be scheme://host[:port]", 3)
+    errors.misuse("ksms.client: base_url must be scheme://host[:port]")
   end
   base = common.strip_slashes(base)
   local id = o.client_id
@@ -86,7 +91,7 @@ end
 -- Each must be a JPEG; at most 3, each at most 20 KB, 40 KB in all.
 local function load_images(image)
   local list = (type(image) == "string" or (type(image) == "table" and image.data)) and { image } or image
-  if type(list) ~= "table" then error("ksms: ppurio 'image' is a file path, a list of them, or { data, filename }", 4) end
+  if type(list) ~= "table" then misuse("ksms: ppurio 'image' is a file path, a list of them, or { data, filename }") end
   local files, total = {}, 0
   if #list == 0 then return invalid("image", "no image given") end
   if #list > P.limits.images then return invalid("image", "%d images; ppurio takes at most %d", #list, P.limits.images) end
@@ -101,7 +106,7 @@ local function load_images(image)
     elseif type(item) == "table" and type(item.data) == "string" then
       data, filename = item.data, item.filename or ("image" .. i .. ".jpg")
     else
-      error("ksms: ppurio image " .. i .. " must be a path or { data =, filename = }", 4)
+      misuse("ksms: ppurio image " .. i .. " must be a path or { data =, filename = }")
     end
     if data:sub(1, 3) ~= "\255\216\255" then return invalid("image", "image %d (%s) is not a JPEG", i, filename) end
     if #data > P.limits.image_bytes then
@@ -118,7 +123,7 @@ end
 
 local function check_bytes(value, limit, field)
   if value == nil then return true end
-  if type(value) ~= "string" then error(format("ksms: '%s' must be a string", field), 4) end
+  if type(value) ~= "string" then misuse(format("ksms: '%s' must be a string", field)) end
   local ok, err = text_rules.check_charset(value, "euc-kr", field)
   if not ok then return nil, err end
   local n = cp949_len(value)
@@ -148,12 +153,12 @@ end
 
 function P.plan_send(cfg, msg, ctx)
   local m, err = message.normalize_send(msg, send_spec, ctx)
-  if not m then err.provider = "ppurio"; return nil, err end
+  if not m then return nil, err end
   local ok
   ok, err = check_bytes(m.subject, P.limits.subject, "subject")
   if ok then ok, err = check_bytes(m.from_name, P.limits.name, "from_name") end
   if ok then ok, err = check_bytes(m.to_name, P.limits.name, "to_name") end
-  if not ok then err.provider = "ppurio"; return nil, err end
+  if not ok then return nil, err end
   local files = m.image_data -- loaded and checked by load_images
   local parts = common.chunk(m.to, cfg.max_per_request)
   local reqs = {}
@@ -188,7 +193,7 @@ end
 -- "failed", call_status, category (when failed), description,
 -- description_ko, dest_phone, report_time, umid, raw } | nil, err
 function P.plan_report(cfg, cmid)
-  if type(cmid) ~= "string" or cmid == "" then error("ksms: report needs the cmid a send returned", 3) end
+  if type(cmid) ~= "string" or cmid == "" then misuse("ksms: report needs the cmid a send returned") end
   local url = cfg.urls.report .. "?" .. urlencode_form { { "cmid", cmid } }
   return { requests = { { method = "GET", url = url, headers = cfg.headers } }, finish = function(outs)
     local o = outs[1]
@@ -235,7 +240,7 @@ end
 
 function P.plan_register_sender(cfg, number, comment)
   if type(comment) ~= "string" or comment == "" then
-    error("ksms: register_sender needs a comment (the document requires one, up to 200 characters)", 3)
+    misuse("ksms: register_sender needs a comment (the document requires one, up to 200 characters)")
   end
   local d, err = registrable(number)
   if not d then return nil, err end
@@ -256,7 +261,7 @@ function P.plan_sender_numbers(cfg, number)
   local url = cfg.urls.list
   if number ~= nil then
     local d, err = phone.normalize(number, "from")
-    if not d then err.provider = "ppurio"; return nil, err end
+    if not d then return nil, err end
     url = url .. "?" .. urlencode_form { { "sendnumber", d } }
   end
   return { requests = { { method = "GET", url = url, headers = cfg.headers } }, finish = function(outs)

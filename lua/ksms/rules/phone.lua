@@ -11,6 +11,7 @@
 -- 080 (toll free) and the 8-digit nationwide 15xx/16xx/18xx numbers.
 
 local errors = require "ksms.errors"
+local misuse = errors.misuse
 
 local type, tostring = type, tostring
 local sub, gsub, find, byte = string.sub, string.gsub, string.find, string.byte
@@ -73,9 +74,9 @@ end
 -- field is "to" (default) or "from": it picks the error's category.
 function _M.normalize(s, field)
   if type(s) == "number" then
-    error("ksms: phone numbers must be strings (a number loses the leading 0)", 2)
+    misuse("ksms: phone numbers must be strings (a number loses the leading 0)")
   end
-  if type(s) ~= "string" then error("ksms: phone number must be a string, got " .. type(s), 2) end
+  if type(s) ~= "string" then misuse("ksms: phone number must be a string, got " .. type(s)) end
   local d = s
   if not find(d, "^%d+$") then
     -- Single-class patterns: bracket classes cost several times more per

@@ -8,6 +8,7 @@
 --   schedule.format(epoch, "YYYY|MM|DD|hh|mm|ss") -> "2026|11|22|09|30|00"
 
 local errors = require "ksms.errors"
+local misuse = errors.misuse
 
 local type, floor, tostring = type, math.floor, tostring
 local os_time, os_date = os.time, os.date
@@ -47,7 +48,7 @@ function _M.from_kst(t)
   local hh, mm, ss = t.hour or 0, t.min or 0, t.sec or 0
   for _, v in ipairs({ y, m, d, hh, mm, ss }) do
     if not is_int(v) then
-      error("ksms: a reservation date table needs whole numbers year, month, day (hour, min, sec optional)", 3)
+      misuse("ksms: a reservation date table needs whole numbers year, month, day (hour, min, sec optional)")
     end
   end
   if m < 1 or m > 12 or d < 1 or d > days_in(y, m) or hh < 0 or hh > 23
@@ -77,7 +78,7 @@ function _M.resolve(at, opts)
     epoch, err = _M.from_kst(at)
     if not epoch then return nil, err end
   else
-    error("ksms: 'at' must be epoch seconds or a date table, got " .. type(at), 2)
+    misuse("ksms: 'at' must be epoch seconds or a date table, got " .. type(at))
   end
   if epoch <= now + lead then
     local when = _M.format(epoch, "YYYY-MM-DD hh:mm:ss")
