@@ -59,9 +59,10 @@ local function check_error(err, what)
   check(ct == "string" or ct == "number", "bad_code", "%s: error code is a %s", what, ct)
   check(type(err.message) == "string", "bad_message", "%s: error message is a %s", what, type(err.message))
   check(type(err.provider) == "string", "bad_provider", "%s: error provider is a %s", what, type(err.provider))
-  local text = tostring(err) -- the C __tostring (csrc/error.c)
-  check(type(text) == "string" and sub(text, 1, 5) == "ksms[", "bad_tostring", "%s: tostring(err) is %q",
-    what, sub(tostring(text), 1, 80))
+  local text = tostring(err) -- the C __tostring (csrc/error.c): "ksms[provider] category (code): message"
+  local head = "ksms[" .. err.provider .. "] " .. err.category
+  check(type(text) == "string" and sub(text, 1, #head) == head, "bad_tostring",
+    "%s: tostring(err) is %q, not %q...", what, sub(tostring(text), 1, 80), head)
   check(#text <= MAX_ERROR_TEXT, "unbounded_error", "%s: tostring(err) is %d bytes (an answer quoted whole?)",
     what, #text)
   local kind = match(text, "(%a+): 0x%x+")
@@ -667,7 +668,10 @@ end
 
 -- Explicit files: just those.
 if #files > 0 then
-  for _, f in ipairs(files) do run(assert(read(f))) end
+  for _, f in ipairs(files) do
+    local sig = run(assert(read(f)))
+    io.stderr:write(format("%s: %s\n", f, sig and ("ok, " .. sig) or "BROKE"))
+  end
   if target.cleanup then target.cleanup() end
   os.exit(n_breaks == 0 and 0 or 1)
 end
