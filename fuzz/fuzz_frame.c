@@ -65,6 +65,7 @@ typedef struct fz_result {
   uint8_t **payload;
   size_t *len;
   const char *fail;   /* error code, NULL when the stream is fine so far */
+  char fail_buf[32];  /* a copy of the decoder's code (the Lua string goes) */
   size_t left;        /* bytes waiting for the rest of a frame */
 } fz_result;
 
@@ -146,7 +147,8 @@ static void fz_decode(lua_State *L, const uint8_t *s, size_t n, size_t max_frame
       FZ_CHECK(!lua_isnil(L, -1), "feed returned nil without an error");
     }
     if (!lua_isnil(L, -1)) {
-      r->fail = fz_check_error(L, -1, "protocol", "decoder:feed");
+      snprintf(r->fail_buf, sizeof r->fail_buf, "%s", fz_check_error(L, -1, "protocol", "decoder:feed"));
+      r->fail = r->fail_buf;
       /* once failed, always failed, with the same code */
       lua_getfield(L, dec, "feed");
       lua_pushvalue(L, dec);

@@ -1,12 +1,13 @@
 /*
  * harness.h - what every libFuzzer harness of ksms.core shares (prefix fz_).
  *
- * A harness links the csrc/ sources statically (built with the sanitizers) and the
- * system's liblua5.4. One lua_State lives for the whole run: the standard
- * libraries, ksms.core (as package.loaded["ksms.core"]) and, for the
- * differential checks, lua-cjson. Each input runs against it and ends with
- * a full collection, so what one input left behind cannot change the next
- * one's outcome (a crash reproduces from its file alone).
+ * A harness links the csrc/ sources statically (built with the
+ * sanitizers) and the system's liblua5.4. One lua_State lives for the whole
+ * run: the standard libraries, ksms.core (as package.loaded["ksms.core"])
+ * and, for the differential checks, lua-cjson. Each input runs against it
+ * and ends with a full collection, so finalizers run at a known point and a
+ * crash reproduces from its file alone. (What the core itself keeps between
+ * calls, its scratch buffer and codec contexts, is fuzz_sequence's subject.)
  *
  * A broken invariant prints what broke and aborts: libFuzzer saves the input
  * as crash-<sha1> like any sanitizer report.

@@ -6,7 +6,7 @@
 #   smoke   replays fuzz/regressions/, then SECONDS (3) of fuzzing per
 #           harness and per Lua target; a new break is kept under
 #           build/fuzz/artifacts/<name>/. Exit 1 on any crash or break.
-#   long    the same for SECONDS (60) each, one at a time (-jobs=1); a new
+#   long    the same for SECONDS (60) each, one at a time; a new
 #           break is saved under fuzz/regressions/<name>/ and the run goes
 #           on to find more (commit the reproducer with its fix).
 #   replay  only the regressions.
@@ -58,7 +58,7 @@ for src in fuzz/fuzz_*.c; do
   # UBSan keeps going in a long run too (each report once per place).
   KSMS_FUZZ_KEEP_GOING="$keep" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=$([ "$mode" = long ] && echo 0 || echo 1)" \
-    "$bin" -max_total_time="$secs" -jobs=1 -timeout=20 -rss_limit_mb=2048 -max_len=16384 \
+    "$bin" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -max_len=16384 \
       -print_final_stats=1 -artifact_prefix="$art/" "$B/work/$h" "$B/corpus/$h" >"$log" 2>&1
   rc=$?
   runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
