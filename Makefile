@@ -138,7 +138,7 @@ fuzz: deps fuzz-corpus
 	@sh fuzz/run.sh long $(FUZZ_SECONDS)
 
 fuzz-smoke: fuzz-corpus
-	@sh fuzz/run.sh smoke 3
+	@sh fuzz/run.sh smoke 2
 
 bench: bench-codec bench-http bench-oneshot
 

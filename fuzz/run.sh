@@ -3,7 +3,7 @@
 # mutation target (make fuzz-build and make fuzz-corpus first; the Makefile
 # does). Run from the repository root.
 #
-#   smoke   replays fuzz/regressions/, then SECONDS (3) of fuzzing per
+#   smoke   replays fuzz/regressions/, then SECONDS (2) of fuzzing per
 #           harness and per Lua target; a new break is kept under
 #           build/fuzz/artifacts/<name>/. Exit 1 on any crash or break.
 #   long    the same for SECONDS (60) each, one at a time; a new
@@ -16,7 +16,7 @@
 # LuaJIT only replays the regressions and seeds).
 mode="${1:-smoke}"
 case "$mode" in
-  smoke) secs="${2:-3}" ;;
+  smoke) secs="${2:-2}" ;;
   long) secs="${2:-60}" ;;
   replay) secs=0 ;;
   *) echo "usage: fuzz/run.sh smoke|long|replay [SECONDS]" >&2; exit 2 ;;
