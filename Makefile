@@ -66,7 +66,7 @@ test: deps
 	sh tools/run-specs.sh luajit build/luajit build/results/luajit.log || status=1; \
 	$(MAKE) --no-print-directory asan-run || status=1; \
 	$(MAKE) --no-print-directory valgrind || status=1; \
-	$(MAKE) --no-print-directory fuzz-smoke || status=1; \
+	FUZZ_RESULTS=build/results/fuzz.log $(MAKE) --no-print-directory fuzz-smoke || status=1; \
 	sh tools/summary.sh build/results; \
 	exit $$status
 

@@ -11,7 +11,8 @@
 #           on to find more (commit the reproducer with its fix).
 #   replay  only the regressions.
 #
-# FUZZ_ONLY="frame csv ..." limits the run to those names. FUZZ_LUA lists
+# FUZZ_ONLY="frame csv ..." limits the run to those names. FUZZ_RESULTS=FILE
+# also writes a summary line there ("N successes / N failures / 0 errors"). FUZZ_LUA lists
 # the interpreters of the Lua targets ("lua5.4 luajit"; in a smoke pass
 # LuaJIT only replays the regressions and seeds).
 mode="${1:-smoke}"
@@ -31,7 +32,11 @@ started=$(date +%s)
 
 wanted() { [ -z "$FUZZ_ONLY" ] || echo " $FUZZ_ONLY " | grep -q " $1 "; }
 regressions() { ls "fuzz/regressions/$1" 2>/dev/null | grep -v '\.txt$' | sed "s|^|fuzz/regressions/$1/|"; }
-broke() { echo "FUZZ BREAK: $*"; status=1; }
+broke() { echo "FUZZ BREAK: $*"; status=1; unit_ok=0; }
+# One unit per harness and per Lua target and interpreter, counted for
+# FUZZ_RESULTS (a busted-style summary line that tools/summary.sh adds up).
+passed=0; failed=0
+unit_done() { if [ "$unit_ok" = 1 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi; }
 
 # The sanitizers abort on the first report; in a long run an invariant
 # break is saved and fuzzing goes on (KSMS_FUZZ_KEEP_GOING, harness.h).
@@ -42,6 +47,7 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 for src in fuzz/fuzz_*.c; do
   h=$(basename "$src" .c); h=${h#fuzz_}
   wanted "$h" || continue
+  unit_ok=1
   bin=$B/fuzz_$h
   art=$B/artifacts/$h
   mkdir -p "$art" "$B/work/$h"
@@ -51,7 +57,7 @@ for src in fuzz/fuzz_*.c; do
       grep -E 'invariant broken|runtime error|ERROR: AddressSanitizer|SUMMARY' "$LOGS/$h-replay.log" | head -3
     fi
   done
-  [ "$secs" = 0 ] && continue
+  if [ "$secs" = 0 ]; then unit_done; continue; fi
   keep=""
   if [ "$mode" = long ]; then keep="$art"; fi
   log=$LOGS/$h.log
@@ -84,6 +90,7 @@ for src in fuzz/fuzz_*.c; do
       mv "$f" "fuzz/regressions/$h/" && echo "  saved fuzz/regressions/$h/$(basename "$f")"
     done
   fi
+  unit_done
 done
 
 # ---- the Lua mutation targets (fuzz/lua_mutate.lua), under ASan -------------
@@ -96,6 +103,7 @@ for interp in $FUZZ_LUA; do
   [ "$mode" = smoke ] && [ "$interp" != lua5.4 ] && t_secs=0
   for t in $targets; do
     wanted "$t" || continue
+    unit_ok=1
     save=$B/artifacts/$t
     [ "$mode" = long ] && save=fuzz/regressions/$t
     cur=$B/current-$interp-$t
@@ -116,8 +124,14 @@ for interp in $FUZZ_LUA; do
       grep -E 'ERROR: AddressSanitizer|SUMMARY|runtime error|Segmentation' "$log" | head -3
       echo "$interp crashed with status $rc" >"$save/crash-$sum.txt"
     fi
+    unit_done
   done
 done
+
+if [ -n "$FUZZ_RESULTS" ]; then
+  mkdir -p "$(dirname "$FUZZ_RESULTS")"
+  echo "$passed successes / $failed failures / 0 errors (fuzz $mode: harnesses and Lua targets)" >"$FUZZ_RESULTS"
+fi
 
 echo "fuzz $mode: $(( $(date +%s) - started ))s, $([ $status = 0 ] && echo 'no breaks' || echo 'BREAKS FOUND')"
 exit $status
