@@ -15,10 +15,11 @@
 -- require("ksms.errors").is accepts, with a readable tostring (the C
 -- __tostring, which ASan watches); the CPU time (os.clock) stays under a
 -- bound proportional to the input (50 ms per 64 KiB plus 100 ms, some
--- targets more; a slow input is timed twice more after a full collection); and the target's own invariants below. The
--- first input of each kind of break is saved under --save (a file and a
--- .txt saying what broke) and the exit status is 1. The input being run is
--- written to --current first: after a crash (ASan, a signal) run.sh keeps it.
+-- targets more; a slow input is timed twice more after a full collection);
+-- and the target's own invariants below. The first input of each kind of
+-- break is saved under --save (a file and a .txt saying what broke) and the
+-- exit status is 1. The input being run is written to --current first:
+-- after a crash (ASan, a signal) run.sh keeps it.
 
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 
