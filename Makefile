@@ -3,11 +3,14 @@
 #   make LUA=luajit      build it for LuaJIT 2.1 (build/luajit/)
 #   make test            install missing Debian packages (as root), build for
 #                        both interpreters, run every spec under both, then the
-#                        sanitizer and valgrind runs
+#                        sanitizer and valgrind runs and the fuzzing smoke pass
 #   make demo            the main job against the bundled fake provider
 #   make asan            the whole suite with AddressSanitizer + UBSan
 #   make valgrind        the codec, HTTP and OneShot stress scripts under
 #                        valgrind, leaks are errors
+#   make fuzz            every libFuzzer harness and Lua mutation loop for
+#                        FUZZ_SECONDS (60) each, one after another (fuzz/README.md)
+#   make fuzz-smoke      the regressions and a few seconds of each (part of make test)
 #   make bench           the benchmarks under bench/ (LUA=luajit for LuaJIT)
 #   make install         PREFIX=/usr/local, DESTDIR= honoured; also bin/ksms
 #                        (shebang: $(LUA)) into $(PREFIX)/bin
@@ -36,7 +39,8 @@ SO   := $(BUILD)/ksms/core.so
 
 LUA_SRC := $(shell find lua -name '*.lua' 2>/dev/null)
 
-.PHONY: all build test deps specs asan asan-run valgrind bench bench-codec bench-http bench-oneshot demo install uninstall clean tables
+.PHONY: all build test deps specs asan asan-run valgrind bench bench-codec bench-http bench-oneshot demo install uninstall clean tables \
+        fuzz fuzz-smoke fuzz-build fuzz-corpus
 
 all: $(SO)
 build: $(SO)
@@ -62,6 +66,7 @@ test: deps
 	sh tools/run-specs.sh luajit build/luajit build/results/luajit.log || status=1; \
 	$(MAKE) --no-print-directory asan-run || status=1; \
 	$(MAKE) --no-print-directory valgrind || status=1; \
+	FUZZ_RESULTS=build/results/fuzz.log $(MAKE) --no-print-directory fuzz-smoke || status=1; \
 	sh tools/summary.sh build/results; \
 	exit $$status
 
@@ -98,6 +103,42 @@ valgrind: $(SO)
 	 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	   --show-leak-kinds=definite,indirect --error-exitcode=99 \
 	   lua5.4 spec/stress/oneshot_stress.lua
+
+# Fuzzing (fuzz/README.md). The harnesses link the C sources, built with
+# clang's libFuzzer and the sanitizers, and liblua5.4; the Lua loops run
+# over the ASan build that asan-run uses.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build/fuzz
+FUZZ_CFLAGS  := -std=gnu11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fsanitize-recover=undefined $(shell pkg-config --cflags lua5.4 $(PKGS))
+FUZZ_LIBS     = $(shell pkg-config --libs lua5.4) $(LIBS) -ldl -lm
+FUZZ_OBJS    := $(patsubst csrc/%.c,$(FUZZ_BUILD)/obj/%.o,$(SRCS))
+FUZZ_BINS    := $(patsubst fuzz/fuzz_%.c,$(FUZZ_BUILD)/fuzz_%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_LUA_ENV := LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="build/lua5.4/?.so;;"
+
+$(FUZZ_BUILD)/obj/%.o: csrc/%.c csrc/*.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Wno-constant-conversion -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/*.h $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Icsrc -o $@ $< $(FUZZ_OBJS) $(FUZZ_LIBS)
+
+.SECONDARY: $(FUZZ_OBJS)
+fuzz-build: $(FUZZ_BINS)
+	@$(MAKE) --no-print-directory LUA=lua5.4 build
+	@for interp in lua5.4 luajit; do \
+	  $(MAKE) --no-print-directory LUA=$$interp BUILD=build/asan-$$interp OPTFLAGS="$(ASAN_FLAGS)" \
+	    LDFLAGS="-fsanitize=address,undefined" build || exit 1; done
+
+fuzz-corpus: fuzz-build
+	@$(FUZZ_LUA_ENV) lua5.4 fuzz/make_corpus.lua $(FUZZ_BUILD)/corpus
+
+fuzz: deps fuzz-corpus
+	@sh fuzz/run.sh long $(FUZZ_SECONDS)
+
+fuzz-smoke: fuzz-corpus
+	@sh fuzz/run.sh smoke 2
 
 bench: bench-codec bench-http bench-oneshot
 
