@@ -21,6 +21,13 @@
 
 #define MAX_PARTS 8
 
+/* What csrc/http.c refuses inside a quoted multipart name or filename. */
+static int fz_bad_quoted(const uint8_t *s, size_t n) {
+  for (size_t k = 0; k < n; k++)
+    if (s[k] < 0x20 || s[k] == 0x7f || s[k] == '"' || s[k] == '\\') return 1;
+  return 0;
+}
+
 typedef struct fz_part {
   const uint8_t *name, *content, *filename, *ctype;
   size_t name_n, content_n, filename_n, ctype_n;
@@ -183,9 +190,9 @@ static void fz_multipart(lua_State *L, fz_in *in, int given) {
       misuse = 1;
     }
     lua_rawseti(L, -2, i + 1);
-    /* a backslash may be refused too (it could escape the closing quote) */
-    for (size_t k = 0; k < pt->name_n; k++) misuse |= strchr("\"\r\n\\", pt->name[k]) != NULL;
-    for (size_t k = 0; k < pt->filename_n; k++) misuse |= strchr("\"\r\n\\", pt->filename[k]) != NULL;
+    /* a quoted name or filename refuses '"', '\\' (it could escape the
+     * closing quote) and every control character (csrc/http.c) */
+    misuse |= fz_bad_quoted(pt->name, pt->name_n) | fz_bad_quoted(pt->filename, pt->filename_n);
     for (size_t k = 0; k < pt->ctype_n; k++) misuse |= strchr("\r\n", pt->ctype[k]) != NULL;
     if (pt->has_ctype && pt->ctype_n == 0) misuse = 1;
     if (pt->is_value && (pt->has_filename || pt->has_ctype)) misuse = 1;

@@ -14,7 +14,7 @@
 -- break); a result is a value or nil plus an error that
 -- require("ksms.errors").is accepts, with a readable tostring (the C
 -- __tostring, which ASan watches); the CPU time (os.clock) stays under a
--- bound proportional to the input (50 ms per 64 KiB plus 100 ms, some
+-- bound proportional to the input (250 ms per 64 KiB plus 500 ms, some
 -- targets more; a slow input is timed twice more after a full collection);
 -- and the target's own invariants below. The first input of each kind of
 -- break is saved under --save (a file and a .txt saying what broke) and the
@@ -158,7 +158,7 @@ do
   end
   -- 100 ms per 64 KiB: the reader copies what is buffered (at most one
   -- read, 16 KiB) for each line, which is linear but not cheap.
-  T.http1 = { cpu_per_64k = 0.1, run = function(input)
+  T.http1 = { cpu_per_64k = 0.5, run = function(input)
     local res, code = read_with(input, function(max) return max end)
     local h = hash(input)
     local res2, code2 = read_with(input, function(max)
@@ -396,7 +396,10 @@ do
     return floor_s + per_64k * bytes / 65536 + 0.0001 * #steps
   end
 
-  T.oneshot_protocol = { cpu_per_64k = 0.25, max_input = 64 * 1024, lines = true, prepare = prepare, bound = bound,
+  -- Every frame is inflated, decoded and often decrypted and answered: a
+  -- few hundred microseconds each under ASan, 0.235 s was seen for 24 KB
+  -- on a loaded machine; a quadratic step would still be far above this.
+  T.oneshot_protocol = { cpu_per_64k = 1.0, max_input = 64 * 1024, lines = true, prepare = prepare, bound = bound,
     run = function(steps)
     local p = protocol.new { id = "test001", password = "pw", key = KEY, iv = IV, id_prefix = "T",
       encrypted = steps.encrypted }
@@ -643,8 +646,11 @@ do
 end
 math.randomseed(opts.seed or os.time())
 
-local floor_s = target.cpu_floor or 0.1
-local per_64k = target.cpu_per_64k or 0.05
+-- Generous on purpose: this runs under ASan on a shared 2-core machine, and
+-- it looks for superlinear parsers (seconds to minutes on these inputs),
+-- not for small slowdowns (bench/ measures speed).
+local floor_s = target.cpu_floor or 0.5
+local per_64k = target.cpu_per_64k or 0.25
 local seen_breaks, n_breaks, execs = {}, 0, 0
 
 local function report(input, kind, msg)
