@@ -154,7 +154,9 @@ bench-http: $(SO)
 	@$(MAKE) --no-print-directory -C bench
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) bench/http.lua
 
-demo: $(SO)
+# deps first: on a fresh machine nothing can compile before the packages are in.
+demo: deps
+	@$(MAKE) --no-print-directory build
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/demo.lua
 
 # Regenerates csrc/text_tables.h (CP949 / EUC-KR coverage) from glibc iconv.
