@@ -4,23 +4,12 @@
 local status = require "ksms.cli.status"
 
 local io_open, io_read, error = io.open, io.read, error
-local find, sub, byte = string.find, string.sub, string.byte
 
 local _M = { _VERSION = "0.1.0" }
 
--- The bytes %s matches: tab, LF, VT, FF, CR, space.
-local SPACE = { [9] = true, [10] = true, [11] = true, [12] = true, [13] = true, [32] = true }
-
--- s without leading and trailing white space, in linear time: the pattern
--- ^%s*(.-)%s*$ is quadratic on a long run of spaces not at the end (a
--- CSV field of 64 KiB costs a minute of CPU).
-function _M.trim(s)
-  local first = find(s, "%S")
-  if not first then return "" end
-  local last = #s
-  while SPACE[byte(s, last)] do last = last - 1 end -- stops at s[first] at the latest
-  return sub(s, first, last)
-end
+-- s without leading and trailing white space, in linear time (a file or
+-- argv may hold a long run of spaces): the library's one trim.
+_M.trim = require("ksms.providers.common").trim
 
 -- Text from "-" (stdin) or a literal; one trailing newline (what echo and
 -- editors add) is dropped from stdin and files.
