@@ -42,7 +42,8 @@ local MAX_ERROR_TEXT = 8 * 1024 -- tostring(err) of a runtime error: messages ar
 
 -- ---- breaks -------------------------------------------------------------------
 
--- --no-tostring: to look past a known tostring(err) crash in a long run.
+-- --no-tostring: to look past a known tostring(err) crash in a long run
+-- (the same text is checked, built in Lua instead).
 local NO_TOSTRING = false
 
 local BREAK = {}
@@ -63,9 +64,9 @@ local function check_error(err, what)
   check(ct == "string" or ct == "number", "bad_code", "%s: error code is a %s", what, ct)
   check(type(err.message) == "string", "bad_message", "%s: error message is a %s", what, type(err.message))
   check(type(err.provider) == "string", "bad_provider", "%s: error provider is a %s", what, type(err.provider))
-  if NO_TOSTRING then return end
-  local text = tostring(err) -- the C __tostring (csrc/error.c): "ksms[provider] category (code): message"
   local head = "ksms[" .. err.provider .. "] " .. err.category
+  -- the C __tostring (csrc/error.c): "ksms[provider] category (code): message"
+  local text = NO_TOSTRING and (head .. " (" .. tostring(err.code) .. "): " .. err.message) or tostring(err)
   check(type(text) == "string" and sub(text, 1, #head) == head, "bad_tostring",
     "%s: tostring(err) is %q, not %q...", what, sub(tostring(text), 1, 80), head)
   check(#text <= MAX_ERROR_TEXT, "unbounded_error", "%s: tostring(err) is %d bytes (an answer quoted whole?)",
