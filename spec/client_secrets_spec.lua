@@ -3,29 +3,17 @@
 -- tostring(err)), in any encoding the secret travels in. Real fakes over
 -- 127.0.0.1; the forms are computed here, not by the masker.
 local ksms = require "ksms"
-local core = require "ksms.core"
 local fake_control = require "fake_control"
 
 local KEY = "sk+/live?key=ab/cd~x" -- its Base64 has '+' and '/'
 
-local function pct(s, keep)
-  return (s:gsub("[^%w" .. keep .. "]", function(c) return ("%%%02X"):format(c:byte()) end))
-end
-
-local function forms(secret)
-  local b64 = core.b64encode(secret)
-  return { secret, b64, (b64:gsub("=+$", "")), pct(secret, "%-%._~"), pct(b64, "%-%._~"),
-    (pct(b64, "%-%._%*"):gsub("%%20", "+")), core.hex(secret) }
-end
+local H = require "spec_helper"
+local forms = H.secret_encodings -- computed by the spec, not the masker
 
 -- No run of 8 bytes of any form is left anywhere in text.
 local function assert_masked(text)
-  for _, form in ipairs(forms(KEY)) do
-    local bare = form:gsub("=+$", ""):gsub("%%3D$", "")
-    for i = 1, #bare - 7 do
-      local piece = bare:sub(i, i + 7)
-      assert.is_nil(text:find(piece, 1, true), ("%q (of %q) in:\n%s"):format(piece, form, text))
-    end
+  for _, p in ipairs(H.secret_pieces(KEY)) do
+    assert.is_nil(text:find(p[1], 1, true), ("%q (of %q) in:\n%s"):format(p[1], p[2], text))
   end
 end
 
@@ -51,7 +39,15 @@ describe("errors a client returns, when a server echoes the secret", function()
     if cafe24 then cafe24:stop() end
   end)
 
-  local echo = "ECHO " .. table.concat(forms(KEY), " ")
+  -- What a server echoes: each form as it travels, once. The JSON-escaped
+  -- ones are left out here because the Senders fake JSON-encodes its answer
+  -- itself (they reach err.raw that way); echoing them too would make a
+  -- twice-escaped text that no server sends.
+  local echoed = {}
+  for _, form in ipairs(forms(KEY)) do
+    if not form:find("\\", 1, true) then echoed[#echoed + 1] = form end
+  end
+  local echo = "ECHO " .. table.concat(echoed, " ")
 
   it("are masked for Senders (an undocumented result holding the key)", function()
     local c = ksms.client("senders", { api_key = KEY, base_url = senders.base_url, timeout = 5 })

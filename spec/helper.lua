@@ -133,6 +133,58 @@ function H.tmpname()
   return os.tmpname()
 end
 
+-- Every form a secret can take in an output, computed here (not by the
+-- masker): raw, Base64 (padded or not, URL-safe), hex, each percent-encoded
+-- the ways encoders do it (WHATWG forms, RFC 3986, "/" kept as Python's
+-- quote does; upper- or lower-case hex), encoded twice, and JSON-escaped.
+local function pct(s, keep, lower)
+  return (s:gsub("[^%w" .. keep .. "]", function(c)
+    local h = ("%%%02X"):format(c:byte())
+    return lower and h:lower() or h
+  end))
+end
+function H.secret_encodings(secret)
+  local b64 = require("ksms.core").b64encode(secret)
+  local bare = b64:gsub("=+$", "")
+  local hex = secret:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+  local list = { secret, b64, bare, (bare:gsub("%+", "-"):gsub("/", "_")), hex, hex:upper(),
+    (b64:gsub("/", "\\/")), (secret:gsub("/", "\\/")) }
+  for _, base in ipairs({ secret, b64 }) do
+    for _, lower in ipairs({ false, true }) do
+      list[#list + 1] = (pct(base, "%-%._%*", lower):gsub("%%20", "+")) -- WHATWG form
+      list[#list + 1] = pct(base, "%-%._~", lower)                        -- RFC 3986
+      list[#list + 1] = pct(base, "%-%._~/", lower)                       -- "/" kept
+    end
+  end
+  list[#list + 1] = pct(pct(b64, "%-%._~"), "%-%._~") -- encoded twice
+  return list
+end
+
+-- Every run of 8 bytes of every form of secret, Base64 padding left off:
+-- none may appear in an output (a quoted answer may be cut inside a form,
+-- and forms that share a start must not leave each other's tails).
+-- Returns a list of { piece, form }.
+function H.secret_pieces(secret)
+  local out = {}
+  for _, form in ipairs(H.secret_encodings(secret)) do
+    local bare = form
+    repeat
+      local before = bare
+      bare = bare:gsub("=$", ""):gsub("%%3[Dd]$", ""):gsub("%%253D$", "")
+    until bare == before
+    for i = 1, #bare - 7 do out[#out + 1] = { bare:sub(i, i + 7), form } end
+  end
+  return out
+end
+
+-- A deep copy of plain data (the fakes' own, for specs that mutate seeds).
+function H.deep_copy(v)
+  if type(v) ~= "table" then return v end
+  local t = {}
+  for k, x in pairs(v) do t[k] = H.deep_copy(x) end
+  return t
+end
+
 -- Specs know it as spec_helper; fake_control and nginx_control, which the
 -- benchmarks load too (no busted helper there), require it as helper.
 package.loaded["spec_helper"] = H

@@ -328,12 +328,7 @@ describe("ksms.oneshot.protocol against a hostile server", function()
       return rng(100000)
     end
 
-    local function deep_copy(v)
-      if type(v) ~= "table" then return v end
-      local t = {}
-      for k, x in pairs(v) do t[k] = deep_copy(x) end
-      return t
-    end
+    local deep_copy = H.deep_copy
 
     -- Mutates a message { Header = { Method }, Body } in place.
     local function mutate(rng, S, msg)

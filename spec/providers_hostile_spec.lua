@@ -533,12 +533,7 @@ describe("provider parsers on hostile input", function()
       '["100","200"]', '{"result":"100"}', "[[[[]]]]", '""', '"' .. ("9"):rep(400) .. '"', '"\\u0000"', '"\\ud800"' }
     local PLACEHOLDER = "KSMSMUTANTVALUE"
 
-    local function deep_copy(v)
-      if type(v) ~= "table" then return v end
-      local t = {}
-      for k, x in pairs(v) do t[k] = deep_copy(x) end
-      return t
-    end
+    local deep_copy = H.deep_copy
     local function paths(doc, prefix, out)
       for k, v in pairs(doc) do
         local path = {}

@@ -7,28 +7,7 @@ local journal = require "ksms.cli.journal"
 local core = require "ksms.core"
 local H = require "spec_helper"
 
--- The encodings of a secret, computed here rather than by the masker.
-local function pct(s, keep, lower)
-  return (s:gsub("[^%w" .. keep .. "]", function(c)
-    local h = ("%%%02X"):format(c:byte())
-    return lower and h:lower() or h
-  end))
-end
-local function encodings(secret)
-  local b64 = core.b64encode(secret)
-  local hex = secret:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
-  local list = { secret, b64, (b64:gsub("=+$", "")), (b64:gsub("=+$", ""):gsub("%+", "-"):gsub("/", "_")),
-    hex, hex:upper(), (b64:gsub("/", "\\/")) }
-  for _, base in ipairs({ secret, b64 }) do
-    for _, lower in ipairs({ false, true }) do
-      list[#list + 1] = (pct(base, "%-%._%*", lower):gsub("%%20", "+"))
-      list[#list + 1] = pct(base, "%-%._~", lower)
-      list[#list + 1] = pct(base, "%-%._~/", lower)
-    end
-  end
-  list[#list + 1] = pct(pct(b64, "%-%._~"), "%-%._~")
-  return list
-end
+local encodings = H.secret_encodings -- computed by the spec, not the masker
 
 local SECRET = "c24 s3cr?t>~key/" -- Base64 YzI0IHMzY3I/dD5+a2V5Lw==
 
