@@ -63,6 +63,7 @@ build = {
     ["ksms.oneshot.codes"] = "lua/ksms/oneshot/codes.lua",
     ["ksms.oneshot.pacer"] = "lua/ksms/oneshot/pacer.lua",
     ["ksms.oneshot.protocol"] = "lua/ksms/oneshot/protocol.lua",
+    ["ksms.oneshot.message"] = "lua/ksms/oneshot/message.lua",
     ["ksms.transport"] = "lua/ksms/transport/init.lua",
     ["ksms.transport.curl"] = "lua/ksms/transport/curl.lua",
     ["ksms.transport.http1"] = "lua/ksms/transport/http1.lua",

@@ -361,6 +361,84 @@ describe("ksms.oneshot.protocol", function()
     end)
   end)
 
+  describe("sent events", function()
+    it("reports every MsgSendReq a poll writes, in the order of the frames, with its attempt", function()
+      local p, S = bound(100, { retry_backoff = 1 })
+      assert(p:submit(sms(1, { id = "x" })))
+      assert(p:submit(sms(2, { id = "y", sub_id = "2" })))
+      local ev, out = p:poll(0)
+      local msgs = S.read(out)
+      local sent = of_type(ev, "sent")
+      assert.equal(#msgs, #sent)
+      assert.is_true(#sent >= 1)
+      for i, e in ipairs(sent) do
+        assert.equal("MsgSendReq", msgs[i].Header.Method)
+        assert.equal(msgs[i].Body.UserMsgId, e.user_msg_id)
+        assert.equal(msgs[i].Body.UserMsgSubId, e.sub_id)
+        assert.equal(e.rec.id, e.user_msg_id)
+        assert.equal(1, e.attempt)
+      end
+      assert.same({ type = "sent", rec = sent[1].rec, user_msg_id = "x", sub_id = "", attempt = 1 }, sent[1])
+      -- the rest, then a requeued one goes again as attempt 2
+      local rest = {}
+      local t = 0
+      while p:queued() > 0 do
+        t = math.max(t, p:next_deadline())
+        local e2, o2 = p:poll(t)
+        for _, e in ipairs(of_type(e2, "sent")) do rest[#rest + 1] = e end
+        assert.equal(#of_type(e2, "sent"), #S.read(o2))
+      end
+      assert.equal(2, #sent + #rest)
+      local all = { sent[1], sent[2] or rest[1] }
+      assert.equal("y", all[2].user_msg_id)
+      assert.equal("2", all[2].sub_id)
+      ev = p:receive(answer(S, { UserMsgId = "x", UserMsgSubId = "" }, 903), t)
+      assert.equal("requeued", ev[1].type)
+      local again
+      while not again do
+        t = math.max(t, p:next_deadline())
+        local e2, o2 = p:poll(t)
+        again = of_type(e2, "sent")[1]
+        if again then assert.equal("x", S.read(o2)[1].Body.UserMsgId) end
+      end
+      assert.equal("x", again.user_msg_id)
+      assert.equal(2, again.attempt)
+      -- nothing else a poll writes is a sent event: keepalives, acks
+      local e3, o3 = p:poll(t + 60)
+      assert.equal("AliveReq", S.read(o3)[1].Header.Method)
+      assert.equal(0, #of_type(e3, "sent"))
+    end)
+  end)
+
+  describe("states", function()
+    it("changes state only as the table at the top of the protocol says", function()
+      local st = protocol.states
+      assert.equal("bind_wait", st.idle.on.connect)
+      assert.equal("key_wait", st.idle.on.connect_encrypted)
+      assert.equal("bound", st.bind_wait.on.bind_ok)
+      assert.equal("closing", st.bound.on.close)
+      assert.equal("closed", st.closing.on.unbound)
+      -- every target is a state, and every state can be left by disconnected()
+      for name, s in pairs(st) do
+        for event, to in pairs(s.on) do assert.is_table(st[to], name .. " --" .. event .. "--> " .. to) end
+        assert.equal("disconnected", s.on.disconnect, name)
+      end
+      -- a walk through the lifecycle stays on the table
+      local p, S = bound(10)
+      assert.equal("bound", p.state)
+      assert.equal("UnBindReq", S.read(p:close(1))[1].Header.Method)
+      assert.equal("closing", p.state)
+      assert.equal("", p:close(1)) -- not bound: nothing to write, no change
+      p:receive(S.frame("UnBindRes", { Result = 0 }, true), 1.1)
+      assert.equal("closed", p.state)
+      p:disconnected(2)
+      assert.equal("disconnected", p.state)
+      -- an event its state does not list is a bug of ours and raises
+      assert.has_error(function() p:_to("bind_ok") end)
+      assert.has_error(function() p:connected(3); p:connected(3) end)
+    end)
+  end)
+
   describe("rate limit answers", function()
     it("requeues a message refused with 903 or 11 and backs off", function()
       local p, S = bound(100, { retry_backoff = 1 })

@@ -91,7 +91,8 @@ local function misuse(msg)
     local info = getinfo(level, "S")
     if not info then level = 2; break end -- called from the library's own main: its line
     local src = info.source
-    if not library(src) and src ~= "=(tail call)" then break end
+    -- a C function (pcall, xpcall in guard) is not the caller's line either
+    if not library(src) and src ~= "=(tail call)" and src ~= "=[C]" then break end
     level = level + 1
   end
   error(msg, level)

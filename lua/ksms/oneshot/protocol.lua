@@ -31,6 +31,11 @@
 --                body -- needs p:ack(event)
 --   spam         spam_id, phone, deny_no, body          -- needs p:ack(event)
 --   change_phone server_msg_id, phone, change_phone, body -- needs p:ack(event)
+--   sent         rec, user_msg_id, sub_id, attempt (1 the first time, 2 and
+--                on after a requeue): one for every MsgSendReq in the out
+--                that the same poll returns. The events come back before
+--                the bytes are written, so a driver can record "written"
+--                first.
 --   upload_step  handle, step ("name" | "data" | "finish"), result
 --   upload_done  handle, file_name   /  upload_failed handle, err
 --   alive_res    /  unbound result  /  dead reason ("alive_timeout" | "bind_timeout")
@@ -52,6 +57,40 @@
 -- ksms.oneshot.pacer). Results 903 and 11 put the message back at the head
 -- of the queue and pause sending with a growing backoff.
 
+-- States and transitions: STATES[state] says which events move it where
+-- (on), which answer methods it waits for (awaits: one that comes in any
+-- other state is a non-fatal protocol_error "unexpected"), whether pushes
+-- are acknowledged in it (acks), and whether poll writes MsgSendReq and
+-- keepalives (sends) or watches the bind timer (binding). Every change of
+-- p.state goes through P:_to(event), which refuses an event the table does
+-- not list, so this table is the state machine.
+--
+--   idle, disconnected --connect--> bind_wait  (--connect_encrypted--> key_wait)
+--   key_wait  --PrivateKeyRes 0--> bind_wait      (key_ok)
+--   bind_wait --BindRes 0--> bound                (bind_ok)
+--   key_wait, bind_wait --refused or unreadable answer--> failed (bind_failed)
+--   key_wait, bind_wait, bound --bind_timeout / alive_timeout--> dead (timeout)
+--   bound     --close()--> closing --UnBindRes--> closed             (unbound)
+--   any state with a connection --bytes that are not frames--> failed (fatal)
+--   any state --disconnected()--> disconnected
+local CONNECTED = { fatal = "failed", disconnect = "disconnected" }
+local function on(t) for k, v in pairs(CONNECTED) do t[k] = t[k] or v end return t end
+local STATES = {
+  idle         = { on = { connect = "bind_wait", connect_encrypted = "key_wait", disconnect = "disconnected" } },
+  disconnected = { on = { connect = "bind_wait", connect_encrypted = "key_wait", disconnect = "disconnected" } },
+  key_wait     = { on = on { key_ok = "bind_wait", bind_failed = "failed", timeout = "dead" },
+                   awaits = { PrivateKeyRes = true }, binding = true },
+  bind_wait    = { on = on { bind_ok = "bound", bind_failed = "failed", timeout = "dead" },
+                   awaits = { BindRes = true }, binding = true },
+  bound        = { on = on { close = "closing", timeout = "dead" }, acks = true, sends = true },
+  closing      = { on = on { unbound = "closed" }, awaits = { UnBindRes = true }, acks = true },
+  closed       = { on = on {} },
+  failed       = { on = on {} },
+  dead         = { on = on {} },
+}
+local NONE = {}
+for _, st in pairs(STATES) do st.awaits = st.awaits or NONE end
+
 local core = require "ksms.core"
 local cjson = require "cjson"
 local codec = require "ksms.oneshot.codec"
@@ -59,14 +98,14 @@ local schema = require "ksms.oneshot.schema"
 local codes = require "ksms.oneshot.codes"
 local pacer_mod = require "ksms.oneshot.pacer"
 local errors = require "ksms.errors"
-local phone = require "ksms.rules.phone"
-local text_rules = require "ksms.rules.text"
+local message = require "ksms.oneshot.message"
 
 local type, pairs, ipairs, tostring, tonumber, setmetatable, error =
   type, pairs, ipairs, tostring, tonumber, setmetatable, error
 local concat, format, floor, min = table.concat, string.format, math.floor, math.min
 local aes_encrypt, aes_decrypt = core.aes128cbc_encrypt, core.aes128cbc_decrypt
 local b64encode, b64decode, cp949_len = core.b64encode, core.b64decode, core.cp949_len
+local build = message.build
 local random = core.random -- the OS random source: LuaJIT never seeds math.random
 
 local _M = { _VERSION = "0.1.0" }
@@ -76,11 +115,7 @@ json.decode_max_depth(16)
 json.decode_invalid_numbers(false)
 local null = cjson.null
 
-local KINDS = {
-  sms = 4, lms = 6, mms = 6, alimtalk = 7, alimtalk_image = 71, friendtalk = 8,
-  rcs_sms = 9, rcs_lms = 10, rcs_mms = 11, rcs_template = 12,
-}
-_M.kinds = KINDS
+_M.kinds = message.kinds -- kind -> MsgType
 
 local OPTIONS = {
   id = "string", password = "string", key = "string", iv = "string", encrypted = "boolean",
@@ -91,23 +126,6 @@ local OPTIONS = {
   lms_max = "number", upload_chunk = "number", default_speed = "number",
 }
 _M.options = OPTIONS -- the drivers check a caller's options against these and theirs
-
-local MSG_FIELDS = {
-  to = true, from = true, text = true, subject = true, kind = true, id = true, sub_id = true,
-  user_msg_id = true, user_msg_sub_id = true, -- the protocol's names for id and sub_id
-  user_data = true, tran_id = true, reseller_code = true, files = true, kakao = true, rcs = true,
-}
-local KAKAO = {
-  ad_flag = "KakaoAdFlag", nation_code = "KakaoNationCode", sender_key = "KakaoSenderKey",
-  template_code = "KakaoTemplateCode", timeout = "KakaoTimeout", button = "KakaoButton",
-  image_link = "kakaoImageLink", user_key = "kakaoUserKey", title = "kakaoTitle",
-  quick = "kakaoQuick", wide = "kakaoWide",
-}
-local RCS = {
-  message_base_id = "rcsMessageBaselId", button = "rcsButton", header = "rcsHeader",
-  footer = "rcsFooter", copy_allowed = "rcsCopyAllowed", agency_id = "rcsAgencyId",
-  brand_key = "rcsBrandKey", agency_key = "rcsAgencyKey",
-}
 
 -- Ids and names a server sends that we keep or echo back are at most this
 -- long (the document's UserMsgId is at most 20 bytes).
@@ -169,6 +187,14 @@ end
 
 local P = {}
 P.__index = P
+_M.states = STATES
+
+-- The one place p.state changes.
+function P:_to(event)
+  local nxt = STATES[self.state].on[event]
+  if not nxt then error("ksms.oneshot.protocol: internal: " .. event .. " in state " .. self.state, 2) end
+  self.state = nxt
+end
 
 function _M.new(opts)
   if type(opts) ~= "table" then error("ksms.oneshot.protocol.new: options table expected", 2) end
@@ -199,6 +225,7 @@ function _M.new(opts)
     retry_backoff = opts.retry_backoff or 0.1,
     resend_unanswered = opts.resend_unanswered or false,
     sms_max = opts.sms_max or 90, lms_max = opts.lms_max or 2000,
+    limits = message.limits_of(opts), -- ksms.rules.text's limits for message.build
     upload_chunk = opts.upload_chunk or 1536,
     dedup_size = opts.dedup_size or 10000,
     id_prefix = opts.id_prefix or format("%x%04x", os.time() % 0x10000000, random(0, 0xffff)),
@@ -324,8 +351,8 @@ end
 -- ---- connection lifecycle ----
 
 function P:connected(now)
-  if self.state ~= "idle" and self.state ~= "disconnected" then
-    error("ksms.oneshot.protocol: connected() while " .. self.state, 2)
+  if not STATES[self.state].on.connect then
+    errors.misuse("ksms.oneshot.protocol: connected() while " .. self.state)
   end
   self.decoder = codec.decoder { max_frame = MAX_FRAME, max_payload = MAX_FRAME }
   self.encrypt_all = false
@@ -335,10 +362,10 @@ function P:connected(now)
   self.bind_sent_at = now
   self.pacer = nil
   if self.encrypted then
-    self.state = "key_wait"
+    self:_to("connect_encrypted")
     return codec.frame("PrivateKeyReq")
   end
-  self.state = "bind_wait"
+  self:_to("connect")
   return self:_bind_req()
 end
 
@@ -348,8 +375,8 @@ function P:_bind_req()
 end
 
 function P:close(now)
-  if self.state ~= "bound" then return "" end
-  self.state = "closing"
+  if not STATES[self.state].on.close then return "" end
+  self:_to("close")
   if now then self.last_tx = now end
   return self:_frame("UnBindReq", { BindId = self.opts.id })
 end
@@ -395,7 +422,7 @@ function P:disconnected(now)
   end
   if self.decoder then self.decoder:close() end
   self.decoder = nil
-  self.state = "disconnected"
+  self:_to("disconnect")
   self.pacer = nil
   self.alive_sent_at = nil
   return events
@@ -403,133 +430,30 @@ end
 
 -- ---- submitting ----
 
-local function opt_str(v, name)
-  if v == nil then return nil end
-  if type(v) == "number" then return tostring(v) end
-  if type(v) ~= "string" then error("ksms.oneshot: '" .. name .. "' must be a string", 4) end
-  return v
-end
-
+-- p:submit(msg) -> rec | nil, err: msg is built and checked by
+-- ksms.oneshot.message (misuse raises at the caller's line), then numbered
+-- (when it has no id), refused when its id is queued or in flight or the
+-- queue is full, and queued.
 function P:submit(msg)
-  if type(msg) ~= "table" then error("ksms.oneshot: submit needs a message table", 2) end
-  for k in pairs(msg) do
-    if not MSG_FIELDS[k] then error("ksms.oneshot: unknown field '" .. tostring(k) .. "' in submit", 2) end
-  end
-  if msg.to == nil then error("ksms.oneshot: submit needs 'to'", 2) end
-  if msg.from == nil then error("ksms.oneshot: submit needs 'from'", 2) end
-  if type(msg.text) ~= "string" then error("ksms.oneshot: submit needs 'text' (a string)", 2) end
-  local kind = msg.kind or "auto"
-  if kind ~= "auto" and not KINDS[kind] then error("ksms.oneshot: unknown kind '" .. tostring(kind) .. "'", 2) end
-  local kakao, rcs = msg.kakao, msg.rcs
-  if kakao ~= nil then
-    if type(kakao) ~= "table" then error("ksms.oneshot: 'kakao' must be a table", 2) end
-    for k in pairs(kakao) do if not KAKAO[k] then error("ksms.oneshot: unknown kakao field '" .. tostring(k) .. "'", 2) end end
-  end
-  if rcs ~= nil then
-    if type(rcs) ~= "table" then error("ksms.oneshot: 'rcs' must be a table", 2) end
-    for k in pairs(rcs) do if not RCS[k] then error("ksms.oneshot: unknown rcs field '" .. tostring(k) .. "'", 2) end end
-  end
-  local files = msg.files
-  if files ~= nil and type(files) ~= "table" then error("ksms.oneshot: 'files' must be a list of uploaded file names", 2) end
-
-  -- data checks: nil, err
-  local to, err = phone.normalize(msg.to, "to")
-  if not to then return nil, err end
-  local from, ferr = phone.normalize(msg.from, "from")
-  if not from then
-    ferr.category = "sender_number"
-    return nil, ferr
-  end
-  local text = msg.text
-  if text == "" then return fail("invalid_input", "empty_text", "text is empty") end
-  local len, lerr = cp949_len(text)
-  if not len then return nil, lerr end
-  local nfiles = files and #files or 0
-  if nfiles > 3 then return fail("invalid_input", "too_many_files", "at most 3 files per message") end
-
-  local msg_type
-  if kind == "auto" then
-    msg_type = (len > self.sms_max or nfiles > 0) and 6 or 4
-  else
-    msg_type = KINDS[kind]
-  end
-  if msg_type == 4 or msg_type == 6 then
-    local ok, cerr = text_rules.check_charset(text, "cp949", "text")
-    if not ok then return nil, cerr end
-    if msg_type == 4 and len > self.sms_max then
-      return fail("message_length", "too_long",
-        format("SMS text is %d bytes (CP949); at most %d", len, self.sms_max), { length = len, limit = self.sms_max })
-    end
-    if msg_type == 6 and len > self.lms_max then
-      return fail("message_length", "too_long",
-        format("LMS/MMS text is %d bytes (CP949); at most %d", len, self.lms_max), { length = len, limit = self.lms_max })
-    end
-  end
-  if msg_type == 7 or msg_type == 71 then
-    if not (kakao and kakao.sender_key and kakao.template_code) then
-      return fail("template", "missing_template", "AlimTalk needs kakao.sender_key and kakao.template_code")
-    end
-  elseif msg_type == 8 then
-    if not (kakao and kakao.sender_key) then
-      return fail("channel", "missing_sender_key", "FriendTalk needs kakao.sender_key")
-    end
-  elseif msg_type >= 9 and msg_type <= 12 then
-    if not (rcs and rcs.message_base_id) then
-      return fail("invalid_input", "missing_rcs_base_id", "RCS needs rcs.message_base_id")
-    end
-  end
-  local reseller = opt_str(msg.reseller_code, "reseller_code")
-  if reseller and reseller ~= "" and not reseller:match("^%w+$") then
-    return fail("invalid_input", "bad_reseller_code", "reseller_code must be alphanumeric (9 characters)")
-  end
-
-  if self:queued() >= self.queue_limit then
+  local body, kind = build(msg, self.limits)
+  if not body then return nil, kind end
+  if self.qtail - self.qhead + 1 >= self.queue_limit then
     return fail("rate_limit", "queue_full",
       format("the send queue holds %d messages (queue_limit)", self.queue_limit), { retryable = true })
   end
-
-  if msg.id ~= nil and msg.user_msg_id ~= nil then error("ksms: give id or user_msg_id, not both", 2) end
-  local id = opt_str(msg.user_msg_id or msg.id, "user_msg_id")
-  local sub_id = opt_str(msg.user_msg_sub_id or msg.sub_id, "sub_id") or ""
+  local id, sub_id = body.UserMsgId, body.UserMsgSubId
   if not id then
     self.seq = self.seq + 1
     id = self.id_prefix .. "-" .. self.seq
+    body.UserMsgId = id
   end
   local key = id .. "\0" .. sub_id
   if self.ids[key] then
     return fail("duplicate", "duplicate_id", "a message with UserMsgId '" .. id .. "' is already queued or in flight")
   end
-
-  local body = {
-    UserMsgId = id, UserMsgSubId = sub_id, MsgType = msg_type, PhoneNo = to, CallbackNo = from,
-    TranId = opt_str(msg.tran_id, "tran_id") or "",
-    Subject = msg_type == 4 and "" or (opt_str(msg.subject, "subject") or ""),
-    Message = text,
-    KakaoAdFlag = "", KakaoNationCode = "", KakaoSenderKey = "", KakaoTemplateCode = "",
-    KakaoTimeout = 0, KakaoButton = "", FileCount = nfiles,
-    FileType1 = "", FileName1 = "", FileType2 = "", FileName2 = "", FileType3 = "", FileName3 = "",
-    UserData = opt_str(msg.user_data, "user_data") or "",
-    -- Left out when empty, as in the document's example frame.
-    ResellerCode = reseller ~= "" and reseller or nil,
-  }
-  for i = 1, nfiles do
-    body["FileType" .. i] = "IMG"
-    body["FileName" .. i] = opt_str(files[i], "files[" .. i .. "]")
-  end
-  if kakao then for k, field in pairs(KAKAO) do if kakao[k] ~= nil then body[field] = kakao[k] end end end
-  if rcs then for k, field in pairs(RCS) do if rcs[k] ~= nil then body[field] = rcs[k] end end end
-  -- The frame writer refuses text that is not UTF-8: say so here, naming
-  -- the field, before the message is queued.
-  for field, v in pairs(body) do
-    if type(v) == "string" and not cp949_len(v) then
-      return fail("invalid_input", "bad_utf8", field .. " is not valid UTF-8")
-    end
-  end
-
   -- kind: what the result reports (the session's results read rec.kind).
-  local kind_name = kind ~= "auto" and kind or (msg_type == 4 and "sms" or (nfiles > 0 and "mms" or "lms"))
-  local rec = { id = id, sub_id = sub_id, key = key, msg_type = msg_type, kind = kind_name, body = body,
-    attempts = 0, state = "queued", to = to }
+  local rec = { id = id, sub_id = sub_id, key = key, msg_type = body.MsgType, kind = kind, body = body,
+    attempts = 0, state = "queued", to = body.PhoneNo }
   self.ids[key] = rec
   self:_push_back(rec)
   return rec
@@ -622,7 +546,7 @@ function P:receive(bytes, now)
     for i = 1, #msgs do self:_handle(msgs[i], now, events, out) end
   end
   if err then
-    self.state = "failed"
+    self:_to("fatal")
     err.provider = "oneshot"      -- the core's frame errors say "ksms"
     events[#events + 1] = { type = "protocol_error", fatal = true, err = err }
   end
@@ -635,7 +559,7 @@ function P:_pushed(key, ev, ack_method, ack_body, events, out)
   local seen = self:_seen(key)
   if seen then
     -- a repeat: delivered once; answer it again only if the app already did
-    if seen.acked and (self.state == "bound" or self.state == "closing") then
+    if seen.acked and STATES[self.state].acks then
       out[#out + 1] = self:_frame(ack_method, ack_body)
     end
     return
@@ -646,7 +570,7 @@ function P:_pushed(key, ev, ack_method, ack_body, events, out)
 end
 
 function P:_bind_failed(err, events, code)
-  self.state = "failed"
+  self:_to("bind_failed")
   events[#events + 1] = { type = "bind_failed", code = code, retry_after = code and 30 or nil, err = err }
 end
 
@@ -698,7 +622,7 @@ function P:_bind_answer(method, body, berr, now, events, out)
     end
     self.body_key = pk:sub(1, 16)
     self.encrypt_all = true
-    self.state = "bind_wait"
+    self:_to("key_ok")
     self.bind_sent_at = now
     out[#out + 1] = self:_bind_req()
     return
@@ -708,7 +632,7 @@ function P:_bind_answer(method, body, berr, now, events, out)
   if not speed or speed ~= speed or speed == math.huge or speed < 1 then
     speed = self.opts.default_speed or 1
   end
-  self.state = "bound"
+  self:_to("bind_ok")
   self.speed = min(floor(speed), MAX_SPEED)
   self.pacer = pacer_mod.new(self.speed, { margin = self.pace_margin })
   self.last_tx = self.last_tx or now
@@ -761,8 +685,7 @@ function P:_handle(msg, now, events, out)
   local method = msg.Header.Method
   local body, berr = self:_body(msg)
   if method == "PrivateKeyRes" or method == "BindRes" then
-    local awaited = method == "PrivateKeyRes" and "key_wait" or "bind_wait"
-    if self.state ~= awaited then
+    if not STATES[self.state].awaits[method] then
       return note(events, perr("unexpected", method .. " when none is awaited"), method)
     end
     return self:_bind_answer(method, body, berr, now, events, out)
@@ -804,10 +727,10 @@ function P:_handle(msg, now, events, out)
       "ChangePhoneRes", { ServerMsgId = ev.server_msg_id, PhoneNo = ev.phone,
         ChangePhoneNo = ev.change_phone, Result = 0 }, events, out)
   elseif method == "UnBindRes" then
-    if self.state ~= "closing" then
+    if not STATES[self.state].awaits[method] then
       return note(events, perr("unexpected", "UnBindRes without an UnBindReq"), method)
     end
-    self.state = "closed"
+    self:_to("unbound")
     events[#events + 1] = { type = "unbound", result = int_field(body.Result) }
   else
     note(events, perr("unexpected_method", "unexpected method " .. quote(method)), method)
@@ -833,7 +756,7 @@ function P:ack(ev, now, result)
     if seen.acked then return "" end
     seen.acked = true
   end
-  if self.state ~= "bound" and self.state ~= "closing" then return "" end
+  if not STATES[self.state].acks then return "" end
   local body = ev._ack_body
   if result ~= nil then
     body = {}
@@ -848,17 +771,17 @@ end
 
 function P:poll(now)
   local events, out = {}, {}
-  local st = self.state
-  if st == "key_wait" or st == "bind_wait" then
+  local st = STATES[self.state]
+  if st.binding then
     if now - self.bind_sent_at >= self.bind_timeout then
-      self.state = "dead"
+      self:_to("timeout")
       events[#events + 1] = { type = "dead", reason = "bind_timeout" }
     end
     return events, ""
   end
-  if st ~= "bound" then return events, "" end
+  if not st.sends then return events, "" end
   if self.alive_sent_at and now - self.alive_sent_at >= self.alive_timeout then
-    self.state = "dead"
+    self:_to("timeout")
     events[#events + 1] = { type = "dead", reason = "alive_timeout" }
     return events, ""
   end
@@ -881,6 +804,8 @@ function P:poll(now)
     self.inflight[rec.key] = rec
     self.n_inflight = self.n_inflight + 1
     out[#out + 1] = self:_frame("MsgSendReq", rec.body)
+    events[#events + 1] = { type = "sent", rec = rec, user_msg_id = rec.id, sub_id = rec.sub_id,
+      attempt = rec.attempts }
   end
   if #out == 0 and not self.alive_sent_at and now - self.last_tx >= self.keepalive_interval then
     self.alive_sent_at = now
@@ -892,9 +817,9 @@ function P:poll(now)
 end
 
 function P:next_deadline()
-  local st = self.state
-  if st == "key_wait" or st == "bind_wait" then return self.bind_sent_at + self.bind_timeout end
-  if st ~= "bound" then return nil end
+  local st = STATES[self.state]
+  if st.binding then return self.bind_sent_at + self.bind_timeout end
+  if not st.sends then return nil end
   local d
   if self.alive_sent_at then d = self.alive_sent_at + self.alive_timeout
   else d = self.last_tx + self.keepalive_interval end

@@ -6,12 +6,16 @@
 --
 -- limits = { charset = "cp949" | "euc-kr", sms = 90, lms = 2000, mms = 2000 }
 -- in the provider's bytes (CP949: Hangul 2, ASCII 1). kind "auto" picks MMS
--- when an image is attached, else SMS when the text fits, else LMS.
+-- when an image is attached, else SMS when the text fits, else LMS. This is
+-- the library's one SMS/LMS/MMS decision: the HTTP providers (through
+-- ksms.message) and OneShot (ksms.oneshot.message) both ask it. Misuse (an
+-- unknown kind, an image with kind sms or lms) raises at the caller's line.
 
 local core = require "ksms.core"
 local errors = require "ksms.errors"
 
 local cp949_len, charset_check = core.cp949_len, core.charset_check
+local misuse = errors.misuse
 local concat, format = table.concat, string.format
 local gsub = string.gsub
 
@@ -50,7 +54,7 @@ local KINDS = { auto = true, sms = true, lms = true, mms = true }
 
 function _M.choose_kind(text, kind, has_image, limits)
   kind = kind or "auto"
-  if not KINDS[kind] then error("ksms: kind must be auto, sms, lms or mms, got " .. tostring(kind), 3) end
+  if not KINDS[kind] then misuse("ksms: kind must be auto, sms, lms or mms, got " .. tostring(kind)) end
   local ok, err = _M.check_charset(text, limits.charset or "cp949", "text")
   if not ok then return nil, err end
   local bytes = cp949_len(text)
@@ -61,7 +65,7 @@ function _M.choose_kind(text, kind, has_image, limits)
     else kind = "lms" end
   end
   if kind ~= "mms" and has_image then
-    error("ksms: an image needs kind 'mms' (or 'auto')", 3)
+    misuse("ksms: an image needs kind 'mms' (or 'auto')")
   end
   if kind == "mms" and not has_image then
     return fail("invalid_input", "image", "kind 'mms' needs an image")
