@@ -38,8 +38,10 @@ function _M.encode(method, body)
   return oneshot_json(method, body, schema_for(method, body, 3))
 end
 
+-- (the schema looked up inline: this runs for every frame written)
 function _M.frame(method, body, level)
-  return oneshot_frame(method, body, schema_for(method, body, 3), level)
+  if type(body) ~= "table" then return oneshot_frame(method, body, nil, level) end
+  return oneshot_frame(method, body, compiled[method] or schema_for(method, body, 3), level)
 end
 
 function _M.body_json(method, body)

@@ -87,13 +87,19 @@ end
 
 -- The frame writer refuses text that is not UTF-8: say so here, naming the
 -- field, before the message is queued. Only what the caller gave is
--- checked; the rest of the body is ours.
-local function utf8(v, field)
-  if type(v) == "string" and not cp949_len(v) then
-    return false, errors.new { category = "invalid_input", code = "bad_utf8", provider = "oneshot",
-      message = field .. " is not valid UTF-8" }
-  end
-  return true
+-- checked (the rest of the body is ours), and only when it is there: this
+-- runs for every message.
+local function bad_utf8(field)
+  return nil, errors.new { category = "invalid_input", code = "bad_utf8", provider = "oneshot",
+    message = field .. " is not valid UTF-8" }
+end
+
+-- A caller's optional text field, checked: s | nil (absent) | false, field.
+local function text_of(v, name, field)
+  if v == nil then return nil end
+  v = opt_str(v, name)
+  if v ~= "" and not cp949_len(v) then return false, field end
+  return v
 end
 
 local function check_misuse(msg)
@@ -137,13 +143,17 @@ function _M.build(msg, limits)
   end
   local text = msg.text
   if text == "" then return fail("invalid_input", "empty_text", "text is empty") end
-  local len, lerr = cp949_len(text)
-  if not len then return nil, lerr end
+  local text_kind = TEXT_KINDS[kind]
+  if not text_kind then
+    -- (choose_kind checks the text kinds' UTF-8 with their charset)
+    local len, lerr = cp949_len(text)
+    if not len then return nil, lerr end
+  end
   local nfiles = files and #files or 0
   if nfiles > 3 then return fail("invalid_input", "too_many_files", "at most 3 files per message") end
 
   local msg_type
-  if TEXT_KINDS[kind] then
+  if text_kind then
     local cerr
     kind, cerr = choose_kind(text, kind, nfiles > 0, limits or _M.limits)
     if not kind then cerr.provider = "oneshot"; return nil, cerr end
@@ -167,49 +177,48 @@ function _M.build(msg, limits)
     return fail("invalid_input", "bad_reseller_code", "reseller_code must be alphanumeric (9 characters)")
   end
 
-  local id = opt_str(msg.user_msg_id or msg.id, "user_msg_id")
-  local sub_id = opt_str(msg.user_msg_sub_id or msg.sub_id, "sub_id") or ""
-  local tran_id = opt_str(msg.tran_id, "tran_id") or ""
-  local subject = msg_type == 4 and "" or (opt_str(msg.subject, "subject") or "")
-  local user_data = opt_str(msg.user_data, "user_data") or ""
-  local ok, uerr = utf8(id, "UserMsgId")
-  if ok then ok, uerr = utf8(sub_id, "UserMsgSubId") end
-  if ok then ok, uerr = utf8(tran_id, "TranId") end
-  if ok then ok, uerr = utf8(subject, "Subject") end
-  if ok then ok, uerr = utf8(user_data, "UserData") end
-  if not ok then return nil, uerr end
+  local id, sub_id, tran_id, subject, user_data, bad
+  id, bad = text_of(msg.user_msg_id or msg.id, "user_msg_id", "UserMsgId")
+  if id == false then return bad_utf8(bad) end
+  sub_id, bad = text_of(msg.user_msg_sub_id or msg.sub_id, "sub_id", "UserMsgSubId")
+  if sub_id == false then return bad_utf8(bad) end
+  tran_id, bad = text_of(msg.tran_id, "tran_id", "TranId")
+  if tran_id == false then return bad_utf8(bad) end
+  if msg_type ~= 4 then
+    subject, bad = text_of(msg.subject, "subject", "Subject")
+    if subject == false then return bad_utf8(bad) end
+  end
+  user_data, bad = text_of(msg.user_data, "user_data", "UserData")
+  if user_data == false then return bad_utf8(bad) end
 
   local body = {
-    UserMsgId = id, UserMsgSubId = sub_id, MsgType = msg_type, PhoneNo = to, CallbackNo = from,
-    TranId = tran_id, Subject = subject, Message = text,
+    UserMsgId = id, UserMsgSubId = sub_id or "", MsgType = msg_type, PhoneNo = to, CallbackNo = from,
+    TranId = tran_id or "", Subject = subject or "", Message = text,
     KakaoAdFlag = "", KakaoNationCode = "", KakaoSenderKey = "", KakaoTemplateCode = "",
     KakaoTimeout = 0, KakaoButton = "", FileCount = nfiles,
     FileType1 = "", FileName1 = "", FileType2 = "", FileName2 = "", FileType3 = "", FileName3 = "",
-    UserData = user_data,
+    UserData = user_data or "",
     -- Left out when empty, as in the document's example frame.
     ResellerCode = reseller ~= "" and reseller or nil,
   }
   for i = 1, nfiles do
     local field = "FileName" .. i
-    local name = opt_str(files[i], "files[" .. i .. "]")
-    ok, uerr = utf8(name, field)
-    if not ok then return nil, uerr end
+    local name = text_of(files[i], "files[" .. i .. "]", field)
+    if name == false then return bad_utf8(field) end
     body["FileType" .. i] = "IMG"
     body[field] = name
   end
   if kakao then
     for k, v in pairs(kakao) do
       local field = KAKAO[k]
-      ok, uerr = utf8(v, field)
-      if not ok then return nil, uerr end
+      if type(v) == "string" and not cp949_len(v) then return bad_utf8(field) end
       body[field] = v
     end
   end
   if rcs then
     for k, v in pairs(rcs) do
       local field = RCS[k]
-      ok, uerr = utf8(v, field)
-      if not ok then return nil, uerr end
+      if type(v) == "string" and not cp949_len(v) then return bad_utf8(field) end
       body[field] = v
     end
   end

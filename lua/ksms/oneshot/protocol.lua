@@ -10,7 +10,8 @@
 --   events, out        = p:poll(now)             -- at p:next_deadline() or later
 --   out                = p:ack(event, [now])     -- after handling a report,
 --                                                -- spam or change_phone event
---   rec | nil, err     = p:submit(msg)           -- queue a message
+--   rec | nil, err     = p:submit(msg)           -- queue a message (built and
+--                                                -- checked by ksms.oneshot.message)
 --   handle | nil, err  = p:upload(data, ext)     -- queue an MMS image upload
 --   out                = p:close(now)            -- UnBindReq (when bound)
 --   events             = p:disconnected(now)     -- the socket is gone
@@ -251,12 +252,17 @@ local function encoded(s, err)
   return s
 end
 
+local frame, body_json = codec.frame, codec.body_json
+local encrypted_in_plain_mode = schema.encrypted_in_plain_mode
+
 function P:_frame(method, body)
-  if body ~= nil and (self.encrypt_all or schema.encrypted_in_plain_mode[method]) then
-    local plain = encoded(codec.body_json(method, body))
+  if body ~= nil and (self.encrypt_all or encrypted_in_plain_mode[method]) then
+    local plain = encoded(body_json(method, body))
     body = b64encode(aes_encrypt(plain, self.body_key, self.iv))
   end
-  return encoded(codec.frame(method, body))
+  local s, err = frame(method, body)
+  if not s then encoded(s, err) end
+  return s
 end
 
 function P:_body(msg)
