@@ -7,6 +7,7 @@
 
 local common = require "ksms.providers.common"
 local codes = require "ksms.providers.cafe24_codes"
+local shared = require "ksms.codes"
 local errors = require "ksms.errors"
 local message = require "ksms.message"
 local phone = require "ksms.rules.phone"
@@ -96,15 +97,14 @@ local function parse_answer(kind)
       return nil, errors.new { category = "protocol", code = "bad_response", provider = "cafe24",
         maybe_sent = true, message = "empty answer; the provider may have accepted the request", raw = res.body }
     end
-    local info = table_[code] or codes.sms[code] or codes.lms[code]
-    if not info then
-      return nil, errors.new { category = "unknown", code = code, provider = "cafe24", maybe_sent = true,
-        message = format("undocumented answer %q; the provider may have accepted the request", body:sub(1, 80)),
-        raw = res.body }
+    -- The code in the kind's table first, then in either.
+    local tbl = table_[code] and table_ or codes.sms[code] and codes.sms or codes.lms[code] and codes.lms
+    if not tbl then
+      return nil, shared.undocumented("cafe24", code, { raw = res.body,
+        message = format("undocumented answer %q; the provider may have accepted the request", body:sub(1, 80)) }, true)
     end
-    local r, err = common.outcome({ name = "cafe24", codes = { [code] = info } }, code, res.body,
+    return common.outcome({ name = "cafe24", codes = tbl }, code, res.body,
       { kind = kind, remaining = tonumber(remaining), reserved = code == "reserved" })
-    return r, err
   end
 end
 

@@ -215,7 +215,7 @@ function P.plan_report(cfg, cmid)
     if not info then
       r.delivered, r.status, r.category = false, "failed", "unknown"
       r.description, r.description_ko = "undocumented report code " .. status, ""
-    elseif info.delivered then
+    elseif info.ok then
       r.delivered, r.status = true, "delivered"
       r.description, r.description_ko = info.en, info.ko
     else
