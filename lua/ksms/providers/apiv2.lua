@@ -132,8 +132,7 @@ function _M.define(p)
   function P.plan_balance(cfg)
     local req = post(cfg.urls.balance, { { "api_key", cfg.api_key } })
     return { requests = { req }, finish = function(outs)
-      local o = outs[1]
-      if errors.is(o) then return nil, o end
+      local o = outs[1] -- a response: the client keeps transport errors
       local doc, err = parse_json(p.name, o)
       if not doc then return nil, err end
       local value = doc[p.balance_field]

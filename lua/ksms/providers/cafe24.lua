@@ -224,8 +224,7 @@ function P.plan_balance(cfg)
   local req = { method = "POST", url = cfg.urls.remain,
     form = encoded { { "user_id", cfg.user_id }, { "secure", cfg.secure_key } } }
   return { requests = { req }, finish = function(outs)
-    local o = outs[1]
-    if errors.is(o) then return nil, o end
+    local o = outs[1] -- a response: the client keeps transport errors
     if o.status ~= 200 then return common.parse_json("cafe24", o) end
     local body = common.trim(o.body or "")
     local n = tonumber(body)
@@ -248,8 +247,7 @@ function P.plan_sender_numbers(cfg, number)
   local req = { method = "POST", url = cfg.urls.senders,
     form = { { "userId", cfg.user_id }, { "passwd", cfg.secure_key } } }
   return { requests = { req }, finish = function(outs)
-    local o = outs[1]
-    if errors.is(o) then return nil, o end
+    local o = outs[1] -- a response: the client keeps transport errors
     local doc = o.status == 200 and common.decode_json(o.body)
     if not doc then return common.parse_json("cafe24", o) end
     local result = str(doc.result) or str(doc.Result)
@@ -388,8 +386,7 @@ function P.plan_history(cfg, q, ctx)
   if q.kind == "lms" then fields[#fields + 1] = { "smsType", "lms" } end
   local req = { method = "POST", url = cfg.urls.history, form = fields }
   return { requests = { req }, finish = function(outs)
-    local o = outs[1]
-    if errors.is(o) then return nil, o end
+    local o = outs[1] -- a response: the client keeps transport errors
     if o.status ~= 200 then return common.parse_json("cafe24", o) end
     local code, records = parse_history_xml(lxp, o.body or "")
     if not code then

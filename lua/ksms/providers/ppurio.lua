@@ -196,8 +196,7 @@ function P.plan_report(cfg, cmid)
   if type(cmid) ~= "string" or cmid == "" then misuse("ksms: report needs the cmid a send returned") end
   local url = cfg.urls.report .. "?" .. urlencode_form { { "cmid", cmid } }
   return { requests = { { method = "GET", url = url, headers = cfg.headers } }, finish = function(outs)
-    local o = outs[1]
-    if errors.is(o) then return nil, o end
+    local o = outs[1] -- a response: the client keeps transport errors
     local doc, err = common.parse_json("ppurio", o)
     if not doc then return nil, err end
     if doc.call_status == nil then
@@ -248,8 +247,7 @@ function P.plan_register_sender(cfg, number, comment)
   local req = { method = "POST", url = cfg.urls.save, headers = cfg.headers,
     form = { { "sendnumber", d }, { "comment", comment } } }
   return { requests = { req }, finish = function(outs)
-    local o = outs[1]
-    if errors.is(o) then return nil, o end
+    local o = outs[1] -- a response: the client keeps transport errors
     local doc, perr = common.parse_json("ppurio", o)
     if not doc then return nil, perr end
     return common.outcome({ name = "ppurio", codes = codes.register }, doc.result_code, o.body,
@@ -265,8 +263,7 @@ function P.plan_sender_numbers(cfg, number)
     url = url .. "?" .. urlencode_form { { "sendnumber", d } }
   end
   return { requests = { { method = "GET", url = url, headers = cfg.headers } }, finish = function(outs)
-    local o = outs[1]
-    if errors.is(o) then return nil, o end
+    local o = outs[1] -- a response: the client keeps transport errors
     local doc, err = common.parse_json("ppurio", o)
     if not doc then return nil, err end
     local r, oerr = common.outcome(P, doc.result_code, o.body)
