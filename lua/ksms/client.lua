@@ -36,6 +36,28 @@ local PROVIDERS = {
 }
 _M.providers = PROVIDERS
 
+-- Every provider ksms.client takes, in the order tools list them.
+_M.names = { "senders", "messageme", "ppurio", "cafe24", "oneshot" }
+
+-- ksms.client.info(name) -> { options, required, capabilities, limits } |
+-- nil: what a provider takes and can do, read from its adapter (or the
+-- OneShot client) without making a client. options maps every option
+-- ksms.client(name, ...) takes to its type (ksms.client's own and the
+-- adapter's); required lists those without which it raises.
+local INFO = {}
+function _M.info(name)
+  if INFO[name] then return INFO[name] end
+  local m
+  if name == "oneshot" then m = require "ksms.oneshot.client"
+  elseif PROVIDERS[name] then m = require(PROVIDERS[name])
+  else return nil end
+  local options = {}
+  if name ~= "oneshot" then for k, v in pairs(_M.options) do options[k] = v end end
+  for k, v in pairs(m.options) do options[k] = v end
+  INFO[name] = { options = options, required = m.required, capabilities = m.capabilities, limits = m.limits }
+  return INFO[name]
+end
+
 local function capability_error(self, what)
   local able = {}
   for name, modname in pairs(PROVIDERS) do

@@ -23,6 +23,7 @@ _M.capabilities = {
   reservation = false, balance = false, report = false, sender_numbers = false,
   register_sender = false, history = false, image = "file",
   reports = "push", pushed_reports = true,
+  session = true, -- a bound TCP session: MsgSendReq frames, not HTTP requests
   max_recipients_per_request = 1, -- one MsgSendReq per recipient
 }
 

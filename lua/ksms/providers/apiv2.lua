@@ -75,6 +75,7 @@ function _M.define(p)
     api_key = "string", base_url = "string", recipient_separator = "string",
     variable_separator = "string", reserve_format = "string", max_recipients_per_request = "number",
   }
+  P.required = { "api_key" } -- configure raises without them
 
   function P.configure(o)
     if type(o.api_key) ~= "string" or o.api_key == "" then

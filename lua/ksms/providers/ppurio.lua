@@ -44,9 +44,10 @@ local PREFIX = "/ppurio/1"
 -- The options configure reads (ksms.client adds its own and refuses any
 -- other).
 P.options = { client_id = "string", api_key = "string", base_url = "string", max_recipients_per_request = "number" }
+P.required = { "client_id", "api_key" } -- configure raises without them
 
 function P.configure(o)
-  for _, k in ipairs({ "client_id", "api_key" }) do
+  for _, k in ipairs(P.required) do
     if type(o[k]) ~= "string" or o[k] == "" then
       errors.misuse(format("ksms.client(\"ppurio\"): options.%s is required", k))
     end
