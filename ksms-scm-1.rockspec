@@ -43,6 +43,7 @@ build = {
     },
     ["ksms"] = "lua/ksms/init.lua",
     ["ksms.errors"] = "lua/ksms/errors.lua",
+    ["ksms.codes"] = "lua/ksms/codes.lua",
     ["ksms.client"] = "lua/ksms/client.lua",
     ["ksms.message"] = "lua/ksms/message.lua",
     ["ksms.rules.phone"] = "lua/ksms/rules/phone.lua",

@@ -2,7 +2,11 @@
 --
 -- An adapter (ksms.providers.<name>) turns a call into a *plan*: the HTTP
 -- requests it needs and a `finish` function that turns their outcomes
--- (responses or transport errors, in order) into one result or error. The
+-- (responses or transport errors, in order) into one result or error.
+-- Transport errors become outcomes here (transport_outcome) and nowhere
+-- else: a plan of one request whose transport failed never reaches its
+-- finish, so a finish of one request only reads a response; a plan of
+-- several gets the errors among the responses (common.combine). The
 -- client runs plans over the transport: one request directly, several
 -- (chunks, send_many) through request_many. Adapters never do I/O, so the
 -- same adapter runs over libcurl or OpenResty cosockets.
@@ -31,6 +35,28 @@ local PROVIDERS = {
   cafe24 = "ksms.providers.cafe24",
 }
 _M.providers = PROVIDERS
+
+-- Every provider ksms.client takes, in the order tools list them.
+_M.names = { "senders", "messageme", "ppurio", "cafe24", "oneshot" }
+
+-- ksms.client.info(name) -> { options, required, capabilities, limits } |
+-- nil: what a provider takes and can do, read from its adapter (or the
+-- OneShot client) without making a client. options maps every option
+-- ksms.client(name, ...) takes to its type (ksms.client's own and the
+-- adapter's); required lists those without which it raises.
+local INFO = {}
+function _M.info(name)
+  if INFO[name] then return INFO[name] end
+  local m
+  if name == "oneshot" then m = require "ksms.oneshot.client"
+  elseif PROVIDERS[name] then m = require(PROVIDERS[name])
+  else return nil end
+  local options = {}
+  if name ~= "oneshot" then for k, v in pairs(_M.options) do options[k] = v end end
+  for k, v in pairs(m.options) do options[k] = v end
+  INFO[name] = { options = options, required = m.required, capabilities = m.capabilities, limits = m.limits }
+  return INFO[name]
+end
 
 local function capability_error(self, what)
   local able = {}
@@ -83,8 +109,15 @@ function Client:_run(plans, concurrency)
       end
       slice[#slice + 1] = o
     end
-    local res, err = plan.finish(slice)
-    results[i] = self:_outcome(res or err)
+    if #slice == 1 and errors.is(slice[1]) then
+      -- One request that failed in transport: that is the outcome, and
+      -- the adapter's finish never sees it (only ksms.providers.common's
+      -- combine, for plans of several requests, gets errors among them).
+      results[i] = self:_outcome(slice[1])
+    else
+      local res, err = plan.finish(slice)
+      results[i] = self:_outcome(res or err)
+    end
   end
   return results
 end

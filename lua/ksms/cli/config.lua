@@ -21,45 +21,23 @@ local getenv, io_open = os.getenv, io.open
 
 local _M = { _VERSION = "0.1.0" }
 
-local HTTP_COMMON = { timeout = "number", connect_timeout = "number", insecure = "boolean",
-  ca_file = "string", concurrency = "number", max_recipients_per_request = "number", require_tls = "boolean" }
+local client = require "ksms.client"
 
-local function with_common(t)
-  for k, v in pairs(HTTP_COMMON) do t[k] = v end
-  return t
+-- The option types a config file, an environment variable or a flag can
+-- give (a transport object, a clock or a callback cannot).
+local SCALAR = { string = true, number = true, boolean = true }
+
+-- Every client option of every provider with its type, as the library
+-- declares them (ksms.client.info: ksms.client's own and each adapter's;
+-- the OneShot session's and protocol's), the scalar ones.
+_M.OPTIONS, _M.REQUIRED = {}, {}
+_M.PROVIDERS = client.names
+for _, name in ipairs(client.names) do
+  local info = client.info(name)
+  local opts = {}
+  for k, t in pairs(info.options) do if SCALAR[t] then opts[k] = t end end
+  _M.OPTIONS[name], _M.REQUIRED[name] = opts, info.required
 end
-
-local APIV2 = { api_key = "string", base_url = "string", recipient_separator = "string",
-  variable_separator = "string", reserve_format = "string" }
-
--- Every client option of every provider (ksms.client, the adapters'
--- configure, ksms.oneshot.session and .protocol), with its type.
-_M.OPTIONS = {
-  senders = with_common({}),
-  messageme = with_common({}),
-  ppurio = with_common({ client_id = "string", api_key = "string", base_url = "string" }),
-  cafe24 = with_common({ user_id = "string", secure_key = "string", base_url = "string",
-    history_url = "string", test = "boolean", nointeractive = "boolean" }),
-  oneshot = {
-    host = "string", port = "number", id = "string", password = "string", key = "string", iv = "string",
-    encrypted = "boolean", reconnect_delay = "number", connect_timeout = "number",
-    write_timeout = "number", auto_reconnect = "boolean", outside_window = "string",
-    keepalive_interval = "number", alive_timeout = "number", bind_timeout = "number",
-    queue_limit = "number", pace_margin = "number", max_retries = "number", retry_backoff = "number",
-    resend_unanswered = "boolean", id_prefix = "string", version = "number", dedup_size = "number",
-    sms_max = "number", lms_max = "number", upload_method = "string", upload_chunk = "number",
-    default_speed = "number",
-    require_tls = "boolean", -- refused: OneShot has no TLS (ksms.client says so)
-  },
-}
-for k, v in pairs(APIV2) do _M.OPTIONS.senders[k] = v; _M.OPTIONS.messageme[k] = v end
-
-_M.REQUIRED = {
-  senders = { "api_key" }, messageme = { "api_key" }, ppurio = { "client_id", "api_key" },
-  cafe24 = { "user_id", "secure_key" }, oneshot = { "host", "port", "id", "password", "key", "iv" },
-}
-
-_M.PROVIDERS = { "senders", "messageme", "ppurio", "cafe24", "oneshot" }
 
 -- Options every provider section may also hold: command defaults.
 local CLI_KEYS = { from = "string" }

@@ -100,14 +100,15 @@ function _M.open(ctx)
   if missing then error(status.usage(missing), 0) end
   local h = setmetatable({ name = name, options = options, from = from, dry = ctx.opts.dry_run and true or false,
     recorded = {} }, Handle)
-  if name == "oneshot" then
-    -- The client checks the options (require_tls too) without connecting:
-    -- a dry run refuses what the real run would.
-    local ok, client = pcall(require("ksms").client, "oneshot", options)
+  h.capabilities = require("ksms.client").info(name).capabilities
+  if h.capabilities.session then
+    -- A session client (OneShot) has no HTTP transport. It checks the
+    -- options (require_tls too) without connecting: a dry run refuses what
+    -- the real run would.
+    local ok, client = pcall(require("ksms").client, name, options)
     if not ok then error(status.usage(clean(client)), 0) end
     options.require_tls = nil -- checked; the dry run's session knows no such option
     if not h.dry then h.client = client end
-    h.capabilities = require("ksms.oneshot.client").capabilities
     return h
   end
   local transport
@@ -128,13 +129,12 @@ function _M.open(ctx)
     error(status.usage(clean(client)), 0)
   end
   h.client = client
-  h.capabilities = client.capabilities
   return h
 end
 
 function Handle:sent()
   if self.dry then return 0 end
-  if self.name == "oneshot" then
+  if self.capabilities.session then
     -- Connected once: frames may have been written.
     local s = self.client and self.client.session
     return (s and (s.conn or s.bound)) and 1 or 0
@@ -146,20 +146,15 @@ end
 function _M.able(what)
   local able = {}
   for _, name in ipairs(config.PROVIDERS) do
-    local caps
-    if name == "oneshot" then caps = require("ksms.oneshot.client").capabilities
-    else caps = require("ksms.client").providers[name] and require(require("ksms.client").providers[name]).capabilities end
-    if caps and caps[what] then able[#able + 1] = name end
+    if require("ksms.client").info(name).capabilities[what] then able[#able + 1] = name end
   end
   return able
 end
 
 -- Raises a usage error unless the provider has the capability.
 function Handle:require(what, label, hint)
-  if self.capabilities and self.capabilities[what] and (self.name ~= "oneshot" or what ~= "report") then return end
-  local able = _M.able(what)
-  local others = {}
-  for _, n in ipairs(able) do if n ~= "oneshot" or what ~= "report" then others[#others + 1] = n end end
+  if self.capabilities and self.capabilities[what] then return end
+  local others = _M.able(what)
   error(status.usage(format("%s does not support %s%s%s", self.name, label or what,
     #others > 0 and ("; providers that do: " .. concat(others, ", ")) or "", hint and ("; " .. hint) or "")), 0)
 end

@@ -63,7 +63,7 @@ function _M.dry_frames(ctx, h, frames)
   if out.json then
     local list = {}
     for i, f in ipairs(frames) do list[i] = f.body end
-    out:json_doc({ ok = true, dry_run = true, provider = "oneshot", host = h.options.host, port = h.options.port,
+    out:json_doc({ ok = true, dry_run = true, provider = h.name, host = h.options.host, port = h.options.port,
       method = "MsgSendReq", frames = list })
   else
     out:line(format("# OneShot %s:%s, bound as %s; each frame Content-Length + zlib on the wire%s",

@@ -7,7 +7,7 @@
 --   3  network, timeout or unknown outcome: the message may have been sent
 --      (bulk: rows whose outcome is unknown)
 
-local type, tonumber, setmetatable, getmetatable = type, tonumber, setmetatable, getmetatable
+local type, tonumber, setmetatable, getmetatable, require = type, tonumber, setmetatable, getmetatable, require
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -28,11 +28,14 @@ end
 function _M.is_usage(v) return getmetatable(v) == Usage end
 
 -- The exit code for a ksms error. sent: whether any request left (HTTP:
--- counted by the transport; OneShot: the server answered with a number).
+-- counted by the transport). For a session provider (OneShot,
+-- capabilities.session) the error itself tells: the server answered with
+-- a number.
 function _M.for_error(err, sent)
   if type(err) ~= "table" then return _M.USAGE end
   if err.maybe_sent or UNCERTAIN[err.category] then return _M.UNKNOWN end
-  if err.provider == "oneshot" then sent = tonumber(err.code) ~= nil end
+  local info = type(err.provider) == "string" and require("ksms.client").info(err.provider)
+  if info and info.capabilities.session then sent = tonumber(err.code) ~= nil end
   if sent then return _M.REFUSED end
   return _M.USAGE
 end

@@ -4,6 +4,7 @@
 -- ksms.oneshot.session).
 
 local session = require "ksms.oneshot.session"
+local protocol = require "ksms.oneshot.protocol"
 local errors = require "ksms.errors"
 
 local type, ipairs, pairs, setmetatable, error = type, ipairs, pairs, setmetatable, error
@@ -14,17 +15,43 @@ local _M = { _VERSION = "0.1.0" }
 local Client = {}
 Client.__index = Client
 
+-- What the client can do, in the keys the HTTP adapters use (see
+-- ksms.client): reports are pushed over the session (reports = "push":
+-- on_report, `ksms listen`), never asked for by id.
 _M.capabilities = {
   sms = true, lms = true, mms = true, alimtalk = true, friendtalk = true, rcs = true,
-  -- report: reports are pushed (pushed_reports, on_report); no report(id) call.
   reservation = false, balance = false, report = false, sender_numbers = false,
-  register_sender = false, history = false, pushed_reports = true,
+  register_sender = false, history = false, image = "file",
+  reports = "push", pushed_reports = true,
+  session = true, -- a bound TCP session: MsgSendReq frames, not HTTP requests
+  max_recipients_per_request = 1, -- one MsgSendReq per recipient
 }
+
+-- The protocol's defaults (sms_max, lms_max; at most 3 images, 1 MB in
+-- all). A client's own limits read its protocol's values (the sms_max and
+-- lms_max options). When ksms.oneshot.message exports its limits table,
+-- read that here instead.
+_M.limits = { charset = "cp949", sms = 90, lms = 2000, mms = 2000, images = 3, images_bytes = 1024 * 1024 }
+
+-- The options ksms.client("oneshot", ...) takes, with their types: the
+-- session's own and the protocol's (the CLI reads them from here), and
+-- require_tls, which ksms.client answers (OneShot has no TLS).
+_M.options = { require_tls = "boolean" }
+for _, schema in ipairs { session.options, protocol.options } do
+  for k, v in pairs(schema) do _M.options[k] = v end
+end
+
+-- The options without which no session binds.
+_M.required = { "host", "port", "id", "password", "key", "iv" }
 
 function _M.new(options)
   if type(options) ~= "table" then misuse("ksms.client(\"oneshot\"): options table expected") end
-  return setmetatable({ provider = "oneshot", session = session.new(options),
-    capabilities = _M.capabilities }, Client)
+  local s = session.new(options)
+  local limits = {}
+  for k, v in pairs(_M.limits) do limits[k] = v end
+  limits.sms, limits.lms, limits.mms = s.p.sms_max, s.p.lms_max, s.p.lms_max
+  return setmetatable({ provider = "oneshot", session = s,
+    capabilities = _M.capabilities, limits = limits }, Client)
 end
 
 function Client:_ready()
@@ -48,7 +75,20 @@ local function copy_with(msg, to, kind)
   return m
 end
 
+-- Raises (at the caller's line) for the first message in list that is
+-- misuse, before any of them is queued: otherwise misuse in message k
+-- would leave 1..k-1 queued with their outcomes unread. The protocol's
+-- own checks run on a scratch protocol, so there is one set of rules;
+-- when ksms.oneshot.message exists, build each message with it instead.
+function Client:_check(list)
+  local scratch = protocol.new(self.session.p.opts)
+  guard(function()
+    for _, msg in ipairs(list) do scratch:submit(msg) end
+  end)
+end
+
 -- Submits every message (one per recipient) and waits for all outcomes.
+-- The list was checked (_check) and the session is ready.
 function Client:_run(list, timeout)
   local outcomes, pending = {}, 0
   local session = self.session
@@ -72,14 +112,18 @@ end
 function Client:send(msg)
   if type(msg) ~= "table" then misuse("ksms: send needs a message table") end
   if msg.at ~= nil then misuse("ksms: OneShot has no reservations (client.capabilities.reservation)") end
+  local list
+  if type(msg.to) == "table" then
+    list = {}
+    for i, to in ipairs(msg.to) do list[i] = copy_with(msg, to) end
+    self:_check(list)
+  end
   local ok, err = self:_ready()
   if not ok then return stamped(nil, err) end
-  if type(msg.to) ~= "table" then
+  if not list then
     local session = self.session
     return stamped(guard(function() return session:send(msg) end))
   end
-  local list = {}
-  for i, to in ipairs(msg.to) do list[i] = copy_with(msg, to) end
   local outs = self:_run(list)
   local failed = {}
   for i, o in ipairs(outs) do if not o.ok then failed[#failed + 1] = i end end
@@ -92,9 +136,15 @@ function Client:send(msg)
     message = ("%d of %d recipients failed: %s"):format(#failed, #outs, first.message) }
 end
 
--- client:send_many(messages [, { timeout }]) -> { outcome, ... } in order
+-- client:send_many(messages [, { timeout }]) -> { outcome, ... } in order.
+-- Misuse in any message raises before any is queued (as ksms.client).
 function Client:send_many(messages, opts)
   if type(messages) ~= "table" then misuse("ksms: send_many needs a list of messages") end
+  for i, msg in ipairs(messages) do
+    if type(msg) ~= "table" then misuse(("ksms: send_many: message %d is not a table"):format(i)) end
+    if msg.at ~= nil then misuse("ksms: OneShot has no reservations (client.capabilities.reservation)") end
+  end
+  self:_check(messages)
   local ok, err = self:_ready()
   if not ok then
     local outs = {}
@@ -105,16 +155,56 @@ function Client:send_many(messages, opts)
   return self:_run(messages, opts and opts.timeout)
 end
 
--- AlimTalk / FriendTalk: send with the kind set; msg.kakao carries
--- sender_key, template_code, ... (see ksms.oneshot.protocol).
+-- AlimTalk / FriendTalk in the HTTP providers' fields, mapped onto the
+-- protocol's kakao table (msg.kakao, given as well, is merged: sender_key,
+-- template_code, button, ... see ksms.oneshot.protocol):
+--   alimtalk{ to, from, template, text, sender_key, button, ... }
+--     template -> kakao.template_code; OneShot sends the whole text, so
+--     'text' is the template filled in ('variables' raises).
+--   friendtalk{ to, from, channel, text, button, image_link, ... }
+--     channel -> kakao.sender_key (the channel's sender profile key).
+--   button is the KakaoButton JSON as the provider documents it (a string).
+local function kakao_msg(msg, kind, map)
+  if type(msg) ~= "table" then misuse("ksms: " .. kind .. " needs a message table") end
+  if msg.kakao ~= nil and type(msg.kakao) ~= "table" then misuse("ksms: 'kakao' must be a table") end
+  if msg.variables ~= nil then
+    misuse("ksms: OneShot " .. kind .. " sends the whole text: give 'text' (the template filled in), not 'variables'")
+  end
+  if msg.fallback ~= nil then misuse("ksms: OneShot has no SMS fallback for " .. kind .. " ('fallback')") end
+  if msg.image ~= nil then misuse("ksms: OneShot " .. kind .. " takes no 'image' URL; give kakao fields instead") end
+  local m, kakao = {}, {}
+  for k, v in pairs(msg.kakao or {}) do kakao[k] = v end
+  for k, v in pairs(msg) do
+    local field = map[k]
+    if field then
+      if field == "button" and type(v) ~= "string" then
+        misuse("ksms: OneShot 'button' is the KakaoButton JSON (a string)")
+      end
+      if kakao[field] ~= nil and kakao[field] ~= v then
+        misuse(("ksms: '%s' and kakao.%s disagree; give one"):format(k, field))
+      end
+      kakao[field] = v
+    elseif k ~= "kakao" then
+      m[k] = v
+    end
+  end
+  m.kind = m.kind or kind
+  m.kakao = kakao
+  return m
+end
+
+local ALIMTALK = { template = "template_code", sender_key = "sender_key", button = "button" }
+local FRIENDTALK = { channel = "sender_key", sender_key = "sender_key", button = "button", image_link = "image_link" }
+
 function Client:alimtalk(msg)
-  if type(msg) ~= "table" then misuse("ksms: alimtalk needs a message table") end
-  return self:send(copy_with(msg, msg.to, "alimtalk"))
+  return self:send(kakao_msg(msg, "alimtalk", ALIMTALK))
 end
 
 function Client:friendtalk(msg)
-  if type(msg) ~= "table" then misuse("ksms: friendtalk needs a message table") end
-  return self:send(copy_with(msg, msg.to, "friendtalk"))
+  if type(msg) == "table" and msg.channel ~= nil and msg.sender_key ~= nil then
+    misuse("ksms: friendtalk takes 'channel' (its sender key) or 'sender_key', not both")
+  end
+  return self:send(kakao_msg(msg, "friendtalk", FRIENDTALK))
 end
 
 function Client:close() self.session:close() end

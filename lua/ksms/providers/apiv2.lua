@@ -75,6 +75,7 @@ function _M.define(p)
     api_key = "string", base_url = "string", recipient_separator = "string",
     variable_separator = "string", reserve_format = "string", max_recipients_per_request = "number",
   }
+  P.required = { "api_key" } -- configure raises without them
 
   function P.configure(o)
     if type(o.api_key) ~= "string" or o.api_key == "" then
@@ -132,8 +133,7 @@ function _M.define(p)
   function P.plan_balance(cfg)
     local req = post(cfg.urls.balance, { { "api_key", cfg.api_key } })
     return { requests = { req }, finish = function(outs)
-      local o = outs[1]
-      if errors.is(o) then return nil, o end
+      local o = outs[1] -- a response: the client keeps transport errors
       local doc, err = parse_json(p.name, o)
       if not doc then return nil, err end
       local value = doc[p.balance_field]

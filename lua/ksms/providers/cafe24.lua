@@ -7,6 +7,7 @@
 
 local common = require "ksms.providers.common"
 local codes = require "ksms.providers.cafe24_codes"
+local shared = require "ksms.codes"
 local errors = require "ksms.errors"
 local message = require "ksms.message"
 local phone = require "ksms.rules.phone"
@@ -44,9 +45,10 @@ P.options = {
   user_id = "string", secure_key = "string", base_url = "string", history_url = "string",
   test = "boolean", nointeractive = "boolean", max_recipients_per_request = "number",
 }
+P.required = { "user_id", "secure_key" } -- configure raises without them
 
 function P.configure(o)
-  for _, k in ipairs({ "user_id", "secure_key" }) do
+  for _, k in ipairs(P.required) do
     if type(o[k]) ~= "string" or o[k] == "" then
       errors.misuse(format("ksms.client(\"cafe24\"): options.%s is required", k))
     end
@@ -96,15 +98,14 @@ local function parse_answer(kind)
       return nil, errors.new { category = "protocol", code = "bad_response", provider = "cafe24",
         maybe_sent = true, message = "empty answer; the provider may have accepted the request", raw = res.body }
     end
-    local info = table_[code] or codes.sms[code] or codes.lms[code]
-    if not info then
-      return nil, errors.new { category = "unknown", code = code, provider = "cafe24", maybe_sent = true,
-        message = format("undocumented answer %q; the provider may have accepted the request", body:sub(1, 80)),
-        raw = res.body }
+    -- The code in the kind's table first, then in either.
+    local tbl = table_[code] and table_ or codes.sms[code] and codes.sms or codes.lms[code] and codes.lms
+    if not tbl then
+      return nil, shared.undocumented("cafe24", code, { raw = res.body,
+        message = format("undocumented answer %q; the provider may have accepted the request", body:sub(1, 80)) }, true)
     end
-    local r, err = common.outcome({ name = "cafe24", codes = { [code] = info } }, code, res.body,
+    return common.outcome({ name = "cafe24", codes = tbl }, code, res.body,
       { kind = kind, remaining = tonumber(remaining), reserved = code == "reserved" })
-    return r, err
   end
 end
 
@@ -224,8 +225,7 @@ function P.plan_balance(cfg)
   local req = { method = "POST", url = cfg.urls.remain,
     form = encoded { { "user_id", cfg.user_id }, { "secure", cfg.secure_key } } }
   return { requests = { req }, finish = function(outs)
-    local o = outs[1]
-    if errors.is(o) then return nil, o end
+    local o = outs[1] -- a response: the client keeps transport errors
     if o.status ~= 200 then return common.parse_json("cafe24", o) end
     local body = common.trim(o.body or "")
     local n = tonumber(body)
@@ -248,8 +248,7 @@ function P.plan_sender_numbers(cfg, number)
   local req = { method = "POST", url = cfg.urls.senders,
     form = { { "userId", cfg.user_id }, { "passwd", cfg.secure_key } } }
   return { requests = { req }, finish = function(outs)
-    local o = outs[1]
-    if errors.is(o) then return nil, o end
+    local o = outs[1] -- a response: the client keeps transport errors
     local doc = o.status == 200 and common.decode_json(o.body)
     if not doc then return common.parse_json("cafe24", o) end
     local result = str(doc.result) or str(doc.Result)
@@ -388,8 +387,7 @@ function P.plan_history(cfg, q, ctx)
   if q.kind == "lms" then fields[#fields + 1] = { "smsType", "lms" } end
   local req = { method = "POST", url = cfg.urls.history, form = fields }
   return { requests = { req }, finish = function(outs)
-    local o = outs[1]
-    if errors.is(o) then return nil, o end
+    local o = outs[1] -- a response: the client keeps transport errors
     if o.status ~= 200 then return common.parse_json("cafe24", o) end
     local code, records = parse_history_xml(lxp, o.body or "")
     if not code then

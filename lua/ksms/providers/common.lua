@@ -4,6 +4,7 @@
 
 local cjson = require "cjson.safe"
 local errors = require "ksms.errors"
+local codes = require "ksms.codes"
 
 local type, ipairs, pairs, tostring = type, ipairs, pairs, tostring
 local format, concat = string.format, table.concat
@@ -100,9 +101,9 @@ end
 
 -- Maps a documented return code to a result or an error. code is the
 -- answer's value as decoded: a code that is not a string or a whole
--- number (missing, a table, a boolean) is a protocol error.
--- p = { name = provider, codes = { [code] = { ok = true, en, ko } |
---   { category, en, ko, retryable } } }
+-- number (missing, a table, a boolean) is a protocol error; a code the
+-- table does not list is ksms.codes' undocumented-code policy.
+-- p = { name = provider, codes = a ksms.codes table }
 function _M.outcome(p, code, raw, extra)
   local value = code
   code = _M.str(value)
@@ -114,26 +115,13 @@ function _M.outcome(p, code, raw, extra)
       raw = raw,
     }
   end
-  local info = p.codes[code]
-  if info and info.ok then
-    local r = { ok = true, provider = p.name, code = code, raw = raw,
-      description = info.en, description_ko = info.ko }
-    for k, v in pairs(extra or {}) do r[k] = v end
-    return r
-  end
-  if not info then
-    return nil, errors.new {
-      category = "unknown", code = code, provider = p.name, retryable = false, maybe_sent = true,
-      message = format("undocumented return code %s; the provider may have accepted the request", code),
-      raw = raw,
-    }
-  end
-  return nil, errors.new {
-    category = info.category, code = code, provider = p.name,
-    retryable = info.retryable or false, maybe_sent = false,
-    message = format("%s (%s)", info.en, info.ko), description = info.en, description_ko = info.ko,
-    raw = raw,
-  }
+  local info = codes.lookup(p.codes, code)
+  if not info then return nil, codes.undocumented(p.name, code, { raw = raw }, true, "return code") end
+  if not info.ok then return nil, codes.error(p.name, p.codes, code, { raw = raw }) end
+  local r = { ok = true, provider = p.name, code = code, raw = raw,
+    description = info.en, description_ko = info.ko }
+  for k, v in pairs(extra or {}) do r[k] = v end
+  return r
 end
 
 function _M.chunk(list, size)

@@ -2,6 +2,8 @@
 -- MMS, KakaoTalk AlimTalk and FriendTalk with SMS fallback, the cash
 -- balance, and the inbound MO webhook (parse_mo).
 local apiv2 = require "ksms.providers.apiv2"
+local codes = require "ksms.codes"
+local ok, fail = codes.ok, codes.fail
 local common = require "ksms.providers.common"
 local core = require "ksms.core"
 local errors = require "ksms.errors"
@@ -21,17 +23,17 @@ local P = apiv2.define {
   balance_field = "remainCash",
   balance_unit = "won",
   codes = {
-    ["100"] = { ok = true, en = "accepted", ko = "데이터 전송 성공" },
-    ["155"] = { category = "auth", en = "API key or account status error", ko = "API key/회원 상태 관련 오류" },
-    ["175"] = { category = "channel", en = "Kakao channel error", ko = "카카오채널 오류" },
-    ["185"] = { category = "balance", en = "not enough cash", ko = "Cash 부족" },
-    ["215"] = { category = "template", en = "template error", ko = "Template 관련 오류" },
-    ["225"] = { category = "message_length", en = "message too long", ko = "Message length 오류" },
-    ["235"] = { category = "template", en = "template variable error", ko = "대치내용 변수 오류" },
-    ["315"] = { category = "sender_number", en = "caller number not registered", ko = "발신번호 오류" },
+    ["100"] = ok("accepted", "데이터 전송 성공"),
+    ["155"] = fail("auth", "API key or account status error", "API key/회원 상태 관련 오류"),
+    ["175"] = fail("channel", "Kakao channel error", "카카오채널 오류"),
+    ["185"] = fail("balance", "not enough cash", "Cash 부족"),
+    ["215"] = fail("template", "template error", "Template 관련 오류"),
+    ["225"] = fail("message_length", "message too long", "Message length 오류"),
+    ["235"] = fail("template", "template variable error", "대치내용 변수 오류"),
+    ["315"] = fail("sender_number", "caller number not registered", "발신번호 오류"),
     -- Not in MessageMe's table but answered by the same family (Senders).
-    ["325"] = { category = "recipient", en = "recipient number error", ko = "수신번호 오류" },
-    ["415"] = { category = "schedule", en = "reservation time error", ko = "예약발송 시간 오류" },
+    ["325"] = fail("recipient", "recipient number error", "수신번호 오류"),
+    ["415"] = fail("schedule", "reservation time error", "예약발송 시간 오류"),
   },
 }
 

@@ -44,9 +44,10 @@ local PREFIX = "/ppurio/1"
 -- The options configure reads (ksms.client adds its own and refuses any
 -- other).
 P.options = { client_id = "string", api_key = "string", base_url = "string", max_recipients_per_request = "number" }
+P.required = { "client_id", "api_key" } -- configure raises without them
 
 function P.configure(o)
-  for _, k in ipairs({ "client_id", "api_key" }) do
+  for _, k in ipairs(P.required) do
     if type(o[k]) ~= "string" or o[k] == "" then
       errors.misuse(format("ksms.client(\"ppurio\"): options.%s is required", k))
     end
@@ -196,8 +197,7 @@ function P.plan_report(cfg, cmid)
   if type(cmid) ~= "string" or cmid == "" then misuse("ksms: report needs the cmid a send returned") end
   local url = cfg.urls.report .. "?" .. urlencode_form { { "cmid", cmid } }
   return { requests = { { method = "GET", url = url, headers = cfg.headers } }, finish = function(outs)
-    local o = outs[1]
-    if errors.is(o) then return nil, o end
+    local o = outs[1] -- a response: the client keeps transport errors
     local doc, err = common.parse_json("ppurio", o)
     if not doc then return nil, err end
     if doc.call_status == nil then
@@ -215,7 +215,7 @@ function P.plan_report(cfg, cmid)
     if not info then
       r.delivered, r.status, r.category = false, "failed", "unknown"
       r.description, r.description_ko = "undocumented report code " .. status, ""
-    elseif info.delivered then
+    elseif info.ok then
       r.delivered, r.status = true, "delivered"
       r.description, r.description_ko = info.en, info.ko
     else
@@ -248,8 +248,7 @@ function P.plan_register_sender(cfg, number, comment)
   local req = { method = "POST", url = cfg.urls.save, headers = cfg.headers,
     form = { { "sendnumber", d }, { "comment", comment } } }
   return { requests = { req }, finish = function(outs)
-    local o = outs[1]
-    if errors.is(o) then return nil, o end
+    local o = outs[1] -- a response: the client keeps transport errors
     local doc, perr = common.parse_json("ppurio", o)
     if not doc then return nil, perr end
     return common.outcome({ name = "ppurio", codes = codes.register }, doc.result_code, o.body,
@@ -265,8 +264,7 @@ function P.plan_sender_numbers(cfg, number)
     url = url .. "?" .. urlencode_form { { "sendnumber", d } }
   end
   return { requests = { { method = "GET", url = url, headers = cfg.headers } }, finish = function(outs)
-    local o = outs[1]
-    if errors.is(o) then return nil, o end
+    local o = outs[1] -- a response: the client keeps transport errors
     local doc, err = common.parse_json("ppurio", o)
     if not doc then return nil, err end
     local r, oerr = common.outcome(P, doc.result_code, o.body)

@@ -1,6 +1,8 @@
 -- ksms.providers.senders: Senders API V2 (the provider's document). Form POSTs
 -- to /APIV2/sms_send and /APIV2/remainCoin, answered {"result":"<code>"}.
 local apiv2 = require "ksms.providers.apiv2"
+local codes = require "ksms.codes"
+local ok, fail = codes.ok, codes.fail
 
 return apiv2.define {
   name = "senders",
@@ -11,12 +13,12 @@ return apiv2.define {
   balance_unit = "coin",
   call_block = true, -- the 080 opt-out flag (message field opt_out)
   codes = {
-    ["100"] = { ok = true, en = "accepted", ko = "데이터 전송 성공" },
-    ["155"] = { category = "auth", en = "API key or account status error", ko = "API key/회원 상태 관련 오류" },
-    ["185"] = { category = "balance", en = "not enough coins", ko = "Coin 부족" },
-    ["225"] = { category = "message_length", en = "message empty or too long (at most 2,000 bytes)", ko = "Message length 오류" },
-    ["315"] = { category = "sender_number", en = "caller number not registered", ko = "발신번호 오류" },
-    ["325"] = { category = "recipient", en = "no recipient, or more than 500", ko = "수신번호 오류" },
-    ["415"] = { category = "schedule", en = "reservation time missing, partial or in the past", ko = "예약발송 시간 오류" },
+    ["100"] = ok("accepted", "데이터 전송 성공"),
+    ["155"] = fail("auth", "API key or account status error", "API key/회원 상태 관련 오류"),
+    ["185"] = fail("balance", "not enough coins", "Coin 부족"),
+    ["225"] = fail("message_length", "message empty or too long (at most 2,000 bytes)", "Message length 오류"),
+    ["315"] = fail("sender_number", "caller number not registered", "발신번호 오류"),
+    ["325"] = fail("recipient", "no recipient, or more than 500", "수신번호 오류"),
+    ["415"] = fail("schedule", "reservation time missing, partial or in the past", "예약발송 시간 오류"),
   },
 }

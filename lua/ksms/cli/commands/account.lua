@@ -39,7 +39,7 @@ end
 local function run_report(ctx)
   local h = ctx:open()
   h:require("report", "delivery reports by id",
-    h.name == "oneshot" and "OneShot pushes reports over its session: run `ksms listen`" or nil)
+    h.capabilities.reports == "push" and "OneShot pushes reports over its session: run `ksms listen`" or nil)
   local id = ctx.args[1]
   if not id or id == "" then usage("give the message id: ksms report ID") end
   local res, code = account_call(ctx, h, "report", "report", id)

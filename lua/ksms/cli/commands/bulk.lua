@@ -182,7 +182,7 @@ local function run(ctx)
   local function dry_batch(batch)
     local msgs = {}
     for i, b in ipairs(batch) do msgs[i] = b.msg end
-    if h.name == "oneshot" then
+    if h.capabilities.session then -- OneShot: the MsgSendReq frames
       for _, b in ipairs(batch) do
         local ok, frames, err = pcall(dryrun.oneshot_frames, h.options, { b.msg })
         if not ok then abort_message = provider.clean(frames); return end

@@ -13,11 +13,10 @@ local format, upper, concat = string.format, string.upper, table.concat
 
 local _M = { _VERSION = "0.1.0" }
 
--- Each provider's limits: the adapters' own tables; OneShot's are the
--- protocol's defaults (sms_max 90, lms_max 2000, CP949).
+-- Each provider's limits, as the library declares them (ksms.client.info:
+-- the adapters' tables; OneShot's are its protocol's defaults).
 local function limits_of(name)
-  if name == "oneshot" then return { charset = "cp949", sms = 90, lms = 2000 } end
-  return require(require("ksms.client").providers[name]).limits
+  return require("ksms.client").info(name).limits
 end
 
 -- The verdict of one provider on the text.

@@ -45,7 +45,7 @@ end
 local function run(ctx)
   local o = ctx.opts
   local name = provider.name(ctx)
-  if name ~= "oneshot" then
+  if require("ksms.client").info(name).capabilities.reports ~= "push" then
     error(status.usage(format("%s does not push reports; listen works with oneshot (HTTP providers: ksms report ID)", name)), 0)
   end
   local options = provider.options(ctx, name)
@@ -72,7 +72,7 @@ local function run(ctx)
   options.on_report, options.on_spam, options.on_change_phone =
     handler("report"), handler("spam"), handler("change_phone")
   -- Through ksms.client, which checks the options (require_tls too).
-  local okn, client = pcall(require("ksms").client, "oneshot", options)
+  local okn, client = pcall(require("ksms").client, name, options)
   if not okn then error(status.usage(provider.clean(client)), 0) end
   local s = client.session
 

@@ -90,7 +90,7 @@ end
 
 local function reservation(o, h)
   if o.at == nil then return nil end
-  if h.name == "oneshot" then usage("oneshot has no reservations (--at)") end
+  if not h.capabilities.reservation then usage(h.name .. " has no reservations (--at)") end
   local at, err = when.parse(o.at)
   if not at then usage(err) end
   return at
@@ -121,7 +121,8 @@ function _M.finish(ctx, h, what, res, err)
   return render.ok(ctx, what, res, lines)
 end
 
--- OneShot: the MsgSendReq of each recipient, or the real send.
+-- A session provider (OneShot, capabilities.session): the MsgSendReq of
+-- each recipient, or the real send.
 local function oneshot_send(ctx, h, what, msg)
   if h.dry then
     local list = {}
@@ -162,9 +163,9 @@ local function run_send(ctx)
     msg.to = recipients(o)
   end
   if o.image then
-    if h.name == "oneshot" then
+    if h.capabilities.session then
       msg.images = o.image
-    elseif h.name == "ppurio" then
+    elseif h.capabilities.image == "file" then
       msg.image = o.image
     else
       if #o.image > 1 then usage(h.name .. " takes one --image URL") end
@@ -176,7 +177,7 @@ local function run_send(ctx)
   if o["repeat"] or o.repeat_interval then
     msg["repeat"] = { count = o["repeat"] or 1, interval = o.repeat_interval or 15 }
   end
-  if h.name == "oneshot" then
+  if h.capabilities.session then
     msg.id, msg.user_data, msg.tran_id, msg.reseller_code = o.msg_id, o.user_data, o.tran_id, o.reseller_code
     return oneshot_send(ctx, h, "send", msg)
   end
@@ -197,7 +198,7 @@ local function run_alimtalk(ctx)
   h:require("alimtalk", "AlimTalk")
   if not o.template then usage("give --template CODE (the approved template)") end
   local to, from = recipients(o), caller(o, h)
-  if h.name == "oneshot" then
+  if h.capabilities.session then
     local msg = oneshot_kakao(o, "alimtalk", input.text(o.text, nil, "text"))
     msg.to, msg.from = to, from
     return oneshot_send(ctx, h, "alimtalk", msg)
@@ -215,7 +216,7 @@ local function run_friendtalk(ctx)
   h:require("friendtalk", "FriendTalk")
   local to, from = recipients(o), caller(o, h)
   local text = input.need(input.text(o.text, o.text_file, "text"), "give --text TEXT")
-  if h.name == "oneshot" then
+  if h.capabilities.session then
     local msg = oneshot_kakao(o, "friendtalk", text)
     msg.to, msg.from = to, from
     return oneshot_send(ctx, h, "friendtalk", msg)
