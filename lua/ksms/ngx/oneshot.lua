@@ -13,7 +13,10 @@
 --       -- and outcome_ttl = 600, pending_ttl = 3600, lock_ttl = 10,
 --       -- lock_interval = 0.5, queue_poll = 0.02, prefetch, drain_timeout = 3,
 --       -- close_timeout = 2, outside_window = "hold" | "refuse", prefix,
---       -- connect_timeout, send_timeout, and any ksms.oneshot.protocol option
+--       -- connect_timeout, send_timeout (or write_timeout), read_timeout,
+--       -- clock, and any ksms.oneshot.protocol option (ksms.oneshot.driver
+--       -- has them all; the binder runs that driver over a cosocket,
+--       -- ksms.oneshot.sockets.cosocket)
 --     }
 --   }
 --

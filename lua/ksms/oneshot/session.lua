@@ -48,7 +48,7 @@ Session.__index = Session
 
 -- The options the session itself takes (the driver's and the protocol's
 -- are in driver.options and protocol.options).
-local OWN = { socket = "string | table" }
+local OWN = { socket = "string" } -- "core" (the default), "luasocket", or an adapter table
 local ADAPTERS = { core = "ksms.oneshot.sockets.core", luasocket = "ksms.oneshot.sockets.luasocket" }
 
 -- Every option a session takes but the protocol's, with its type.

@@ -14,14 +14,13 @@
 -- close() must run in the light thread that called connect (it kills the
 -- reader, which only its parent may do).
 
-local semaphore = require "ngx.semaphore"
-
-local ngx = ngx
-local setmetatable, tostring, floor = setmetatable, tostring, math.floor
+-- Loads outside nginx too (every module of ksms does); ngx is looked up
+-- when used.
+local setmetatable, tostring, floor, require = setmetatable, tostring, math.floor, require
 local concat = table.concat
-local spawn, kill = ngx.thread.spawn, ngx.thread.kill
+local semaphore
 
-local _M = { sleep = ngx.sleep }
+local _M = { sleep = function(seconds) return ngx.sleep(seconds) end }
 
 local C = {}
 C.__index = C
@@ -54,8 +53,9 @@ function C:connect(host, port, timeout)
   local ok, err = sock:connect(host, port)
   if not ok then return nil, tostring(err) end
   self.sock, self.err, self.inbox = sock, nil, {}
+  semaphore = semaphore or require "ngx.semaphore"
   self.sema = semaphore.new(0)
-  self.reader = spawn(reader, self, sock)
+  self.reader = ngx.thread.spawn(reader, self, sock)
   return true
 end
 
@@ -92,7 +92,7 @@ function C:receive(max, timeout)
 end
 
 function C:close()
-  if self.reader then kill(self.reader); self.reader = nil end
+  if self.reader then ngx.thread.kill(self.reader); self.reader = nil end
   if self.sock then self.sock:close(); self.sock = nil end
 end
 
