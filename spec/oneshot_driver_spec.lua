@@ -212,6 +212,23 @@ describe("the oneshot driver", function()
       assert.equal(6, #fake:requests("MsgSendReq"))
     end)
 
+    it("writes large bursts whole and uploads an MMS image", function()
+      fake:state { speed = 100000, reports = false }
+      local s = session.new(opts(fake, { socket = "luasocket", queue_limit = 3000 }))
+      assert(s:connect())
+      local ok = 0
+      for i = 1, 2000 do
+        assert(s:submit(msg("b" .. i, ("긴 글 %d "):format(i) .. ("가"):rep(500)), function(r) if r then ok = ok + 1 end end))
+      end
+      assert.is_true(s:flush(30))
+      assert.equal(2000, ok)
+      local jpeg = "\255\216\255\224" .. ("j"):rep(200000) .. "\255\217"
+      local r = assert(s:send { to = "01012345678", from = "15666639", subject = "사진", text = "사진", images = { { data = jpeg } } })
+      assert.is_true(r.ok)
+      s:close()
+      assert.equal(1, #fake:requests("UploadFileFinishReq"))
+    end)
+
     it("gives a maybe-sent outcome when the connection dies, and reconnects for the rest", function()
       local s = session.new(opts(fake, { socket = "luasocket" }))
       assert(s:connect())

@@ -31,7 +31,10 @@ end
 function L:send(bytes, timeout)
   local sock = self.sock
   if not sock then return nil, "closed" end
-  sock:settimeout(timeout, "t") -- one deadline for the whole write
+  -- One deadline for the whole write (total), and each wait within it
+  -- (block: receive leaves it at 0).
+  sock:settimeout(timeout, "b")
+  sock:settimeout(timeout, "t")
   local n, err = sock:send(bytes)
   if n then return true end
   return nil, err
