@@ -13,7 +13,10 @@
 --       -- and outcome_ttl = 600, pending_ttl = 3600, lock_ttl = 10,
 --       -- lock_interval = 0.5, queue_poll = 0.02, prefetch, drain_timeout = 3,
 --       -- close_timeout = 2, outside_window = "hold" | "refuse", prefix,
---       -- connect_timeout, send_timeout, and any ksms.oneshot.protocol option
+--       -- connect_timeout, send_timeout (or write_timeout), read_timeout,
+--       -- clock, and any ksms.oneshot.protocol option (ksms.oneshot.driver
+--       -- has them all; the binder runs that driver over a cosocket,
+--       -- ksms.oneshot.sockets.cosocket)
 --     }
 --   }
 --
@@ -57,11 +60,12 @@
 -- written ones their maybe-sent outcome.
 
 local queue = require "ksms.ngx.queue"
-local session = require "ksms.ngx.oneshot_session"
+local driver = require "ksms.oneshot.driver"
+local cosocket = require "ksms.oneshot.sockets.cosocket"
 local protocol = require "ksms.oneshot.protocol"
 local errors = require "ksms.errors"
 local cjson = require "cjson"
-local in_window = require("ksms.oneshot.session").in_window
+local in_window = require("ksms.oneshot.window").in_window
 
 local ngx = ngx
 local type, pairs, pcall, tostring, tonumber, error, next = type, pairs, pcall, tostring, tonumber, error, next
@@ -79,7 +83,7 @@ local encode, decode = json.encode, json.decode
 
 local started = {}   -- dict name -> state (per worker)
 
--- Options of this module; the rest go to the session and the protocol.
+-- Options of this module; the rest go to the driver and the protocol.
 local OWN = { dict = "string", queue_limit = "number", outcome_ttl = "number", pending_ttl = "number",
   lock_ttl = "number", lock_interval = "number", queue_poll = "number", prefetch = "number",
   drain_timeout = "number", close_timeout = "number", prefix = "string" }
@@ -204,11 +208,11 @@ local function stop(st)
   if st.leader then q:refresh(st.token, cfg.lock_ttl) end
   s:hold(true)
   hand_back(st)
-  if s.sock then
+  if s.conn then
     s:drain(cfg.drain_timeout)
     hand_back(st)       -- any 903/11 put back meanwhile
     if st.leader then q:refresh(st.token, cfg.lock_ttl) end
-    s:close(cfg.close_timeout)
+    s:unbind(cfg.close_timeout)
   end
   hand_back(st)
   s:hold(false)
@@ -233,7 +237,7 @@ end
 local function run(premature, st)
   local s, q, cfg = st.sess, st.q, st.cfg
   if premature or exiting() or not st.leader then return stop(st) end
-  local ok, err = s:connect()
+  local ok, err = s:open()
   if not ok then
     log(WARN, "ksms.ngx.oneshot: ", tostring(err))
     return schedule(st, s:reconnect_wait())
@@ -330,11 +334,11 @@ local function tick(premature, st)
   end
 end
 
--- What a caller may give the session: its options but the two the binder
--- sets itself.
+-- What a caller may give the driver: its options but the two callbacks
+-- the binder sets itself, and auto_reconnect (the binder always reconnects).
 local SESSION_OPTIONS = {}
-for k, t in pairs(session.own_options) do
-  if k ~= "on_sending" and k ~= "on_requeued" then SESSION_OPTIONS[k] = t end
+for k, t in pairs(driver.options) do
+  if k ~= "on_sending" and k ~= "on_requeued" and k ~= "auto_reconnect" then SESSION_OPTIONS[k] = t end
 end
 
 local function check_opts(opts)
@@ -378,7 +382,7 @@ function _M.start(opts)
     q = queue.new(dict, cfg),
     token = ngx.worker.pid() .. ":" .. ngx.now() }
   local popts = {}
-  for k, v in pairs(sopts) do if not session.own_options[k] then popts[k] = v end end
+  for k, v in pairs(sopts) do if not driver.options[k] then popts[k] = v end end
   -- The handlers' checks use a protocol object with the binder's options.
   st.validator = protocol.new(popts)
   sopts.on_sending = function(rec) st.q:claim(handle_of(rec.id, rec.sub_id), "s") end
@@ -386,7 +390,9 @@ function _M.start(opts)
     local h = handle_of(rec.id, rec.sub_id)
     if st.taken[h] then st.q:claim(h, st.taken[h]) end
   end
-  st.sess = session.new(sopts)
+  sopts.clock = sopts.clock or ngx.time
+  st.sess = driver.new("ksms.ngx.oneshot.start", sopts, cosocket)
+  st.sess.log = function(level, msg) log(level == "error" and ERR or WARN, "ksms.ngx.oneshot: ", msg) end
   started[opts.dict] = st
   -- Not a worker (the master, a cache helper, the privileged agent): the
   -- handler side works, no binder runs here.

@@ -1,0 +1,448 @@
+-- ksms.oneshot.driver: the one OneShot session driver. It runs the sans-I/O
+-- state machine (ksms.oneshot.protocol) over a socket adapter, and owns
+-- what every OneShot session does whatever its I/O: option checking, the
+-- user callbacks (each under pcall), event dispatch, reconnect with
+-- jitter, the sending window, submit / flush / drain / close, last_error.
+-- ksms.oneshot.session (blocking: the core's TCP client or LuaSocket) and
+-- ksms.ngx.oneshot (cosockets) are this driver with an adapter.
+--
+-- A socket adapter is a module { new(opts) -> sock, sleep(seconds) }; opts
+-- carries read_timeout and write_timeout (seconds). A sock has 4 methods:
+--   sock:connect(host, port, timeout) -> true | nil, err
+--   sock:send(bytes, timeout)         -> true | nil, err   (all of bytes or
+--                                        an error: the connection is then dropped)
+--   sock:receive(max, timeout)        -> bytes (1..max) | nil, "timeout" | nil, err
+--                                        (waits at most timeout; 0 does not wait)
+--   sock:close()                      (idempotent)
+-- err is a string or a ksms error; "closed" means the peer closed. sleep
+-- waits without a socket (the driver calls it while disconnected). The
+-- adapters: ksms.oneshot.sockets.core, .luasocket, .cosocket.
+--
+--   local d = driver.new(name, opts, adapter [, extra_options])
+--   d:open()                  -> true | nil, err   (connect, BindReq written; no wait)
+--   d:connect([timeout])      -> true | nil, err   (open and wait for the bind answer)
+--   d:step(max_wait)          -> connected?  (one round: waits for data, a protocol
+--                                deadline or max_wait, reads, polls, writes)
+--   d:submit(msg, on_result)  -> true | nil, err   (on_result(res) or on_result(nil, err))
+--   d:poll(timeout), d:flush([timeout]), d:drain([timeout]), d:hold(flag)
+--   d:take_queued()           -> { { rec =, on_result = }, ... } never written
+--   d:unbind([timeout])       -> UnBindReq, wait, disconnect (queued ones stay)
+--   d:close()                 -> unbind, then every queued message ends as not sent
+--   d.last_error, d.bound, d.grant, d.outside, d.reconnect_at, d:reconnect_wait()
+--
+-- Options (driver.options, plus protocol.options, plus the caller's
+-- extra_options; any other raises, naming those that exist): host, port,
+-- connect_timeout (10), write_timeout (10; send_timeout is the same option
+-- under the name the nginx binder documents), read_timeout (a backstop:
+-- keepalive_interval + alive_timeout + 60), reconnect_delay (30, jittered
+-- by 20% either way), auto_reconnect (true), outside_window ("hold" or
+-- "refuse"), clock (os.time: the epoch the window is judged by), and the
+-- callbacks on_report, on_spam, on_change_phone (each push is acknowledged
+-- only after its callback returns: one that raises is pushed again after a
+-- reconnect), on_sending(rec) (before the bytes of a MsgSendReq are
+-- written), on_requeued(rec).
+--
+-- A callback that raises (on_result too) is recorded in last_error
+-- (category "unknown", code "callback") and logged through the log hook
+-- when there is one; the loop goes on, the other events of the batch are
+-- dispatched and the bytes the protocol produced are written.
+
+local core = require "ksms.core"
+local protocol = require "ksms.oneshot.protocol"
+local errors = require "ksms.errors"
+local in_window = require("ksms.oneshot.window").in_window
+
+local type, pairs, pcall, setmetatable, tostring = type, pairs, pcall, setmetatable, tostring
+local min = math.min
+local monotonic = core.monotonic
+local random = core.random -- the OS random source: LuaJIT never seeds math.random
+local misuse, new_error = errors.misuse, errors.new
+local outcome_of = protocol.outcome_of
+
+local _M = { _VERSION = "0.1.0" }
+
+local D = {}
+D.__index = D
+_M.Driver = D
+
+local OPTIONS = { host = "string", port = "number", on_report = "function", on_spam = "function",
+  on_change_phone = "function", on_sending = "function", on_requeued = "function",
+  reconnect_delay = "number", connect_timeout = "number", write_timeout = "number",
+  send_timeout = "number", read_timeout = "number", auto_reconnect = "boolean",
+  outside_window = "string", clock = "function" }
+_M.options = OPTIONS
+
+-- A socket error as a ksms error: an adapter's string, or its error object
+-- (the core's), named for OneShot.
+local function net_error(err, code, what)
+  if type(err) == "table" then
+    err.provider = err.provider or "oneshot"
+    return err
+  end
+  if err == "timeout" then
+    return new_error { category = "timeout", code = "timeout", provider = "oneshot", retryable = true,
+      message = what .. "timed out" }
+  end
+  return new_error { category = "network", code = err == "closed" and "closed" or code, provider = "oneshot",
+    retryable = true, message = what .. tostring(err) }
+end
+
+local function jitter(delay) return monotonic() + delay * (0.8 + 0.4 * random()) end
+
+-- driver.new(name, opts, adapter [, extra_options]): name prefixes every
+-- misuse message; extra_options are options the caller's wrapper keeps
+-- (they are checked as known, and not passed to the protocol).
+function _M.new(name, opts, adapter, extra)
+  if type(opts) ~= "table" then misuse(name .. ": options table expected") end
+  errors.check_options(name, opts, OPTIONS, extra or {}, protocol.options)
+  for k, t in pairs(OPTIONS) do
+    if opts[k] ~= nil and type(opts[k]) ~= t then misuse(name .. ": " .. k .. " must be a " .. t) end
+  end
+  if opts.host == nil or opts.port == nil then misuse(name .. ": host (string) and port (number) are required") end
+  local ow = opts.outside_window or "hold"
+  if ow ~= "hold" and ow ~= "refuse" then misuse(name .. ": outside_window is \"hold\" or \"refuse\"") end
+  local wt = opts.write_timeout or opts.send_timeout
+  if opts.send_timeout and opts.write_timeout and opts.send_timeout ~= opts.write_timeout then
+    misuse(name .. ": send_timeout is another name of write_timeout: give one")
+  end
+  local popts = {}
+  for k, v in pairs(opts) do if not OPTIONS[k] and not (extra and extra[k]) then popts[k] = v end end
+  local p = protocol.new(popts)
+  return setmetatable({
+    name = name, opts = opts, p = p, adapter = adapter, conn = nil, bound = false, closed = false,
+    grant = nil, outside = false, holding = false, callbacks = {}, reconnect_at = nil, last_error = nil,
+    reconnect_delay = opts.reconnect_delay or 30, connect_timeout = opts.connect_timeout or 10,
+    write_timeout = wt or 10, auto_reconnect = opts.auto_reconnect ~= false,
+    read_timeout = opts.read_timeout or (popts.keepalive_interval or 25) + (popts.alive_timeout or 10) + 60,
+    outside_window = ow, clock = opts.clock or os.time,
+    upload_results = setmetatable({}, { __mode = "k" }),
+    log = nil,          -- log(level, message): "warn" | "error"; the nginx binder sets it
+    emits_sent = false, -- FALLBACK (see _sent_fallback): the protocol emitted a "sent" event
+  }, D)
+end
+
+-- ---- callbacks and events ----
+
+-- Runs a user callback: one that raises is recorded and logged, never
+-- propagated (the loop, the batch and the bytes to write go on).
+function D:_call(what, fn, a, b)
+  local ok, err = pcall(fn, a, b)
+  if ok then return true end
+  self.last_error = new_error { category = "unknown", code = "callback", provider = "oneshot",
+    message = what .. " raised: " .. tostring(err) }
+  if self.log then self.log("error", what .. " raised: " .. tostring(err)) end
+  return false
+end
+
+-- At most one protocol warning a second, with a count of those left out:
+-- a hostile server's stream of bad frames must not flood the log.
+function D:_warn(err)
+  if not self.log then return end
+  local now = monotonic()
+  if self.warned_at and now - self.warned_at < 1 then
+    self.unwarned = self.unwarned + 1
+    return
+  end
+  local skipped = self.unwarned or 0
+  self.warned_at, self.unwarned = now, 0
+  self.log("warn", tostring(err) .. (skipped > 0 and (" (" .. skipped .. " more protocol errors not logged)") or ""))
+end
+
+function D:_emit(ev)
+  local t = ev.type
+  if t == "result" then
+    local rec = ev.rec
+    local cb = self.callbacks[rec]
+    self.callbacks[rec] = nil
+    if cb then self:_call("on_result", cb, outcome_of(ev)) end
+  elseif t == "sent" then
+    self.emits_sent = true
+    local fn = self.opts.on_sending
+    if fn then
+      ev.rec._told = ev.rec.attempts
+      self:_call("on_sending", fn, ev.rec)
+    end
+  elseif t == "report" or t == "spam" or t == "change_phone" then
+    local handler = self.opts["on_" .. t]
+    -- Not acknowledged when it raises: the server pushes it again later.
+    if handler and not self:_call("on_" .. t, handler, ev) then return end
+    self:_write(self.p:ack(ev, monotonic()))
+  elseif t == "bound" then
+    self.bound, self.grant = true, ev
+  elseif t == "bind_failed" then
+    self.last_error = ev.err
+    if self.log then self.log("warn", "bind refused: " .. tostring(ev.err)) end
+    self:_lost(ev.err, ev.retry_after)
+  elseif t == "dead" then
+    self:_lost(new_error { category = "network", code = ev.reason, provider = "oneshot", retryable = true,
+      message = "the server stopped answering (" .. ev.reason .. ")" })
+  elseif t == "protocol_error" then
+    -- Non-fatal ones (an answer nobody waits for, a mistyped push) are
+    -- ignored but kept as the last error.
+    self:_warn(ev.err)
+    if ev.fatal then self:_lost(ev.err) else self.last_error = ev.err end
+  elseif t == "unbound" then
+    self.bound = false
+  elseif t == "requeued" then
+    local fn = self.opts.on_requeued
+    if fn then self:_call("on_requeued", fn, ev.rec) end
+  elseif t == "upload_done" or t == "upload_failed" then
+    self.upload_results[ev.handle] = ev
+  end
+end
+
+function D:_emit_all(events)
+  for i = 1, #events do self:_emit(events[i]) end
+end
+
+-- FALLBACK, until the protocol emits a "sent" event for each MsgSendReq it
+-- writes: the messages just written, found by their state. Delete this
+-- function, its call in step and the emits_sent field once it does.
+function D:_sent_fallback()
+  for rec in pairs(self.callbacks) do
+    if rec.state == "sent" and rec._told ~= rec.attempts then
+      self:_emit { type = "sent", rec = rec, user_msg_id = rec.id, sub_id = rec.sub_id, attempt = rec.attempts }
+    end
+  end
+  self.emits_sent = false
+end
+
+-- ---- the connection ----
+
+function D:_write(out)
+  if out == "" or not self.conn then return true end
+  local ok, err = self.conn:send(out, self.write_timeout)
+  if not ok then
+    -- A frame may be cut in half: the connection cannot be trusted.
+    self:_lost(net_error(err, "send", "write failed: "))
+    return false
+  end
+  return true
+end
+
+-- The connection is gone: every message written but unanswered gets its
+-- maybe-sent outcome, the rest waits for the reconnect (or, when there
+-- will be none, ends as not sent).
+function D:_lost(err, delay)
+  if not self.conn then return end
+  self.conn:close()
+  self.conn, self.bound = nil, false
+  self.last_error = err or self.last_error
+  self.reconnect_at = jitter(delay or self.reconnect_delay)
+  self:_emit_all(self.p:disconnected(monotonic()))
+  if not self.auto_reconnect then self:_drop_unsent() end
+end
+
+-- Without a connection to come, what was never written was not sent.
+-- Returns how many messages and uploads ended.
+function D:_drop_unsent()
+  local err = new_error { category = "network", code = "not_connected", provider = "oneshot",
+    retryable = true, maybe_sent = false,
+    message = "not connected and auto_reconnect is off: the message was never written, so it was not sent" }
+  local messages, uploads = self.p:drop_queued(err), self.p:drop_uploads(err)
+  self:_emit_all(messages)
+  self:_emit_all(uploads)
+  return #messages + #uploads
+end
+
+-- d:open() -> true | nil, err: connects and writes the bind request.
+function D:open()
+  if self.conn then return true end
+  local o = self.opts
+  local sock = self.adapter.new { read_timeout = self.read_timeout, write_timeout = self.write_timeout }
+  local ok, err = sock:connect(o.host, o.port, self.connect_timeout)
+  if not ok then
+    err = net_error(err, "connect", "cannot connect to " .. o.host .. ":" .. tostring(o.port) .. ": ")
+    self.last_error = err
+    self.reconnect_at = jitter(self.reconnect_delay)
+    return nil, err
+  end
+  self.conn, self.reconnect_at = sock, nil
+  if not self:_write(self.p:connected(monotonic())) then return nil, self.last_error end
+  return true
+end
+
+-- Seconds until the next connect is due (0: now).
+function D:reconnect_wait()
+  if not self.reconnect_at then return 0 end
+  local w = self.reconnect_at - monotonic()
+  return w > 0 and w or 0
+end
+
+-- d:step(max_wait) -> connected?: one round of I/O on the open connection:
+-- waits at most max_wait (or until the protocol's next deadline), feeds
+-- what arrived, writes what is due.
+function D:step(max_wait)
+  local conn = self.conn
+  if not conn then return false end
+  local now = monotonic()
+  local wait = max_wait or 0
+  local due = self.p:next_deadline()
+  if due and due - now < wait then wait = due - now end
+  local data, err = conn:receive(65536, wait > 0 and wait or 0)
+  now = monotonic()
+  if data then
+    local events, out = self.p:receive(data, now)
+    self:_emit_all(events)
+    if not self:_write(out) then return false end
+  elseif err ~= "timeout" then
+    self:_lost(net_error(err, "receive", "the connection failed: "))
+    return false
+  end
+  if not self.conn then return false end
+  -- Outside the granted sending window the queue waits (the server would
+  -- answer 901); "refuse" turns new messages away in submit. Held while
+  -- draining too.
+  local outside = self.grant and not in_window(self.grant, self.clock()) or false
+  self.outside = outside
+  self.p:hold(self.holding or outside)
+  local events, out = self.p:poll(now)
+  self:_emit_all(events)
+  if out ~= "" and self.opts.on_sending and not self.emits_sent then self:_sent_fallback() end
+  self:_write(out)
+  return self.conn ~= nil
+end
+
+-- One round waiting at most until deadline, whether connected or not:
+-- reconnects when due (unless auto_reconnect is off or the session is
+-- closed), and sleeps, socket-free, while there is nothing to do.
+function D:_pump(deadline)
+  local now = monotonic()
+  if self.conn then return self:step(deadline - now) end
+  local sleep = self.adapter.sleep
+  if self.closed or not self.auto_reconnect then
+    -- No connection will come: end what waits for one, and wait out the
+    -- deadline asleep (a caller's loop must not spin here).
+    if not self.closed and self:_drop_unsent() > 0 then return end
+    if deadline > now then sleep(deadline - now) end
+    return
+  end
+  if self.reconnect_at and now < self.reconnect_at then
+    local wake = min(deadline, self.reconnect_at)
+    if wake > now then sleep(wake - now) end
+    return
+  end
+  self:open()
+end
+
+-- d:connect([timeout]) -> true | nil, err: connects and waits for the bind.
+function D:connect(timeout)
+  if self.closed then misuse(self.name .. ": closed") end
+  if self.bound then return true end
+  self.last_error = nil
+  local ok, err = self:open()
+  if not ok then return nil, err end
+  local deadline = monotonic() + (timeout or 15)
+  while self.conn and not self.bound and monotonic() < deadline do self:_pump(deadline) end
+  if self.bound then return true end
+  -- Gone: why it went (a refused or unreadable bind answer, the bind
+  -- timeout, ...); still connecting: our own timeout ran out first.
+  if not self.conn and self.last_error then return nil, self.last_error end
+  return nil, new_error { category = "timeout", code = "bind_timeout",
+    provider = "oneshot", message = "no bind answer in time" }
+end
+
+-- ---- messages ----
+
+function D:submit(msg, on_result)
+  if self.closed then misuse(self.name .. ": closed") end
+  if on_result ~= nil and type(on_result) ~= "function" then misuse(self.name .. ": on_result must be a function") end
+  local grant = self.grant
+  if self.outside_window == "refuse" and grant and not in_window(grant, self.clock()) then
+    return nil, new_error { category = "schedule", code = "outside_window", provider = "oneshot",
+      retryable = true, message = ("outside the sending window the server grants (%s:00-%s:00 KST)")
+        :format(tostring(grant.begin_time), tostring(grant.end_time)) }
+  end
+  local rec, err = self.p:submit(msg)
+  if not rec then return nil, err end
+  self.callbacks[rec] = on_result or false
+  return true
+end
+
+function D:queued() return self.p:queued() end
+function D:in_flight() return self.p:in_flight() end
+-- d:hold(flag): keep queued messages back (while draining).
+function D:hold(flag) self.holding = flag and true or false end
+
+-- d:poll(timeout) -> true: runs I/O and callbacks for up to timeout seconds.
+function D:poll(timeout)
+  local deadline = monotonic() + (timeout or 0)
+  repeat self:_pump(deadline) until monotonic() >= deadline
+  return true
+end
+
+-- d:flush([timeout]) -> true when every submitted message has its outcome,
+-- or nil, err when the time ran out first.
+function D:flush(timeout)
+  local p = self.p
+  local deadline = monotonic() + (timeout or 60)
+  while (p:queued() > 0 or p:in_flight() > 0) and monotonic() < deadline do self:_pump(deadline) end
+  if p:queued() == 0 and p:in_flight() == 0 then return true end
+  return nil, new_error { category = "timeout", code = "flush", provider = "oneshot",
+    message = ("%d messages still queued, %d awaiting an answer"):format(p:queued(), p:in_flight()) }
+end
+
+-- d:drain([timeout]) -> true when every written message has its answer;
+-- holds the queue (d:hold(false) lets it go again).
+function D:drain(timeout)
+  self.holding = true
+  local deadline = monotonic() + (timeout or 3)
+  while self.conn and self.p:in_flight() > 0 do
+    local left = deadline - monotonic()
+    if left <= 0 then break end
+    self:step(left)
+  end
+  return self.p:in_flight() == 0
+end
+
+local HANDED_BACK = new_error { category = "unknown", code = "handed_back", provider = "oneshot",
+  message = "taken back from the session before it was written" }
+
+-- d:take_queued() -> the messages never written, out of the session, with
+-- their on_result (which the session no longer calls).
+function D:take_queued()
+  local list = {}
+  local events = self.p:drop_queued(HANDED_BACK)
+  for i = 1, #events do
+    local rec = events[i].rec
+    list[i] = { rec = rec, on_result = self.callbacks[rec] }
+    self.callbacks[rec] = nil
+  end
+  return list
+end
+
+-- d:unbind([timeout]): UnBindReq, waits for the answer, disconnects. Queued
+-- messages stay queued (for the next connection).
+function D:unbind(timeout)
+  if self.conn and self.bound then
+    local deadline = monotonic() + (timeout or 3)
+    if self:_write(self.p:close(monotonic())) then
+      while self.conn and self.bound do
+        local left = deadline - monotonic()
+        if left <= 0 then break end
+        self:step(left)
+      end
+    end
+  end
+  if self.conn then
+    self.conn:close()
+    self.conn = nil
+    self:_emit_all(self.p:disconnected(monotonic()))
+  end
+  self.bound = false
+end
+
+-- d:close(): unbinds; every message and upload still queued gets its
+-- outcome: not sent. Idempotent; the session cannot be used again.
+function D:close()
+  if self.closed then return end
+  self.closed = true
+  self:unbind(3)
+  local err = new_error { category = "network", code = "closed",
+    provider = "oneshot", retryable = true, maybe_sent = false,
+    message = "the session was closed before this message was sent" }
+  self:_emit_all(self.p:drop_queued(err))
+  self:_emit_all(self.p:drop_uploads(err))
+end
+
+return _M
