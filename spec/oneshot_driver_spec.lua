@@ -156,16 +156,16 @@ describe("the oneshot driver", function()
   end)
 
   describe("options", function()
-    it("are one set: send_timeout is write_timeout's other name, and an unknown one names them all", function()
-      local s = session.new(opts(fake, { send_timeout = 5, read_timeout = 60 }))
+    it("are one set: write_timeout (the binder's send_timeout is gone), and an unknown one names them all", function()
+      local s = session.new(opts(fake, { write_timeout = 5, read_timeout = 60 }))
       assert.equal(5, s.write_timeout)
       s:close()
-      assert.error_matches(function() session.new(opts(fake, { send_timeout = 5, write_timeout = 6 })) end,
-        "send_timeout is another name of write_timeout")
+      assert.error_matches(function() session.new(opts(fake, { send_timeout = 5 })) end,
+        "unknown option 'send_timeout'")
       local ok, err = pcall(session.new, opts(fake, { reconect_delay = 1 }))
       assert.is_false(ok)
       assert.matches("unknown option 'reconect_delay' (did you mean reconnect_delay?)", err, 1, true)
-      for _, k in ipairs { "socket", "on_sending", "send_timeout", "read_timeout", "auto_reconnect", "clock" } do
+      for _, k in ipairs { "socket", "on_sending", "write_timeout", "read_timeout", "auto_reconnect", "clock" } do
         assert.matches(k, err, 1, true)
       end
       assert.error_matches(function() session.new(opts(fake, { reconnect_delay = "1" })) end,

@@ -169,7 +169,7 @@ describe("unknown options of the nginx binder", function()
     local body = assert((data or partial):match("\r\n\r\n(.*)$"))
     assert.matches("ksms.ngx.oneshot.start: unknown option 'lockttl' (did you mean lock_ttl?)", body, 1, true)
     local names = listed(body)
-    for _, k in ipairs { "dict", "lock_ttl", "drain_timeout", "host", "send_timeout", "read_timeout",
+    for _, k in ipairs { "dict", "lock_ttl", "drain_timeout", "host", "write_timeout", "read_timeout",
       "outside_window", "keepalive_interval", "queue_limit" } do
       assert.is_true(names[k], k)
     end

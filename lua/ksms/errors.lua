@@ -24,7 +24,7 @@
 local core = require "ksms.core"
 
 local setmetatable, getmetatable, type, error = setmetatable, getmetatable, type, error
-local pairs, ipairs, tostring, xpcall, select = pairs, ipairs, tostring, xpcall, select
+local pairs, ipairs, tostring, select = pairs, ipairs, tostring, select
 local byte, sub, gsub, lower, format, min = string.byte, string.sub, string.gsub, string.lower, string.format, math.min
 local concat, sort = table.concat, table.sort
 local getinfo = debug.getinfo
@@ -91,46 +91,13 @@ local function misuse(msg)
     local info = getinfo(level, "S")
     if not info then level = 2; break end -- called from the library's own main: its line
     local src = info.source
-    -- a C function (pcall, xpcall in guard) is not the caller's line either
+    -- a C function (pcall, a metamethod's caller) is not the caller's line either
     if not library(src) and src ~= "=(tail call)" and src ~= "=[C]" then break end
     level = level + 1
   end
   error(msg, level)
 end
 _M.misuse = misuse
-
--- Misuse raised deeper down at a fixed level names a line of the library;
--- relocate turns it into a marker, run at the point of the error (an
--- xpcall handler) where the frames that level could have named still
--- exist. Only ksms messages: an internal bug keeps its own position.
-local RELOCATED = {}
-local function relocate(e)
-  if type(e) ~= "string" then return e end
-  for level = 2, 200 do
-    local info = getinfo(level, "Sl")
-    if not info then break end
-    if library(info.source) then
-      local pos = info.short_src .. ":" .. tostring(info.currentline) .. ": "
-      if sub(e, 1, #pos) == pos and sub(e, #pos + 1, #pos + 4) == "ksms" then
-        return setmetatable({ sub(e, #pos + 1) }, RELOCATED)
-      end
-    end
-  end
-  return e
-end
-
-local function rethrow(ok, ...)
-  if ok then return ... end
-  local e = ...
-  if getmetatable(e) == RELOCATED then misuse(e[1]) end
-  error(e, 0)
-end
-
--- guard(f) -> f's results: a misuse f raises at a fixed level inside the
--- library is raised again at the caller's line (see misuse).
-function _M.guard(f)
-  return rethrow(xpcall(f, relocate))
-end
 
 -- ---- in expressions ----
 

@@ -13,7 +13,7 @@
 --       -- and outcome_ttl = 600, pending_ttl = 3600, lock_ttl = 10,
 --       -- lock_interval = 0.5, queue_poll = 0.02, prefetch, drain_timeout = 3,
 --       -- close_timeout = 2, outside_window = "hold" | "refuse", prefix,
---       -- connect_timeout, send_timeout (or write_timeout), read_timeout,
+--       -- connect_timeout, write_timeout, read_timeout,
 --       -- clock, and any ksms.oneshot.protocol option (ksms.oneshot.driver
 --       -- has them all; the binder runs that driver over a cosocket,
 --       -- ksms.oneshot.sockets.cosocket)
@@ -41,8 +41,8 @@
 --
 -- Checks: programmer misuse raises; bad input (a wrong number, a text too
 -- long, ...) returns nil, err in the handler before anything is queued
--- (the protocol's own submit checks, run on a throwaway protocol object
--- with the binder's options); a full queue gives category "rate_limit".
+-- (ksms.oneshot.message, the checks the protocol's submit runs, with the
+-- binder's sms_max and lms_max); a full queue gives category "rate_limit".
 -- msg.images (MMS uploads) is not supported here: give files, names of
 -- images already uploaded. Reports are acknowledged after on_report
 -- returns; one handled but not yet acknowledged when the binder moves to
@@ -63,9 +63,11 @@ local queue = require "ksms.ngx.queue"
 local driver = require "ksms.oneshot.driver"
 local cosocket = require "ksms.oneshot.sockets.cosocket"
 local protocol = require "ksms.oneshot.protocol"
+local message = require "ksms.oneshot.message"
 local errors = require "ksms.errors"
 local cjson = require "cjson"
 local in_window = require("ksms.oneshot.window").in_window
+local misuse = errors.misuse
 
 local ngx = ngx
 local type, pairs, pcall, tostring, tonumber, error, next = type, pairs, pcall, tostring, tonumber, error, next
@@ -342,14 +344,14 @@ for k, t in pairs(driver.options) do
 end
 
 local function check_opts(opts)
-  if type(opts) ~= "table" then error("ksms.ngx.oneshot.start: options table expected", 3) end
+  if type(opts) ~= "table" then misuse("ksms.ngx.oneshot.start: options table expected") end
   errors.check_options("ksms.ngx.oneshot.start", opts, OWN, SESSION_OPTIONS, protocol.options)
   for k, t in pairs(OWN) do
-    if opts[k] ~= nil and type(opts[k]) ~= t then error("ksms.ngx.oneshot.start: " .. k .. " must be a " .. t, 3) end
+    if opts[k] ~= nil and type(opts[k]) ~= t then misuse("ksms.ngx.oneshot.start: " .. k .. " must be a " .. t) end
   end
-  if not opts.dict then error("ksms.ngx.oneshot.start: dict (a lua_shared_dict name) is required", 3) end
+  if not opts.dict then misuse("ksms.ngx.oneshot.start: dict (a lua_shared_dict name) is required") end
   local dict = ngx.shared[opts.dict]
-  if not dict then error("ksms.ngx.oneshot.start: no lua_shared_dict named '" .. opts.dict .. "'", 3) end
+  if not dict then misuse("ksms.ngx.oneshot.start: no lua_shared_dict named '" .. opts.dict .. "'") end
   local cfg = {
     queue_limit = opts.queue_limit or 10000, outcome_ttl = opts.outcome_ttl or 600,
     pending_ttl = opts.pending_ttl or 3600, lock_ttl = opts.lock_ttl or 10,
@@ -359,13 +361,13 @@ local function check_opts(opts)
     outside_window = opts.outside_window or "hold",
   }
   if cfg.lock_ttl < 3 * cfg.lock_interval then
-    error("ksms.ngx.oneshot.start: lock_ttl must be at least 3 lock_interval", 3)
+    misuse("ksms.ngx.oneshot.start: lock_ttl must be at least 3 lock_interval")
   end
   if cfg.lock_ttl <= cfg.drain_timeout or cfg.lock_ttl <= cfg.close_timeout then
-    error("ksms.ngx.oneshot.start: lock_ttl must exceed drain_timeout and close_timeout", 3)
+    misuse("ksms.ngx.oneshot.start: lock_ttl must exceed drain_timeout and close_timeout")
   end
   if cfg.outside_window ~= "hold" and cfg.outside_window ~= "refuse" then
-    error("ksms.ngx.oneshot.start: outside_window is \"hold\" or \"refuse\"", 3)
+    misuse("ksms.ngx.oneshot.start: outside_window is \"hold\" or \"refuse\"")
   end
   local sopts = {}
   for k, v in pairs(opts) do if not OWN[k] then sopts[k] = v end end
@@ -381,13 +383,11 @@ function _M.start(opts)
     pending = false, running = false, prefetch = cfg.prefetch or 2,
     q = queue.new(dict, cfg),
     token = ngx.worker.pid() .. ":" .. ngx.now() }
-  local popts = {}
-  for k, v in pairs(sopts) do if not driver.options[k] then popts[k] = v end end
-  -- The handlers' checks use a protocol object with the binder's options.
-  st.validator = protocol.new(popts)
+  -- The handlers check messages against the binder's limits (sms_max, lms_max).
+  st.limits = message.limits_of(sopts)
   sopts.on_sending = function(rec) st.q:claim(handle_of(rec.id, rec.sub_id), "s") end
   sopts.on_requeued = function(rec)
-    local h = handle_of(rec.id, rec.sub_id)
+    local h = handle_of(body.UserMsgId, body.UserMsgSubId)
     if st.taken[h] then st.q:claim(h, st.taken[h]) end
   end
   sopts.clock = sopts.clock or ngx.time
@@ -404,8 +404,6 @@ function _M.start(opts)
 end
 
 -- ---- the handler side ----
-
-local DROP = errors.new { category = "unknown", code = "validated", provider = "oneshot", message = "validation only" }
 
 local function schedule_error(grant)
   return errors.new { category = "schedule", code = "outside_window", provider = "oneshot", retryable = true,
@@ -429,16 +427,14 @@ function _M.submit(msg, opts)
   if m.id == nil then m.id = q:next_id() end
   if type(m.id) == "number" then m.id = tostring(m.id) end
   if type(m.sub_id) == "number" then m.sub_id = tostring(m.sub_id) end
-  local v = st.validator
-  local rec, err = v:submit(m)        -- raises on misuse, nil, err on bad input
-  v:drop_queued(DROP)
-  if not rec then return nil, err end
+  local body, err = message.build(m, st.limits) -- raises on misuse, nil, err on bad input
+  if not body then return nil, err end
   if st.cfg.outside_window == "refuse" then
     local g = q:get("grant")
     local ok, grant = pcall(decode, g or "null")
     if ok and type(grant) == "table" and not in_window(grant, ngx.time()) then return nil, schedule_error(grant) end
   end
-  local h = handle_of(rec.id, rec.sub_id)
+  local h = handle_of(body.UserMsgId, body.UserMsgSubId)
   local ok, qerr = q:push(h, encode { h = h, m = m, t = ngx.now() })
   if not ok then return nil, qerr end
   return h

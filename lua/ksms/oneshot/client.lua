@@ -5,10 +5,13 @@
 
 local session = require "ksms.oneshot.session"
 local protocol = require "ksms.oneshot.protocol"
+local message = require "ksms.oneshot.message"
 local errors = require "ksms.errors"
 
 local type, ipairs, pairs, setmetatable, error = type, ipairs, pairs, setmetatable, error
-local misuse, guard = errors.misuse, errors.guard
+local misuse = errors.misuse
+
+local build = message.build
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -27,11 +30,15 @@ _M.capabilities = {
   max_recipients_per_request = 1, -- one MsgSendReq per recipient
 }
 
--- The protocol's defaults (sms_max, lms_max; at most 3 images, 1 MB in
--- all). A client's own limits read its protocol's values (the sms_max and
--- lms_max options). When ksms.oneshot.message exports its limits table,
--- read that here instead.
-_M.limits = { charset = "cp949", sms = 90, lms = 2000, mms = 2000, images = 3, images_bytes = 1024 * 1024 }
+-- The defaults: ksms.oneshot.message's (sms_max, lms_max), and at most 3
+-- images, 1 MB in all. A client's own limits follow its sms_max and
+-- lms_max options.
+local function limits_of(options)
+  local limits = message.limits_of(options)
+  limits.images, limits.images_bytes = 3, 1024 * 1024
+  return limits
+end
+_M.limits = limits_of(nil)
 
 -- The options ksms.client("oneshot", ...) takes, with their types: the
 -- session's own and the protocol's (the CLI reads them from here), and
@@ -47,11 +54,8 @@ _M.required = { "host", "port", "id", "password", "key", "iv" }
 function _M.new(options)
   if type(options) ~= "table" then misuse("ksms.client(\"oneshot\"): options table expected") end
   local s = session.new(options)
-  local limits = {}
-  for k, v in pairs(_M.limits) do limits[k] = v end
-  limits.sms, limits.lms, limits.mms = s.p.sms_max, s.p.lms_max, s.p.lms_max
   return setmetatable({ provider = "oneshot", session = s,
-    capabilities = _M.capabilities, limits = limits }, Client)
+    capabilities = _M.capabilities, limits = limits_of(options) }, Client)
 end
 
 function Client:_ready()
@@ -77,14 +81,11 @@ end
 
 -- Raises (at the caller's line) for the first message in list that is
 -- misuse, before any of them is queued: otherwise misuse in message k
--- would leave 1..k-1 queued with their outcomes unread. The protocol's
--- own checks run on a scratch protocol, so there is one set of rules;
--- when ksms.oneshot.message exists, build each message with it instead.
+-- would leave 1..k-1 queued with their outcomes unread. The checks are
+-- the protocol's own (ksms.oneshot.message builds what submit sends).
 function Client:_check(list)
-  local scratch = protocol.new(self.session.p.opts)
-  guard(function()
-    for _, msg in ipairs(list) do scratch:submit(msg) end
-  end)
+  local limits = self.limits
+  for _, msg in ipairs(list) do build(msg, limits) end
 end
 
 -- Submits every message (one per recipient) and waits for all outcomes.
@@ -94,8 +95,7 @@ function Client:_run(list, timeout)
   local session = self.session
   for i, msg in ipairs(list) do
     local function on_result(r, e) outcomes[i] = r or e; pending = pending - 1 end
-    -- guard: the protocol's checks raise at a fixed level inside ksms.
-    local ok, err = guard(function() return session:submit(msg, on_result) end)
+    local ok, err = session:submit(msg, on_result)
     if ok then pending = pending + 1 else outcomes[i] = err end
   end
   if pending > 0 then self.session:flush(timeout or 120) end
@@ -121,8 +121,7 @@ function Client:send(msg)
   local ok, err = self:_ready()
   if not ok then return stamped(nil, err) end
   if not list then
-    local session = self.session
-    return stamped(guard(function() return session:send(msg) end))
+    return stamped(self.session:send(msg))
   end
   local outs = self:_run(list)
   local failed = {}

@@ -32,8 +32,7 @@
 --
 -- Options (driver.options, plus protocol.options, plus the caller's
 -- extra_options; any other raises, naming those that exist): host, port,
--- connect_timeout (10), write_timeout (10; send_timeout is the same option
--- under the name the nginx binder documents), read_timeout (a backstop:
+-- connect_timeout (10), write_timeout (10), read_timeout (a backstop:
 -- keepalive_interval + alive_timeout + 60), reconnect_delay (30, jittered
 -- by 20% either way), auto_reconnect (true), outside_window ("hold" or
 -- "refuse"), clock (os.time: the epoch the window is judged by), and the
@@ -68,7 +67,7 @@ _M.Driver = D
 local OPTIONS = { host = "string", port = "number", on_report = "function", on_spam = "function",
   on_change_phone = "function", on_sending = "function", on_requeued = "function",
   reconnect_delay = "number", connect_timeout = "number", write_timeout = "number",
-  send_timeout = "number", read_timeout = "number", auto_reconnect = "boolean",
+  read_timeout = "number", auto_reconnect = "boolean",
   outside_window = "string", clock = "function" }
 _M.options = OPTIONS
 
@@ -101,10 +100,6 @@ function _M.new(name, opts, adapter, extra)
   if opts.host == nil or opts.port == nil then misuse(name .. ": host (string) and port (number) are required") end
   local ow = opts.outside_window or "hold"
   if ow ~= "hold" and ow ~= "refuse" then misuse(name .. ": outside_window is \"hold\" or \"refuse\"") end
-  local wt = opts.write_timeout or opts.send_timeout
-  if opts.send_timeout and opts.write_timeout and opts.send_timeout ~= opts.write_timeout then
-    misuse(name .. ": send_timeout is another name of write_timeout: give one")
-  end
   local popts = {}
   for k, v in pairs(opts) do if not OPTIONS[k] and not (extra and extra[k]) then popts[k] = v end end
   local p = protocol.new(popts)
@@ -112,12 +107,11 @@ function _M.new(name, opts, adapter, extra)
     name = name, opts = opts, p = p, adapter = adapter, conn = nil, bound = false, closed = false,
     grant = nil, outside = false, holding = false, callbacks = {}, reconnect_at = nil, last_error = nil,
     reconnect_delay = opts.reconnect_delay or 30, connect_timeout = opts.connect_timeout or 10,
-    write_timeout = wt or 10, auto_reconnect = opts.auto_reconnect ~= false,
+    write_timeout = opts.write_timeout or 10, auto_reconnect = opts.auto_reconnect ~= false,
     read_timeout = opts.read_timeout or (popts.keepalive_interval or 25) + (popts.alive_timeout or 10) + 60,
     outside_window = ow, clock = opts.clock or os.time,
     upload_results = setmetatable({}, { __mode = "k" }),
     log = nil,          -- log(level, message): "warn" | "error"; the nginx binder sets it
-    emits_sent = false, -- FALLBACK (see _sent_fallback): the protocol emitted a "sent" event
   }, D)
 end
 
@@ -156,12 +150,8 @@ function D:_emit(ev)
     self.callbacks[rec] = nil
     if cb then self:_call("on_result", cb, outcome_of(ev)) end
   elseif t == "sent" then
-    self.emits_sent = true
     local fn = self.opts.on_sending
-    if fn then
-      ev.rec._told = ev.rec.attempts
-      self:_call("on_sending", fn, ev.rec)
-    end
+    if fn then self:_call("on_sending", fn, ev.rec) end
   elseif t == "report" or t == "spam" or t == "change_phone" then
     local handler = self.opts["on_" .. t]
     -- Not acknowledged when it raises: the server pushes it again later.
@@ -193,18 +183,6 @@ end
 
 function D:_emit_all(events)
   for i = 1, #events do self:_emit(events[i]) end
-end
-
--- FALLBACK, until the protocol emits a "sent" event for each MsgSendReq it
--- writes: the messages just written, found by their state. Delete this
--- function, its call in step and the emits_sent field once it does.
-function D:_sent_fallback()
-  for rec in pairs(self.callbacks) do
-    if rec.state == "sent" and rec._told ~= rec.attempts then
-      self:_emit { type = "sent", rec = rec, user_msg_id = rec.id, sub_id = rec.sub_id, attempt = rec.attempts }
-    end
-  end
-  self.emits_sent = false
 end
 
 -- ---- the connection ----
@@ -298,7 +276,6 @@ function D:step(max_wait)
   self.p:hold(self.holding or outside)
   local events, out = self.p:poll(now)
   self:_emit_all(events)
-  if out ~= "" and self.opts.on_sending and not self.emits_sent then self:_sent_fallback() end
   self:_write(out)
   return self.conn ~= nil
 end
