@@ -7,11 +7,22 @@
  * connections. Both go through the same loop (curl_multi_perform and
  * curl_multi_poll); a single request is a batch of one.
  *
+ * The request is not written here. ksms.transport.http1.prepare (Lua, the
+ * one request writer of both transports) checks it and writes its request
+ * line, headers and body; this file hands libcurl that exact header list
+ * (every header of libcurl's own turned off: Expect, Accept, User-Agent,
+ * the form Content-Type), the prepared request target
+ * (CURLOPT_REQUEST_TARGET) and the body, so what libcurl writes is
+ * p.head .. p.body. What stays here is what only libcurl's side can do:
+ * connections and their reuse, TLS, timeouts, the never-resend guard, the
+ * response limits, request_many's concurrency.
+ *
  * Each call runs in three phases so a Lua error can never leave libcurl
  * half way:
- *   1. parse: every request table is checked and copied into C memory owned
- *      by a "batch" userdata (its __gc frees whatever a raise left behind).
- *      Programmer errors raise here, before anything is sent.
+ *   1. prepare: every request goes through http1.prepare (programmer
+ *      errors raise there, before anything is sent) and the prepared
+ *      request is loaded into a "batch" userdata (its __gc frees whatever a
+ *      raise left behind).
  *   2. run: no Lua API call at all; easy handles are made, attached, run and
  *      detached. Callbacks only touch C buffers and never raise.
  *   3. results: every easy handle is gone; response tables and error
@@ -26,7 +37,7 @@
  * nil, err with maybe_sent = true. A bodyless GET or HEAD may be retried by
  * libcurl once on a fresh connection; that is harmless.
  *
- * Bodies go out with CURLOPT_POSTFIELDS from the batch's own buffer, so a
+ * Bodies go out with CURLOPT_POSTFIELDS from the prepared string, so a
  * small request leaves in one write (a read callback would send headers
  * and body separately, costing a syscall and a wakeup at the server).
  *
@@ -78,22 +89,26 @@ typedef struct http_client {
   size_t max_response;
   int insecure;              /* TLS peer and host verification off */
   char *ca_file;
-  char *user_agent;
   char *proxy;               /* "" = no proxy, whatever the environment */
+  int defaults_ref;          /* { user_agent =, who = "ksms.core" } for prepare */
 } http_client;
 
 typedef struct http_xfer {
   CURL *easy;                /* only during the run phase */
   /* the request, copied out of Lua */
   char *url;
+  char *target;              /* the request line's target, as prepared */
   char method[HTTP_METHOD_MAX + 1];
-  int has_body;              /* sent from body with CURLOPT_POSTFIELDS */
+  int has_body;              /* post is sent with CURLOPT_POSTFIELDS */
+  const char *post;          /* the prepared body, owned by the prepared table */
+  size_t post_len;
   int safe;                  /* bodyless GET/HEAD: a libcurl retry is fine */
   int head;
-  buf_t body;
+  buf_t body;                /* core.multipart_body's output */
   struct curl_slist *headers;
   long connect_timeout_ms, timeout_ms;
   const char *pre_code;      /* set when it failed before sending (file) */
+  int pre_err;               /* the prepared request carries its error (p.err) */
   /* progress, written by the callbacks */
   int attempts;              /* pre-request callback calls */
   int resend_refused;
@@ -158,6 +173,8 @@ static void http_xfer_free(http_xfer *x) {
   }
   free(x->url);
   x->url = NULL;
+  free(x->target);
+  x->target = NULL;
   if (x->headers) {
     curl_slist_free_all(x->headers);
     x->headers = NULL;
@@ -534,12 +551,7 @@ static int http_multipart(lua_State *L, int idx, const char *given, buf_t *out,
   return luaL_error(L, "ksms.core: could not find a multipart boundary");
 }
 
-/* ---- parsing a request table into a transfer ---- */
-
-static int http_token_char(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         (c && strchr("!#$%&'*+-.^_`|~", c));
-}
+/* ---- a prepared request into a transfer ---- */
 
 static int http_iequal(const char *a, size_t n, const char *b) {
   if (strlen(b) != n) return 0;
@@ -551,222 +563,131 @@ static int http_iequal(const char *a, size_t n, const char *b) {
   return 1;
 }
 
+static int http_is(const char *method, const char *name) {
+  return strcmp(method, name) == 0;
+}
+
 static void http_add_line(lua_State *L, http_xfer *x, const char *line) {
   struct curl_slist *l = curl_slist_append(x->headers, line);
   if (!l) luaL_error(L, "ksms.core: out of memory");
   x->headers = l;
 }
 
-/* Checks one header and adds it; returns 1 when it is Content-Type. */
-static int http_header(lua_State *L, http_xfer *x, int index, int name_idx,
-                       int value_idx) {
-  size_t nl, vl;
-  const char *name = lua_type(L, name_idx) == LUA_TSTRING ? lua_tolstring(L, name_idx, &nl) : NULL;
-  const char *value = http_tostr(L, value_idx, &vl);
-  if (!name) http_bad(L, index, "header names must be strings");
-  if (!value) http_bad(L, index, "header '%.64s' must have a string value", name);
-  if (nl == 0 || nl > 256) http_bad(L, index, "bad header name length");
-  for (size_t i = 0; i < nl; i++)
-    if (!http_token_char((unsigned char)name[i]))
-      http_bad(L, index, "header name '%.64s' has a character not allowed in a name", name);
-  for (size_t i = 0; i < vl; i++) {
-    unsigned char c = (unsigned char)value[i];
-    if (c == '\r' || c == '\n' || c == '\0')
-      http_bad(L, index, "header '%.64s' has CR, LF or NUL in its value", name);
-  }
-  if (http_iequal(name, nl, "content-length") || http_iequal(name, nl, "transfer-encoding") ||
-      http_iequal(name, nl, "expect"))
-    http_bad(L, index, "header '%.64s' is set by the transport", name);
-  char *line = malloc(nl + vl + 3);
-  if (!line) luaL_error(L, "ksms.core: out of memory");
-  memcpy(line, name, nl);
-  if (vl == 0) { /* "Name;" is libcurl's way to send an empty value */
-    line[nl] = ';';
-    line[nl + 1] = '\0';
-  } else {
-    line[nl] = ':';
-    line[nl + 1] = ' ';
-    memcpy(line + nl + 2, value, vl);
-    line[nl + 2 + vl] = '\0';
-  }
-  struct curl_slist *l = curl_slist_append(x->headers, line);
-  explicit_bzero(line, nl + vl + 2);
-  free(line);
-  if (!l) luaL_error(L, "ksms.core: out of memory");
-  x->headers = l;
-  return http_iequal(name, nl, "content-type");
+static int http_bad_prepared(lua_State *L, const char *why) {
+  return luaL_error(L, "ksms.core: not a prepared request (ksms.transport.http1.prepare): %s", why);
 }
 
-/* The headers at idx, as a map or as a list of {name, value}. Returns 1
- * when a Content-Type was among them. */
-static int http_headers(lua_State *L, http_xfer *x, int idx, int index) {
-  idx = lua_absindex(L, idx);
-  int content_type = 0;
-  int n = (int)lua_rawlen(L, idx);
-  if (n > 0) {
-    int keys = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-      lua_pop(L, 1);
-      keys++;
-    }
-    if (keys != n) http_bad(L, index, "headers mix the list and map forms");
-    for (int i = 1; i <= n; i++) {
-      lua_rawgeti(L, idx, i);
-      if (lua_type(L, -1) != LUA_TTABLE)
-        http_bad(L, index, "header %d must be a {name, value} pair", i);
-      lua_rawgeti(L, -1, 1);
-      lua_rawgeti(L, -2, 2);
-      int top = lua_gettop(L);
-      content_type |= http_header(L, x, index, top - 1, top);
-      lua_pop(L, 3);
-    }
-    return content_type;
-  }
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    int top = lua_gettop(L);
-    lua_pushvalue(L, top - 1); /* a copy of the key, never converted */
-    lua_pushvalue(L, top);
-    content_type |= http_header(L, x, index, top + 1, top + 2);
-    lua_settop(L, top - 1);
-  }
-  return content_type;
+/* The string field of the prepared request at p, or NULL when absent. */
+static const char *http_pfield(lua_State *L, int p, const char *field, size_t *len) {
+  lua_getfield(L, p, field);
+  int t = lua_type(L, -1);
+  const char *s = t == LUA_TSTRING ? lua_tolstring(L, -1, len) : NULL;
+  lua_pop(L, 1); /* the string stays alive: p holds it */
+  if (!s && t != LUA_TNIL) http_bad_prepared(L, field);
+  return s;
 }
 
-static int http_is(const char *method, const char *name) {
-  return strcmp(method, name) == 0;
+static long http_pseconds(lua_State *L, int p, const char *field, long dflt) {
+  lua_getfield(L, p, field);
+  long ms = dflt;
+  if (!lua_isnil(L, -1)) {
+    double s = lua_type(L, -1) == LUA_TNUMBER ? (double)lua_tonumber(L, -1) : NAN;
+    if (!(s > 0 && s <= 1e7)) http_bad_prepared(L, field);
+    ms = (long)ceil(s * 1000.0 - 1e-6); /* prepare rounded it up to a millisecond */
+  }
+  lua_pop(L, 1);
+  return ms;
 }
 
-/* Reads the request table at idx into x. Raises on a malformed request;
- * a request that cannot be built at run time (unreadable file) gets
- * x->pre_code and a message in x->errbuf. */
-static void http_parse(lua_State *L, http_client *c, http_xfer *x, int idx, int index) {
-  static const char *const req_keys[] = {"method", "url", "headers", "body", "form",
-                                         "multipart", "boundary", "timeout",
-                                         "connect_timeout", NULL};
-  idx = lua_absindex(L, idx);
-  if (lua_type(L, idx) != LUA_TTABLE) http_bad(L, index, "table expected, got %s", luaL_typename(L, idx));
-  http_check_keys(L, idx, req_keys, "request field", index);
-  int top = lua_gettop(L);
-
-  /* url: an absolute http(s) URL. The URL is never quoted in a message
-   * (a query string may carry a key). */
-  lua_getfield(L, idx, "url");
-  size_t ulen;
-  const char *url = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &ulen) : NULL;
-  if (!url) http_bad(L, index, "url must be a string");
-  if (ulen == 0 || strlen(url) != ulen) http_bad(L, index, "url must be a non-empty string without NUL");
-  for (size_t i = 0; i < ulen; i++)
-    if ((unsigned char)url[i] <= ' ' || url[i] == 0x7f)
-      http_bad(L, index, "url has a space or control character");
-  CURLU *u = curl_url();
-  if (!u) luaL_error(L, "ksms.core: out of memory");
-  char *scheme = NULL;
-  CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
-  if (uc == CURLUE_OK) uc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
-  int scheme_ok = uc == CURLUE_OK && scheme &&
-                  (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
-  curl_free(scheme);
-  curl_url_cleanup(u);
-  if (uc == CURLUE_OUT_OF_MEMORY) luaL_error(L, "ksms.core: out of memory");
-  if (!scheme_ok) http_bad(L, index, "url is not an absolute http:// or https:// URL");
+/* Reads the request that ksms.transport.http1.prepare made (the table at
+ * p) into x: its head becomes libcurl's request target and header list,
+ * line for line, and its body is sent as is, so libcurl writes p.head ..
+ * p.body and nothing else of its own. The strings stay owned by p, which
+ * the caller keeps on the stack until the transfer is over. */
+static void http_load(lua_State *L, http_client *c, http_xfer *x, int p) {
+  p = lua_absindex(L, p);
+  if (lua_type(L, p) != LUA_TTABLE) http_bad_prepared(L, "not a table");
+  lua_getfield(L, p, "err");
+  int failed = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (failed) { /* a multipart file could not be read: nothing is sent */
+    x->pre_err = 1;
+    return;
+  }
+  size_t ulen, hlen, mlen;
+  const char *url = http_pfield(L, p, "url", &ulen);
+  const char *head = http_pfield(L, p, "head", &hlen);
+  const char *method = http_pfield(L, p, "method", &mlen);
+  x->post = http_pfield(L, p, "body", &x->post_len);
+  if (!url || strlen(url) != ulen) http_bad_prepared(L, "url");
+  if (!method || mlen == 0 || mlen > HTTP_METHOD_MAX) http_bad_prepared(L, "method");
+  if (!head || memchr(head, '\0', hlen)) http_bad_prepared(L, "head");
   x->url = malloc(ulen + 1);
   if (!x->url) luaL_error(L, "ksms.core: out of memory");
   memcpy(x->url, url, ulen + 1);
-  lua_settop(L, top);
-
-  /* body, form or multipart: at most one */
-  int kinds = 0;
-  const char *names[] = {"body", "form", "multipart"};
-  int which = -1;
-  for (int i = 0; i < 3; i++) {
-    lua_getfield(L, idx, names[i]);
-    if (!lua_isnil(L, -1)) {
-      kinds++;
-      which = i;
-    }
-    lua_pop(L, 1);
-  }
-  if (kinds > 1) http_bad(L, index, "give only one of body, form, multipart");
-  lua_getfield(L, idx, "boundary");
-  const char *boundary = NULL;
-  if (!lua_isnil(L, -1)) {
-    size_t bl;
-    boundary = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &bl) : NULL;
-    if (which != 2) http_bad(L, index, "boundary is only for multipart");
-    if (!boundary || !http_boundary_ok(boundary, bl))
-      http_bad(L, index, "boundary must be 1-70 characters from [A-Za-z0-9'()+_,-./:=?]");
-  }
-
-  /* method */
-  lua_getfield(L, idx, "method");
-  if (lua_isnil(L, -1)) {
-    strcpy(x->method, which >= 0 ? "POST" : "GET");
-  } else {
-    size_t ml;
-    const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &ml) : NULL;
-    if (!m) http_bad(L, index, "method must be a string");
-    if (ml == 0 || ml > HTTP_METHOD_MAX) http_bad(L, index, "method must be 1-%d letters", HTTP_METHOD_MAX);
-    for (size_t i = 0; i < ml; i++)
-      if (m[i] < 'A' || m[i] > 'Z') http_bad(L, index, "method must be upper-case letters A-Z");
-    memcpy(x->method, m, ml);
-    x->method[ml] = '\0';
-  }
-  lua_pop(L, 1);
+  memcpy(x->method, method, mlen);
+  x->method[mlen] = '\0';
+  x->has_body = x->post != NULL;
   x->head = http_is(x->method, "HEAD");
-  if (x->head && which >= 0) http_bad(L, index, "a HEAD request has no body");
-
-  /* headers (before the body: Content-Type rules depend on them) */
-  int user_ctype = 0;
-  lua_getfield(L, idx, "headers");
-  if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TTABLE) http_bad(L, index, "headers must be a table");
-    user_ctype = http_headers(L, x, -1, index);
-  }
-  lua_pop(L, 1);
-  http_add_line(L, x, "Expect:");
-
-  /* the body */
-  if (which == 0) {
-    lua_getfield(L, idx, "body");
-    size_t bl;
-    if (lua_type(L, -1) != LUA_TSTRING) http_bad(L, index, "body must be a string");
-    const char *body = lua_tolstring(L, -1, &bl);
-    buf_append(L, &x->body, body, bl);
-    lua_pop(L, 1);
-    /* Sent as given: without a Content-Type of the caller's, none (not
-     * libcurl's default form type). */
-    if (!user_ctype) http_add_line(L, x, "Content-Type:");
-  } else if (which == 1) {
-    lua_getfield(L, idx, "form");
-    http_form_encode(L, -1, &x->body, index);
-    lua_pop(L, 1);
-    if (!user_ctype) http_add_line(L, x, "Content-Type: application/x-www-form-urlencoded");
-  } else if (which == 2) {
-    if (user_ctype) http_bad(L, index, "Content-Type is set by multipart (it carries the boundary)");
-    char bnd[HTTP_BOUNDARY_MAX + 1];
-    lua_getfield(L, idx, "multipart");
-    int r = http_multipart(L, -1, boundary, &x->body, bnd, sizeof bnd, x->errbuf,
-                           sizeof x->errbuf, index);
-    lua_pop(L, 1);
-    if (r != 0) {
-      x->pre_code = "file";
-    } else {
-      char line[HTTP_BOUNDARY_MAX + 64];
-      snprintf(line, sizeof line, "Content-Type: multipart/form-data; boundary=%s", bnd);
-      http_add_line(L, x, line);
-    }
-  }
-  x->has_body = which >= 0 || http_is(x->method, "POST") || http_is(x->method, "PUT") ||
-                http_is(x->method, "PATCH");
-  if (x->has_body && which < 0 && !user_ctype) http_add_line(L, x, "Content-Type:");
   x->safe = !x->has_body && (http_is(x->method, "GET") || x->head);
 
-  x->timeout_ms = http_seconds(L, idx, "timeout", c->timeout_ms, index);
-  x->connect_timeout_ms = http_seconds(L, idx, "connect_timeout", c->connect_timeout_ms, index);
+  /* The request line: METHOD SP target SP HTTP/1.1 */
+  const char *end = head + hlen;
+  const char *eol = memchr(head, '\r', hlen);
+  const char *sp = eol ? memchr(head, ' ', (size_t)(eol - head)) : NULL;
+  const char *sp2 = sp ? memchr(sp + 1, ' ', (size_t)(eol - sp - 1)) : NULL;
+  if (!sp2 || (size_t)(sp - head) != mlen || memcmp(head, method, mlen) != 0 ||
+      eol + 1 >= end || eol[1] != '\n' || (size_t)(eol - sp2) != 9 ||
+      memcmp(sp2, " HTTP/1.1", 9) != 0)
+    http_bad_prepared(L, "request line");
+  size_t tlen = (size_t)(sp2 - sp - 1);
+  x->target = malloc(tlen + 1);
+  if (!x->target) luaL_error(L, "ksms.core: out of memory");
+  memcpy(x->target, sp + 1, tlen);
+  x->target[tlen] = '\0';
+
+  /* Every header line as given; "Name:" (no value) as "Name;", which is
+   * how libcurl is told to send "Name:". */
+  int ctype = 0, accept = 0, blank = 0;
+  char small[512];
+  const char *q = eol + 2;
+  while (q < end) {
+    const char *le = memchr(q, '\r', (size_t)(end - q));
+    if (!le || le + 1 >= end || le[1] != '\n') http_bad_prepared(L, "head");
+    size_t n = (size_t)(le - q);
+    if (n == 0) {
+      blank = le + 2 == end;
+      break;
+    }
+    const char *colon = memchr(q, ':', n);
+    if (!colon || colon == q) http_bad_prepared(L, "header line");
+    size_t name_len = (size_t)(colon - q);
+    ctype |= http_iequal(q, name_len, "content-type");
+    accept |= http_iequal(q, name_len, "accept");
+    int empty = 1;
+    for (const char *v = colon + 1; v < le && empty; v++) empty = *v == ' ' || *v == '\t';
+    size_t keep = empty ? name_len + 1 : n;
+    char *line = keep < sizeof small ? small : malloc(keep + 1);
+    if (!line) luaL_error(L, "ksms.core: out of memory");
+    memcpy(line, q, keep);
+    if (empty) line[name_len] = ';';
+    line[keep] = '\0';
+    struct curl_slist *l = curl_slist_append(x->headers, line);
+    explicit_bzero(line, keep);
+    if (line != small) free(line);
+    if (!l) luaL_error(L, "ksms.core: out of memory");
+    x->headers = l;
+    q = le + 2;
+  }
+  if (!blank) http_bad_prepared(L, "head does not end in an empty line");
+  /* libcurl's own headers, each turned off unless the head has one. */
+  http_add_line(L, x, "Expect:");
+  if (!ctype) http_add_line(L, x, "Content-Type:");
+  if (!accept) http_add_line(L, x, "Accept:");
+
+  x->timeout_ms = http_pseconds(L, p, "timeout", c->timeout_ms);
+  x->connect_timeout_ms = http_pseconds(L, p, "connect_timeout", c->connect_timeout_ms);
   x->max_response = c->max_response;
-  lua_settop(L, top);
 }
 
 /* ---- libcurl callbacks: C buffers only, never a Lua call ---- */
@@ -914,7 +835,7 @@ static int http_easy_setup(http_client *c, CURL *e) {
   HTTP_SET(e, CURLOPT_TCP_NODELAY, 1L);
   HTTP_SET(e, CURLOPT_FOLLOWLOCATION, 0L);
   HTTP_SET(e, CURLOPT_PROXY, c->proxy ? c->proxy : "");
-  HTTP_SET(e, CURLOPT_USERAGENT, c->user_agent);
+  HTTP_SET(e, CURLOPT_USERAGENT, (char *)NULL); /* the prepared head has it */
   HTTP_SET(e, CURLOPT_SSL_VERIFYPEER, c->insecure ? 0L : 1L);
   HTTP_SET(e, CURLOPT_SSL_VERIFYHOST, c->insecure ? 0L : 2L);
   if (c->ca_file) HTTP_SET(e, CURLOPT_CAINFO, c->ca_file);
@@ -949,6 +870,9 @@ static int http_attach(http_client *c, http_xfer *x) {
   HTTP_SET(e, CURLOPT_PRIVATE, (void *)x);
   HTTP_SET(e, CURLOPT_ERRORBUFFER, x->errbuf);
   HTTP_SET(e, CURLOPT_URL, x->url);
+  /* The target as prepared (libcurl would normalise the path); through a
+   * proxy libcurl writes the absolute form itself. */
+  HTTP_SET(e, CURLOPT_REQUEST_TARGET, c->proxy && c->proxy[0] ? NULL : x->target);
   HTTP_SET(e, CURLOPT_CONNECTTIMEOUT_MS, x->connect_timeout_ms);
   HTTP_SET(e, CURLOPT_TIMEOUT_MS, x->timeout_ms);
   HTTP_SET(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(x->head ? 0 : x->max_response));
@@ -959,9 +883,9 @@ static int http_attach(http_client *c, http_xfer *x) {
   HTTP_SET(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
   if (x->has_body) {
     HTTP_SET(e, CURLOPT_POST, 1L);
-    HTTP_SET(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.len);
-    /* libcurl reads it in place; the batch owns it until the end. */
-    HTTP_SET(e, CURLOPT_POSTFIELDS, x->body.len ? (char *)x->body.data : "");
+    HTTP_SET(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->post_len);
+    /* libcurl reads it in place; the prepared table owns it until the end. */
+    HTTP_SET(e, CURLOPT_POSTFIELDS, x->post_len ? x->post : "");
     if (!http_is(x->method, "POST")) HTTP_SET(e, CURLOPT_CUSTOMREQUEST, x->method);
   } else if (x->head) {
     HTTP_SET(e, CURLOPT_NOBODY, 1L);
@@ -1003,7 +927,7 @@ static void http_run(http_client *c, http_batch *b, int conc) {
   for (;;) {
     while (active < conc && next < b->n) {
       http_xfer *x = &b->x[next++];
-      if (x->pre_code) continue;
+      if (x->pre_code || x->pre_err) continue;
       if (http_attach(c, x) == 0) active++;
     }
     if (active == 0) return;
@@ -1311,49 +1235,70 @@ static http_client *http_check_open(lua_State *L) {
   return c;
 }
 
-static void http_client_release(http_client *c) {
+static void http_client_release(lua_State *L, http_client *c) {
+  luaL_unref(L, LUA_REGISTRYINDEX, c->defaults_ref);
+  c->defaults_ref = LUA_NOREF;
   while (c->n_idle > 0) curl_easy_cleanup(c->idle[--c->n_idle]);
   if (c->multi) curl_multi_cleanup(c->multi); /* closes cached connections */
   c->multi = NULL;
   free(c->ca_file);
-  free(c->user_agent);
   free(c->proxy);
-  c->ca_file = c->user_agent = c->proxy = NULL;
+  c->ca_file = c->proxy = NULL;
 }
 
 /* client:close() - releases the connections; idempotent. Also __gc and
  * __close (Lua 5.4 to-be-closed variables). */
 static int http_client_close(lua_State *L) {
   http_client *c = luaL_checkudata(L, 1, HTTP_CLIENT_MT);
-  http_client_release(c);
+  http_client_release(L, c);
   return 0;
 }
 
-/* Parses reqs[1..n] (or the single request at idx when many is 0) into a
- * new batch, pushed on the stack. */
-static http_batch *http_prepare(lua_State *L, http_client *c, int idx, int n, int many) {
-  http_batch *b = http_batch_new(L, n);
-  if (!many) {
-    http_parse(L, c, &b->x[0], idx, 0);
-    return b;
-  }
-  for (int i = 1; i <= n; i++) {
-    lua_rawgeti(L, idx, i);
-    http_parse(L, c, &b->x[i - 1], -1, i);
-    lua_pop(L, 1);
-  }
-  return b;
+/* Pushes ksms.transport.http1.prepare, the one request writer (required
+ * once, then kept in the registry). */
+static void http_push_prepare(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "ksms.core.http1_prepare");
+  if (lua_isfunction(L, -1)) return;
+  lua_pop(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "ksms.transport.http1");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "prepare");
+  lua_remove(L, -2);
+  if (!lua_isfunction(L, -1)) luaL_error(L, "ksms.core: ksms.transport.http1 has no prepare");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "ksms.core.http1_prepare");
+}
+
+/* Calls prepare(req, defaults, index) on the request at idx; pushes p.
+ * Misuse raises there, as "ksms.core: bad request[ #index]: why". */
+static void http_call_prepare(lua_State *L, http_client *c, int fn, int idx, int index) {
+  idx = lua_absindex(L, idx);
+  lua_pushvalue(L, fn);
+  lua_pushvalue(L, idx);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->defaults_ref);
+  lua_pushinteger(L, index);
+  lua_call(L, 3, 1);
 }
 
 /* client:request(req) -> res | nil, err
- * req = { method =, url =, headers =, body = | form = | multipart =,
- *         boundary =, timeout =, connect_timeout = }
+ * req as in ksms.transport; written by ksms.transport.http1.prepare.
  * res = { status =, headers = { lowercased name = value }, body = } */
 static int http_client_request(lua_State *L) {
   http_client *c = http_check_open(L);
-  http_batch *b = http_prepare(L, c, 2, 1, 0);
-  /* A finalizer run while parsing may have closed the client. */
+  lua_settop(L, 2);
+  http_push_prepare(L);                        /* 3 */
+  http_call_prepare(L, c, 3, 2, 0);            /* 4: p */
+  http_batch *b = http_batch_new(L, 1);        /* 5 */
+  http_load(L, c, &b->x[0], 4);
+  /* A finalizer run while preparing may have closed the client. */
   if (!c->multi) luaL_error(L, "ksms.core: the http client is closed");
+  if (b->x[0].pre_err) {
+    http_xfer_free(&b->x[0]);
+    lua_pushnil(L);
+    lua_getfield(L, 4, "err");
+    return 2;
+  }
   http_run(c, b, 1);
   int ok = http_push_result(L, &b->x[0]);
   http_xfer_free(&b->x[0]);
@@ -1364,8 +1309,9 @@ static int http_client_request(lua_State *L) {
 }
 
 /* client:request_many(reqs [, { concurrency = 8 }]) -> { res | err, ... }
- * Same length and order as reqs; at most concurrency transfers at once,
- * the next one started as one finishes. */
+ * Same length and order as reqs; every request is prepared before any is
+ * sent; at most concurrency transfers at once, the next one started as one
+ * finishes. */
 static int http_client_request_many(lua_State *L) {
   static const char *const opt_keys[] = {"concurrency", NULL};
   http_client *c = http_check_open(L);
@@ -1383,19 +1329,38 @@ static int http_client_request_many(lua_State *L) {
     }
     lua_pop(L, 1);
   }
+  lua_settop(L, 2);
   int n = (int)lua_rawlen(L, 2);
-  lua_createtable(L, n, 0);
-  int list = lua_gettop(L);
+  lua_createtable(L, n, 0);                    /* 3: the results */
   if (n == 0) return 1;
-  http_batch *b = http_prepare(L, c, 2, n, 1);
+  lua_createtable(L, n, 0);                    /* 4: the prepared requests */
+  http_push_prepare(L);                        /* 5 */
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, 2, i);
+    http_call_prepare(L, c, 5, -1, i);
+    lua_rawseti(L, 4, i);
+    lua_pop(L, 1);
+  }
+  http_batch *b = http_batch_new(L, n);        /* 6 */
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, 4, i);
+    http_load(L, c, &b->x[i - 1], -1);
+    lua_pop(L, 1);
+  }
   if (!c->multi) luaL_error(L, "ksms.core: the http client is closed");
   http_run(c, b, conc);
   for (int i = 0; i < n; i++) {
-    http_push_result(L, &b->x[i]);
-    lua_rawseti(L, list, i + 1);
+    if (b->x[i].pre_err) {
+      lua_rawgeti(L, 4, i + 1);
+      lua_getfield(L, -1, "err");
+      lua_remove(L, -2);
+    } else {
+      http_push_result(L, &b->x[i]);
+    }
+    lua_rawseti(L, 3, i + 1);
     http_xfer_free(&b->x[i]);
   }
-  lua_settop(L, list);
+  lua_settop(L, 3);
   return 1;
 }
 
@@ -1460,6 +1425,7 @@ static int http_client_new(lua_State *L) {
   http_check_keys(L, 1, keys, "http_client option", -1);
   http_client *c = lua_newuserdata(L, sizeof *c);
   memset(c, 0, sizeof *c);
+  c->defaults_ref = LUA_NOREF;
   luaL_setmetatable(L, HTTP_CLIENT_MT);
   c->connect_timeout_ms = http_seconds(L, 1, "connect_timeout", HTTP_DEFAULT_CONNECT_MS, -1);
   c->timeout_ms = http_seconds(L, 1, "timeout", HTTP_DEFAULT_TIMEOUT_MS, -1);
@@ -1471,7 +1437,14 @@ static int http_client_new(lua_State *L) {
     luaL_error(L, "ksms.core: http_client option insecure must be a boolean");
   c->insecure = lua_toboolean(L, -1);
   lua_pop(L, 1);
-  c->user_agent = http_opt_string(L, "user_agent", "ksms/" KSMS_VERSION);
+  char *ua = http_opt_string(L, "user_agent", "ksms/" KSMS_VERSION);
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, ua);
+  free(ua);
+  lua_setfield(L, -2, "user_agent");
+  lua_pushliteral(L, "ksms.core");
+  lua_setfield(L, -2, "who");
+  c->defaults_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   c->ca_file = http_opt_string(L, "ca_file", NULL);
   if (c->ca_file && access(c->ca_file, R_OK) != 0)
     luaL_error(L, "ksms.core: http_client option ca_file: cannot read '%s'", c->ca_file);

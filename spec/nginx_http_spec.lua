@@ -855,6 +855,30 @@ describe("ksms inside nginx", function()
     assert.are_not.equal(r[10].body, r[11].body)
   end)
 
+  it("puts on the wire exactly http1.prepare's bytes, through cosockets and through libcurl", function()
+    local base = nginx.base_url
+    local reqs = {
+      { url = base .. "/x/echo?via=form", headers = { { "x-waple-authorization", "k" }, { "X-Empty", "" } },
+        form = { { "msg", "안녕 a+b&c" }, { "n", 1 } } },
+      { method = "POST", url = base .. "/x/echo", headers = { ["Content-Type"] = "application/json" },
+        body = cjson.encode { text = "가나다", to = "01012345678" } },
+      { url = base .. "/x/echo", boundary = "ksms-fixed-B0undary",
+        multipart = { { name = "text", value = "사진" }, { name = "file", data = "jpeg-ish bytes", filename = "a.jpg",
+          content_type = "image/jpeg" } } },
+      { url = base .. "/x/echo?a=1&b=%EA%B0%80&c=/../x", headers = { Accept = "application/json" } },
+    }
+    local defaults = { user_agent = "ksms/" .. ksms.core._VERSION }
+    local via_ngx = post(nginx, "/transport", { reqs = reqs }).results
+    local curl = ksms.core.http_client()
+    for i, req in ipairs(reqs) do
+      local p = http1.prepare(req, defaults)
+      local want = p.head .. (p.body or "")
+      assert.equal(want, via_ngx[i].body, "cosocket " .. i)
+      assert.equal(want, assert(curl:request(req)).body, "libcurl " .. i)
+    end
+    curl:close()
+  end)
+
   it("runs request_many on light threads: at most concurrency at once, results in request order", function()
     local base, reqs = nginx.base_url, {}
     for i = 1, 6 do reqs[i] = { url = ("%s/x/sleep?ms=%d&id=r%d"):format(base, 350 - i * 50, i) } end

@@ -7,6 +7,8 @@
 --
 -- What it does with a request depends on the path; a "delay=<ms>" query
 -- parameter delays the action on any path (without blocking the others):
+--   /raw             200, the request's exact bytes (request line, headers,
+--                    body) as the response body
 --   /echo            200, JSON { method, target, path, query, headers (list
 --                    of {name, value} as received), body, conn (connection
 --                    id), seq (request number on that connection) }
@@ -137,6 +139,8 @@ local function act(c, req)
         { "X-Spaces", "  padded  " } }, "headers"):gsub("X%-Folded: first\r\n", "X-Folded: first\r\n  second\r\n"))
   elseif path == "/status" then
     return json(c, tonumber(q.code) or 200, { status = tonumber(q.code) })
+  elseif path == "/raw" then
+    return write(c, response(200, { { "Content-Type", "application/octet-stream" } }, req.raw))
   elseif path == "/echo" then
     return json(c, 200, { method = req.method, target = req.target, path = path, query = q,
       headers = req.headers, body = req.body, conn = c.id, seq = req.seq }, req.method == "HEAD")
@@ -194,11 +198,12 @@ function process(c)
     end
     if #c.inbuf < hend + 3 + clen then return end
     local body = c.inbuf:sub(hend + 4, hend + 3 + clen)
+    local raw = c.inbuf:sub(1, hend + 3 + clen)
     c.inbuf = c.inbuf:sub(hend + 4 + clen)
     c.seq = c.seq + 1
     local path, query = target:match("^([^?]*)%??(.*)$")
     handle(c, { method = method, target = target, path = path, query = parse_query(query),
-      headers = headers, body = body, seq = c.seq })
+      headers = headers, body = body, seq = c.seq, raw = raw })
   end
 end
 

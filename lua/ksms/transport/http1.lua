@@ -1,22 +1,29 @@
--- ksms.transport.http1: HTTP/1.1 without I/O, for transports that own
--- their sockets (ksms.transport.ngx). It checks and writes a request the
--- way the libcurl transport sends it, and reads a response through a
--- buffered reader over any "give me more bytes" function.
+-- ksms.transport.http1: HTTP/1.1 without I/O, the one request writer of
+-- both transports. prepare() checks a request and writes its bytes (request
+-- line, headers, body); the libcurl transport (csrc/http.c) hands libcurl
+-- exactly those lines and that body, and the cosocket transport
+-- (ksms.transport.ngx) writes them itself. It also reads a response through
+-- a buffered reader over any "give me more bytes" function (the cosocket
+-- transport's reader; libcurl reads its own).
 --
 --   local p = http1.prepare(req, defaults [, index])   -- raises on a bad req
---   p.scheme, p.host, p.port, p.tls, p.head (request line and headers),
---   p.body, p.timeout, p.connect_timeout, p.close (the caller asked for
+--   p.scheme, p.host, p.port, p.tls, p.url, p.target, p.head (request line
+--   and headers, ending in an empty line), p.body (nil when the request has
+--   none), p.timeout, p.connect_timeout, p.close (the caller asked for
 --   Connection: close), p.method, p.err (a multipart file could not be read:
 --   send nothing, return nil, p.err)
+--   p.head .. (p.body or "") is every byte that goes on the wire.
 --
 --   local r = http1.reader(fill)    -- fill(max) -> bytes | nil, err
 --   local res, keep = http1.read_response(r, { max_response =, head = })
 --   -- or nil, code, detail; code: "empty" (closed before any byte),
 --   -- "recv", "timeout", "protocol", "too_large"
 --
--- defaults: { timeout =, connect_timeout = (seconds), user_agent = }.
--- Bodies come from the C core (core.urlencode_form, core.multipart_body),
--- so they are byte for byte what the libcurl transport sends.
+-- defaults: { timeout =, connect_timeout = (seconds; nil leaves p.timeout
+-- nil), user_agent =, who = (the prefix of misuse messages, default
+-- "ksms.transport") }.
+-- Bodies come from the C core's encoders (core.urlencode_form,
+-- core.multipart_body).
 
 local core = require "ksms.core"
 
@@ -41,9 +48,20 @@ local READ_SIZE = 16 * 1024
 
 -- Programmer errors name fields and header names, never a value: headers,
 -- URLs and bodies may carry keys.
+local WHO = "ksms.transport" -- set by prepare() from defaults.who
 local function bad(index, why, ...)
   local where = index and index > 0 and (" #" .. index) or ""
-  error(format("ksms.transport: bad request%s: " .. why, where, ...), 0)
+  error(format("%s: bad request%s: " .. why, WHO, where, ...), 0)
+end
+
+-- A body encoder's misuse (raised by the C core as "ksms.core: why") as
+-- this request's misuse.
+local function encode(index, fn, a, b)
+  local ok, r1, r2 = pcall(fn, a, b)
+  if not ok then
+    bad(index, "%s", (gsub(tostring(r1), "^ksms%.core: ", "")))
+  end
+  return r1, r2
 end
 
 local REQ_KEYS = { method = true, url = true, headers = true, body = true, form = true,
@@ -80,17 +98,23 @@ function _M.parse_url(url, index)
   if rest == "" then rest = "/" elseif byte(rest) == 63 then rest = "/" .. rest end -- "?"
   host = lower(host)
   return {
-    scheme = scheme, host = host, port = port, tls = scheme == "https", target = rest,
+    url = url, scheme = scheme, host = host, port = port, tls = scheme == "https", target = rest,
     -- libcurl's Host header: the port only when it is not the scheme's.
     authority = port == default_port and host or (host .. ":" .. port),
   }
 end
+
+-- URLs already parsed (a client sends to a few), as parse_url gives them;
+-- never handed out: prepare copies the fields.
+local URLS, n_urls = {}, 0
 
 local function token(s)
   return not find(s, "[^%w!#$%%&'*+%-.^_`|~]")
 end
 
 local OURS = { ["content-length"] = true, ["transfer-encoding"] = true, expect = true }
+local NAMES, n_names = {}, 0 -- header names found good -> lowercased
+local NONE = setmetatable({}, { __newindex = function() error("ksms.transport.http1: NONE is read-only") end })
 
 -- Checks one header; returns its line.
 local function header_line(name, value, index)
@@ -98,21 +122,28 @@ local function header_line(name, value, index)
   local vt = type(value)
   if vt == "number" then value = tostring(value)
   elseif vt ~= "string" then bad(index, "header '%s' must have a string value", sub(name, 1, 64)) end
-  if #name == 0 or #name > 256 then bad(index, "bad header name length") end
-  if not token(name) then
-    bad(index, "header name '%s' has a character not allowed in a name", sub(name, 1, 64))
+  local lname = NAMES[name]
+  if not lname then
+    if #name == 0 or #name > 256 then bad(index, "bad header name length") end
+    if not token(name) then
+      bad(index, "header name '%s' has a character not allowed in a name", sub(name, 1, 64))
+    end
+    lname = lower(name)
+    if OURS[lname] then bad(index, "header '%s' is set by the transport", sub(name, 1, 64)) end
+    if n_names >= 256 then NAMES, n_names = {}, 0 end
+    NAMES[name], n_names = lname, n_names + 1
   end
   if find(value, "[\r\n%z]") then bad(index, "header '%s' has CR, LF or NUL in its value", sub(name, 1, 64)) end
-  if OURS[lower(name)] then bad(index, "header '%s' is set by the transport", sub(name, 1, 64)) end
-  -- libcurl sends an empty value as "Name:".
-  return value == "" and (name .. ":") or (name .. ": " .. value)
+  -- A value of blanks only is an empty value (RFC 9110 5.5): "Name:".
+  if not find(value, "[^ \t]") then return name .. ":", lname end
+  return name .. ": " .. value, lname
 end
 
 -- The caller's headers as lines (a map is sorted by name, so the order is
 -- stable), and which names were given (lowercased).
 local function user_headers(h, index)
+  if h == nil then return NONE, NONE end
   local lines, given = {}, {}
-  if h == nil then return lines, given end
   if type(h) ~= "table" then bad(index, "headers must be a table") end
   local n, keys = #h, 0
   for _ in pairs(h) do keys = keys + 1 end
@@ -121,8 +152,10 @@ local function user_headers(h, index)
     for i = 1, n do
       local pair = h[i]
       if type(pair) ~= "table" then bad(index, "header %d must be a {name, value} pair", i) end
-      lines[i] = header_line(pair[1], pair[2], index)
-      given[lower(pair[1])] = pair[2]
+      local line, lname = header_line(pair[1], pair[2], index)
+      if given[lname] ~= nil and lname == "host" then bad(index, "Host given twice") end
+      lines[i] = line
+      given[lname] = pair[2]
     end
   else
     local names = {}
@@ -132,8 +165,10 @@ local function user_headers(h, index)
     end
     sort(names)
     for i, name in ipairs(names) do
-      lines[i] = header_line(name, h[name], index)
-      given[lower(name)] = h[name]
+      local line, lname = header_line(name, h[name], index)
+      if given[lname] ~= nil and lname == "host" then bad(index, "Host given twice") end
+      lines[i] = line
+      given[lname] = h[name]
     end
   end
   return lines, given
@@ -144,30 +179,50 @@ local function boundary_ok(b)
 end
 
 local BODY_METHODS = { POST = true, PUT = true, PATCH = true }
+local METHODS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true, HEAD = true, OPTIONS = true }
 
 -- prepare(req, defaults [, index]) -> prepared request (see the header).
+-- The head is: the request line, Host (the URL's, or the caller's), then
+-- User-Agent and Accept unless the caller gives them, the caller's headers
+-- in order (a map sorted by name), Content-Type, Content-Length.
 function _M.prepare(req, defaults, index)
+  WHO = defaults.who or "ksms.transport"
   if type(req) ~= "table" then bad(index, "table expected, got %s", type(req)) end
-  for k in pairs(req) do
-    if type(k) ~= "string" then bad(index, "request has a non-string key") end
-    if not REQ_KEYS[k] then bad(index, "unknown request field '%s'", sub(k, 1, 64)) end
+  local body, form, multipart = nil, nil, nil
+  for k, v in pairs(req) do
+    if not REQ_KEYS[k] then
+      if type(k) ~= "string" then bad(index, "request has a non-string key") end
+      bad(index, "unknown request field '%s'", sub(k, 1, 64))
+    end
+    if k == "body" then body = v elseif k == "form" then form = v elseif k == "multipart" then multipart = v end
   end
-  local p = _M.parse_url(req.url, index)
-  local kinds, which = 0, nil
-  for _, k in ipairs({ "body", "form", "multipart" }) do
-    if req[k] ~= nil then kinds = kinds + 1; which = k end
+  local url = req.url
+  local u = URLS[url]
+  if not u then
+    u = _M.parse_url(url, index)
+    if n_urls >= 256 then URLS, n_urls = {}, 0 end
+    URLS[url], n_urls = u, n_urls + 1
   end
-  if kinds > 1 then bad(index, "give only one of body, form, multipart") end
-  if req.boundary ~= nil then
+  local which = body ~= nil and "body" or nil
+  if form ~= nil then
+    if which then bad(index, "give only one of body, form, multipart") end
+    which = "form"
+  end
+  if multipart ~= nil then
+    if which then bad(index, "give only one of body, form, multipart") end
+    which = "multipart"
+  end
+  local boundary = req.boundary
+  if boundary ~= nil then
     if which ~= "multipart" then bad(index, "boundary is only for multipart") end
-    if not boundary_ok(req.boundary) then
+    if not boundary_ok(boundary) then
       bad(index, "boundary must be 1-70 characters from [A-Za-z0-9'()+_,-./:=?]")
     end
   end
   local method = req.method
   if method == nil then
     method = which and "POST" or "GET"
-  else
+  elseif not METHODS[method] then
     if type(method) ~= "string" then bad(index, "method must be a string") end
     if #method == 0 or #method > 20 then bad(index, "method must be 1-20 letters") end
     if find(method, "[^A-Z]") then bad(index, "method must be upper-case letters A-Z") end
@@ -175,25 +230,25 @@ function _M.prepare(req, defaults, index)
   if method == "HEAD" and which then bad(index, "a HEAD request has no body") end
   local lines, given = user_headers(req.headers, index)
 
-  local body, ctype
+  local ctype, err
   if which == "body" then
-    if type(req.body) ~= "string" then bad(index, "body must be a string") end
-    body = req.body -- sent as given: no Content-Type unless the caller's
+    if type(body) ~= "string" then bad(index, "body must be a string") end
+    -- sent as given: no Content-Type unless the caller's
   elseif which == "form" then
-    if type(req.form) ~= "table" then bad(index, "form must be a list of {name, value}") end
-    body = urlencode_form(req.form)
+    if type(form) ~= "table" then bad(index, "form must be a list of {name, value}") end
+    body = encode(index, urlencode_form, form)
     ctype = "application/x-www-form-urlencoded"
   elseif which == "multipart" then
     if given["content-type"] then
       bad(index, "Content-Type is set by multipart (it carries the boundary)")
     end
-    if type(req.multipart) ~= "table" then bad(index, "multipart must be a list of parts") end
+    if type(multipart) ~= "table" then bad(index, "multipart must be a list of parts") end
     -- A `file` part is read here, before any socket is touched. That is
     -- blocking disk I/O; in nginx prefer `data` parts (ppurio's adapter
     -- already reads its images before planning the request).
-    local b, ct_or_err = multipart_body(req.multipart, req.boundary)
+    local b, ct_or_err = encode(index, multipart_body, multipart, boundary)
     if not b then
-      p.err = ct_or_err -- invalid_input "file", maybe_sent false: nothing is sent
+      err = ct_or_err -- invalid_input "file", maybe_sent false: nothing is sent
     end
     body, ctype = b, ct_or_err
   end
@@ -201,24 +256,36 @@ function _M.prepare(req, defaults, index)
   local has_body = which ~= nil or BODY_METHODS[method] or false
   if has_body and not body then body = "" end
 
-  if not p.err then
-    local head = { method .. " " .. p.target .. " HTTP/1.1" }
-    if given.host == nil then head[#head + 1] = "Host: " .. p.authority end
-    if given["user-agent"] == nil then head[#head + 1] = "User-Agent: " .. defaults.user_agent end
-    if given.accept == nil then head[#head + 1] = "Accept: */*" end
-    for _, l in ipairs(lines) do head[#head + 1] = l end
-    if ctype then head[#head + 1] = "Content-Type: " .. ctype end
-    if has_body then head[#head + 1] = "Content-Length: " .. #body end
-    head[#head + 1] = "\r\n"
-    p.head = concat(head, "\r\n")
+  local head
+  if not err then
+    local host = "Host: " .. u.authority
+    if given.host ~= nil then
+      -- libcurl sends a Host header right after the request line, wherever
+      -- it was given.
+      for i = 1, #lines do
+        if lower(sub(lines[i], 1, 5)) == "host:" then
+          host = table.remove(lines, i)
+          break
+        end
+      end
+    end
+    head = method .. " " .. u.target .. " HTTP/1.1\r\n" .. host
+      .. (given["user-agent"] == nil and ("\r\nUser-Agent: " .. defaults.user_agent) or "")
+      .. (given.accept == nil and "\r\nAccept: */*" or "")
+      .. (lines[1] and ("\r\n" .. concat(lines, "\r\n")) or "")
+      .. (ctype and ("\r\nContent-Type: " .. ctype) or "")
+      .. (has_body and ("\r\nContent-Length: " .. #body) or "")
+      .. "\r\n\r\n"
   end
-  p.body = has_body and body or nil
-  p.method = method
   local conn = given.connection
-  p.close = conn ~= nil and find(lower(tostring(conn)), "close", 1, true) ~= nil
-  p.timeout = seconds(req.timeout, "timeout", index, defaults.timeout)
-  p.connect_timeout = seconds(req.connect_timeout, "connect_timeout", index, defaults.connect_timeout)
-  return p
+  return {
+    url = url, scheme = u.scheme, host = u.host, port = u.port, tls = u.tls,
+    target = u.target, authority = u.authority,
+    head = head, body = has_body and body or nil, method = method, err = err,
+    close = conn ~= nil and find(lower(tostring(conn)), "close", 1, true) ~= nil,
+    timeout = seconds(req.timeout, "timeout", index, defaults.timeout),
+    connect_timeout = seconds(req.connect_timeout, "connect_timeout", index, defaults.connect_timeout),
+  }
 end
 
 -- ---- the response ---------------------------------------------------------

@@ -45,6 +45,9 @@
 --   Releases the connections; idempotent. Also runs on garbage collection
 --   and, in Lua 5.4, for `local t <close> = ...`. A closed transport raises.
 --
+-- Both transports write a request with ksms.transport.http1.prepare (the
+-- libcurl one hands libcurl its exact head and body): the same bytes.
+--
 -- Errors. A malformed req (wrong types, two bodies, a bad method, a missing
 -- or non-http(s) url, CR/LF in a header) raises before anything is sent.
 -- Runtime failures return nil, err where err carries the ksms.errors

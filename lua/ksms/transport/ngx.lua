@@ -36,9 +36,10 @@
 -- saying which phase and what to do instead.
 --
 -- ksms's own small HTTP/1.1 client (ksms.transport.http1) is always used,
--- even when lua-resty-http is installed: it writes the bytes the libcurl
--- transport writes (same core codecs), keeps the never-resend rule and the
--- error shapes in one place, and needs nothing that Debian does not ship.
+-- even when lua-resty-http is installed: its prepare() is the one request
+-- writer (the libcurl transport hands libcurl the same bytes), the
+-- never-resend rule and the error shapes stay in one place, and it needs
+-- nothing that Debian does not ship.
 
 local http1 = require "ksms.transport.http1"
 local errors = require "ksms.errors"
