@@ -242,12 +242,17 @@ function _M.render(d)
   return concat(lines, "\n")
 end
 
--- The MsgSendReq frames a OneShot session would write for msgs, built by
--- the protocol itself (checks included) without any connection.
+-- The MsgSendReq frames a OneShot session would write for msgs, built and
+-- checked by ksms.oneshot.message (what the protocol's submit runs),
+-- without a connection or a state machine. Messages without an id get
+-- the one the session would give them: <id_prefix>-<n>.
 function _M.oneshot_frames(options, msgs)
-  local session = require "ksms.oneshot.session"
+  local client = require "ksms.oneshot.client"
+  local message = require "ksms.oneshot.message"
   local codec = require "ksms.oneshot.codec"
-  local s = session.new(options) -- raises on bad options, like the real run
+  errors.check_options("ksms.client(\"oneshot\")", options, client.options) -- as the real run
+  local limits = message.limits_of(options)
+  local prefix = options.id_prefix or "<id_prefix>"
   local frames = {}
   for i, msg in ipairs(msgs) do
     local m = msg
@@ -259,9 +264,10 @@ function _M.oneshot_frames(options, msgs)
       m.files = {}
       for k = 1, #list do m.files[k] = format("<uploaded image %d>", k) end
     end
-    local rec, err = s.p:submit(m)
-    if not rec then return nil, err, i end
-    frames[i] = { json = codec.encode("MsgSendReq", rec.body), body = rec.body }
+    local body, err = message.build(m, limits)
+    if not body then return nil, err, i end
+    body.UserMsgId = body.UserMsgId or (prefix .. "-" .. i)
+    frames[i] = { json = codec.encode("MsgSendReq", body), body = body }
   end
   return frames
 end
