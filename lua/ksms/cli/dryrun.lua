@@ -205,20 +205,16 @@ function _M.describe(req, provider)
   return d
 end
 
--- The request as text: its first line names the method and the URL (it
--- stands for the request line, whose target it gives), then every other
--- byte the transport would write (CRLF shown as line breaks, binary
--- multipart contents by their size), then a form's fields decoded. d.wire
--- (in --json) has the request line too.
+-- The request as text: a heading with the method and the whole URL, then
+-- every byte the transport would write, the request line first (CRLF
+-- shown as line breaks, binary multipart contents by their size), then a
+-- form's fields decoded. d.wire (in --json) holds the exact bytes.
 function _M.render(d)
   local lines = { d.method .. " " .. d.url }
   if d.wire then
-    local line_end = find(d.wire, "\r\n", 1, true) or #d.wire
-    local target = d.wire:sub(1, line_end - 1):match("^%S+ (%S+) HTTP/1%.1$") or "?"
-    lines[#lines + 1] = format("# on the wire, %d bytes: the request line (target %s, HTTP/1.1), then"
-      .. " (CRLF line ends shown as line breaks%s):", d.wire_bytes, target,
-      d.wire_elided and "; binary contents by their size" or "")
-    lines[#lines + 1] = (gsub(d.wire:sub(line_end + 2), "\r\n", "\n"))
+    lines[#lines + 1] = format("# on the wire, %d bytes (CRLF line ends shown as line breaks%s):",
+      d.wire_bytes, d.wire_elided and "; binary contents by their size" or "")
+    lines[#lines + 1] = (gsub(d.wire, "\r\n", "\n"))
   else
     for _, h in ipairs(d.headers) do lines[#lines + 1] = h[1] .. ": " .. h[2] end
     lines[#lines + 1] = ""
