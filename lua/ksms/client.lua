@@ -294,7 +294,12 @@ function _M.new(provider, options)
   if type(options) ~= "table" then misuse("ksms.client: options must be a table") end
   local adapter = require(modname)
   errors.check_options(format("ksms.client(%q)", provider), options, _M.options, adapter.options)
-  local cfg = adapter.configure(options) -- raises on missing credentials
+  -- Credentials, checked here for every adapter (its P.required).
+  for _, k in ipairs(adapter.required or {}) do
+    local v = options[k]
+    if type(v) ~= "string" or v == "" then misuse(format("ksms.client(%q): options.%s is required", provider, k)) end
+  end
+  local cfg = adapter.configure(options)
   check_require_tls(provider, options, cfg)
   local transport, owns = options.transport, false
   if not transport or type(transport) == "string" then

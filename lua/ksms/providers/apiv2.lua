@@ -75,12 +75,9 @@ function _M.define(p)
     api_key = "string", base_url = "string", recipient_separator = "string",
     variable_separator = "string", reserve_format = "string", max_recipients_per_request = "number",
   }
-  P.required = { "api_key" } -- configure raises without them
+  P.required = { "api_key" } -- ksms.client raises without them
 
   function P.configure(o)
-    if type(o.api_key) ~= "string" or o.api_key == "" then
-      misuse(format("ksms.client(%q): options.api_key is required", p.name))
-    end
     local base = o.base_url or p.default_base_url
     if type(base) ~= "string" or not base:match("^https?://") then
       misuse("ksms.client: base_url must be scheme://host[:port]")

@@ -45,14 +45,9 @@ P.options = {
   user_id = "string", secure_key = "string", base_url = "string", history_url = "string",
   test = "boolean", nointeractive = "boolean", max_recipients_per_request = "number",
 }
-P.required = { "user_id", "secure_key" } -- configure raises without them
+P.required = { "user_id", "secure_key" } -- ksms.client raises without them
 
 function P.configure(o)
-  for _, k in ipairs(P.required) do
-    if type(o[k]) ~= "string" or o[k] == "" then
-      errors.misuse(format("ksms.client(\"cafe24\"): options.%s is required", k))
-    end
-  end
   local function url(v, default, name)
     v = v or default
     if type(v) ~= "string" or not v:match("^https?://") then

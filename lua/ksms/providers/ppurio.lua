@@ -44,14 +44,9 @@ local PREFIX = "/ppurio/1"
 -- The options configure reads (ksms.client adds its own and refuses any
 -- other).
 P.options = { client_id = "string", api_key = "string", base_url = "string", max_recipients_per_request = "number" }
-P.required = { "client_id", "api_key" } -- configure raises without them
+P.required = { "client_id", "api_key" } -- ksms.client raises without them
 
 function P.configure(o)
-  for _, k in ipairs(P.required) do
-    if type(o[k]) ~= "string" or o[k] == "" then
-      errors.misuse(format("ksms.client(\"ppurio\"): options.%s is required", k))
-    end
-  end
   local base = o.base_url or "http://api.apistore.co.kr"
   if type(base) ~= "string" or not base:match("^https?://") then
     errors.misuse("ksms.client: base_url must be scheme://host[:port]")
