@@ -184,6 +184,10 @@ uninstall:
 	rm -rf $(DESTDIR)$(LUA_LIBDIR)/ksms $(DESTDIR)$(LUA_SHAREDIR)/ksms $(DESTDIR)$(LUA_SHAREDIR)/ksms.lua
 	rm -f $(DESTDIR)$(BINDIR)/ksms
 
+# Also what luarocks make leaves in the checkout (the builtin build compiles
+# in place: csrc/*.o and ksms/core.so) and make docs' docs/api/.
 clean:
-	rm -rf build
+	rm -rf build docs/api
+	rm -f csrc/*.o ksms/core.so ksms-*.rockspec.*
+	@if [ -d ksms ]; then rmdir ksms; fi
 	@$(MAKE) --no-print-directory -C bench clean

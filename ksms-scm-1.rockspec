@@ -106,7 +106,10 @@ build = {
     bin = { ksms = "bin/ksms" },
   },
 }
+-- luarocks test: the whole busted suite under Lua 5.4 (make specs builds the
+-- core into build/lua5.4 first); it installs nothing (make test, which
+-- installs missing Debian packages as root, is the full run).
 test = {
   type = "command",
-  command = "make test",
+  command = "make specs",
 }

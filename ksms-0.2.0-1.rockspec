@@ -1,0 +1,116 @@
+rockspec_format = "3.0"
+package = "ksms"
+version = "0.2.0-1"
+source = {
+  -- The release: the v0.2.0 tag of the repository (CHANGELOG.md).
+  url = "git+https://example.invalid/ksms.git",
+  tag = "v0.2.0",
+}
+description = {
+  summary = "Korean SMS, LMS, MMS and KakaoTalk messages through five providers",
+  detailed = [[
+ksms sends Korean SMS/LMS/MMS and KakaoTalk AlimTalk/FriendTalk messages
+through Senders, KTH ppurio, MessageMe, Cafe24 and SMTNT OneShot, from Lua 5.4
+and from OpenResty (LuaJIT). A small C core (ksms.core) does the byte work:
+zlib, AES-128-CBC, Base64, CP949 counting and the OneShot frame codec.
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1",
+  "lua-cjson",
+  "luaexpat", -- Cafe24's history is XML (only that call loads it)
+}
+external_dependencies = {
+  ZLIB = { header = "zlib.h" },
+  OPENSSL = { header = "openssl/evp.h" },
+  -- Debian keeps curl/curl.h under the multiarch include directory, which
+  -- the compiler searches but a header check would not: look for the library.
+  CURL = { library = "curl" },
+}
+build = {
+  type = "builtin",
+  -- spec/install_spec.lua checks that every file under lua/ and csrc/ is listed.
+  modules = {
+    ["ksms.core"] = {
+      sources = {
+        "csrc/base64.c", "csrc/buffer.c", "csrc/core.c", "csrc/error.c",
+        "csrc/frame.c", "csrc/hex.c", "csrc/http.c", "csrc/json.c", "csrc/text.c",
+        "csrc/aes.c", "csrc/zlib.c", "csrc/tcp.c",
+      },
+      incdirs = { "csrc", "$(ZLIB_INCDIR)", "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)" },
+      libdirs = { "$(ZLIB_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)" },
+      libraries = { "z", "crypto", "curl" },
+    },
+    ["ksms"] = "lua/ksms/init.lua",
+    ["ksms.errors"] = "lua/ksms/errors.lua",
+    ["ksms.codes"] = "lua/ksms/codes.lua",
+    ["ksms.client"] = "lua/ksms/client.lua",
+    ["ksms.message"] = "lua/ksms/message.lua",
+    ["ksms.rules.phone"] = "lua/ksms/rules/phone.lua",
+    ["ksms.rules.schedule"] = "lua/ksms/rules/schedule.lua",
+    ["ksms.rules.text"] = "lua/ksms/rules/text.lua",
+    ["ksms.providers.common"] = "lua/ksms/providers/common.lua",
+    ["ksms.providers.apiv2"] = "lua/ksms/providers/apiv2.lua",
+    ["ksms.providers.senders"] = "lua/ksms/providers/senders.lua",
+    ["ksms.providers.messageme"] = "lua/ksms/providers/messageme.lua",
+    ["ksms.providers.ppurio"] = "lua/ksms/providers/ppurio.lua",
+    ["ksms.providers.ppurio_codes"] = "lua/ksms/providers/ppurio_codes.lua",
+    ["ksms.providers.cafe24"] = "lua/ksms/providers/cafe24.lua",
+    ["ksms.providers.cafe24_codes"] = "lua/ksms/providers/cafe24_codes.lua",
+    ["ksms.oneshot.codec"] = "lua/ksms/oneshot/codec.lua",
+    ["ksms.oneshot.schema"] = "lua/ksms/oneshot/schema.lua",
+    ["ksms.oneshot.session"] = "lua/ksms/oneshot/session.lua",
+    ["ksms.oneshot.driver"] = "lua/ksms/oneshot/driver.lua",
+    ["ksms.oneshot.window"] = "lua/ksms/oneshot/window.lua",
+    ["ksms.oneshot.sockets.core"] = "lua/ksms/oneshot/sockets/core.lua",
+    ["ksms.oneshot.sockets.luasocket"] = "lua/ksms/oneshot/sockets/luasocket.lua",
+    ["ksms.oneshot.sockets.cosocket"] = "lua/ksms/oneshot/sockets/cosocket.lua",
+    ["ksms.oneshot.client"] = "lua/ksms/oneshot/client.lua",
+    ["ksms.oneshot.codes"] = "lua/ksms/oneshot/codes.lua",
+    ["ksms.oneshot.pacer"] = "lua/ksms/oneshot/pacer.lua",
+    ["ksms.oneshot.protocol"] = "lua/ksms/oneshot/protocol.lua",
+    ["ksms.oneshot.message"] = "lua/ksms/oneshot/message.lua",
+    ["ksms.transport"] = "lua/ksms/transport/init.lua",
+    ["ksms.transport.curl"] = "lua/ksms/transport/curl.lua",
+    ["ksms.transport.http1"] = "lua/ksms/transport/http1.lua",
+    ["ksms.transport.ngx"] = "lua/ksms/transport/ngx.lua",
+    ["ksms.ngx.queue"] = "lua/ksms/ngx/queue.lua",
+    ["ksms.ngx.oneshot"] = "lua/ksms/ngx/oneshot.lua",
+    -- the ksms command (bin/ksms)
+    ["ksms.cli.args"] = "lua/ksms/cli/args.lua",
+    ["ksms.cli.bitset"] = "lua/ksms/cli/bitset.lua",
+    ["ksms.cli.config"] = "lua/ksms/cli/config.lua",
+    ["ksms.cli.csv"] = "lua/ksms/cli/csv.lua",
+    ["ksms.cli.dryrun"] = "lua/ksms/cli/dryrun.lua",
+    ["ksms.cli.flags"] = "lua/ksms/cli/flags.lua",
+    ["ksms.cli.help"] = "lua/ksms/cli/help.lua",
+    ["ksms.cli.input"] = "lua/ksms/cli/input.lua",
+    ["ksms.cli.journal"] = "lua/ksms/cli/journal.lua",
+    ["ksms.cli.main"] = "lua/ksms/cli/main.lua",
+    ["ksms.cli.output"] = "lua/ksms/cli/output.lua",
+    ["ksms.cli.progress"] = "lua/ksms/cli/progress.lua",
+    ["ksms.cli.provider"] = "lua/ksms/cli/provider.lua",
+    ["ksms.cli.render"] = "lua/ksms/cli/render.lua",
+    ["ksms.secrets"] = "lua/ksms/secrets.lua",
+    ["ksms.cli.status"] = "lua/ksms/cli/status.lua",
+    ["ksms.cli.template"] = "lua/ksms/cli/template.lua",
+    ["ksms.cli.when"] = "lua/ksms/cli/when.lua",
+    ["ksms.cli.commands.account"] = "lua/ksms/cli/commands/account.lua",
+    ["ksms.cli.commands.bulk"] = "lua/ksms/cli/commands/bulk.lua",
+    ["ksms.cli.commands.check"] = "lua/ksms/cli/commands/check.lua",
+    ["ksms.cli.commands.listen"] = "lua/ksms/cli/commands/listen.lua",
+    ["ksms.cli.commands.send"] = "lua/ksms/cli/commands/send.lua",
+  },
+  install = {
+    -- luarocks wraps it so the installed modules are found.
+    bin = { ksms = "bin/ksms" },
+  },
+}
+-- luarocks test: the whole busted suite under Lua 5.4 (make specs builds the
+-- core into build/lua5.4 first); it installs nothing (make test, which
+-- installs missing Debian packages as root, is the full run).
+test = {
+  type = "command",
+  command = "make specs",
+}
