@@ -12,6 +12,8 @@
 #                        FUZZ_SECONDS (60) each, one after another (fuzz/README.md)
 #   make fuzz-smoke      the regressions and a few seconds of each (part of make test)
 #   make bench           the benchmarks under bench/ (LUA=luajit for LuaJIT)
+#   make docs            the LDoc API reference into docs/api/ (generated, not
+#                        committed); config.ld says what it covers
 #   make install         PREFIX=/usr/local, DESTDIR= honoured; also bin/ksms
 #                        (shebang: $(LUA)) into $(PREFIX)/bin
 
@@ -39,7 +41,7 @@ SO   := $(BUILD)/ksms/core.so
 
 LUA_SRC := $(shell find lua -name '*.lua' 2>/dev/null)
 
-.PHONY: all build test deps specs asan asan-run valgrind bench bench-codec bench-http bench-oneshot demo install uninstall clean tables \
+.PHONY: all build test deps specs asan asan-run valgrind bench bench-codec bench-http bench-oneshot demo install uninstall clean tables docs \
         fuzz fuzz-smoke fuzz-build fuzz-corpus
 
 all: $(SO)
@@ -158,6 +160,12 @@ bench-http: $(SO)
 demo: deps
 	@$(MAKE) --no-print-directory build
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/demo.lua
+
+# The API reference from the doc comments (config.ld): docs/api/index.html.
+docs:
+	@command -v ldoc >/dev/null || { echo "ksms: make docs needs ldoc (Debian: lua-ldoc; make deps)" >&2; exit 1; }
+	@rm -rf docs/api
+	@ldoc -q . && echo "ksms: docs/api/index.html"
 
 # Regenerates csrc/text_tables.h (CP949 / EUC-KR coverage) from glibc iconv.
 tables:

@@ -6,6 +6,8 @@ PKGS="build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev
 libcurl4-openssl-dev libssl-dev zlib1g-dev openssl lua-cjson lua-busted
 lua-socket lua-sec lua-expat lua-zlib luarocks valgrind libc-bin binutils
 nginx-light libnginx-mod-http-lua clang libclang-rt-14-dev"
+# make docs (the LDoc API reference)
+PKGS="$PKGS lua-ldoc"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -1,4 +1,4 @@
--- ksms.client: the provider-neutral client every adapter plugs into.
+--- ksms.client: the provider-neutral client every adapter plugs into.
 --
 -- An adapter (ksms.providers.<name>) turns a call into a *plan*: the HTTP
 -- requests it needs and a `finish` function that turns their outcomes
@@ -14,6 +14,8 @@
 -- Results: { ok = true, provider, kind, code, id, raw, ... }.
 -- Errors: nil, err (see ksms.errors). A message that may have reached the
 -- provider carries err.maybe_sent = true and is never resent by ksms.
+-- @module ksms.client
+-- @alias _M
 
 local errors = require "ksms.errors"
 local secrets = require "ksms.secrets"
@@ -45,6 +47,9 @@ _M.names = { "senders", "messageme", "ppurio", "cafe24", "oneshot" }
 -- ksms.client(name, ...) takes to its type (ksms.client's own and the
 -- adapter's); required lists those without which it raises.
 local INFO = {}
+--- What a provider takes and offers, without a client: options, required options, capabilities, limits (the CLI reads it).
+-- @tparam string name a provider name
+-- @treturn table
 function _M.info(name)
   if INFO[name] then return INFO[name] end
   local m
@@ -70,7 +75,7 @@ local function capability_error(self, what)
     #able > 0 and ("; providers that do: " .. concat(able, ", ")) or ""))
 end
 
--- Turns a transport failure into the outcome of one provider operation.
+--- Turns a transport failure into the outcome of one provider operation.
 function _M.transport_outcome(provider, err)
   local maybe = err.maybe_sent and true or false
   local msg = err.message or tostring(err)
@@ -139,12 +144,12 @@ function Client:_one(plan, err)
   return nil, out
 end
 
--- client:send{ to, from, text, subject, image, at, kind, ... } -> result | nil, err
+--- client:send{ to, from, text, subject, image, at, kind, ... } -> result | nil, err
 function Client:send(msg)
   return self:_one(self.adapter.plan_send(self.cfg, msg, self.ctx))
 end
 
--- client:send_many(messages [, { concurrency = 8 }]) -> { outcome, ... }
+--- client:send_many(messages [, { concurrency = 8 }]) -> { outcome, ... }
 -- Each outcome is a result (ok = true) or an error object, in the order of
 -- messages. A message refused before sending gets its error; the others
 -- are still sent. Programmer errors in any message raise before anything
@@ -170,46 +175,57 @@ function Client:send_many(messages, opts)
   return outcomes
 end
 
+--- The account's balance.
+-- @return `{ balance = n, ... }`, or nil, err
+-- @raise when the provider has no balance call (see capabilities)
 function Client:balance()
   if not self.capabilities.balance then capability_error(self, "balance") end
   return self:_one(self.adapter.plan_balance(self.cfg, self.ctx))
 end
 
+--- Sends a KakaoTalk AlimTalk message: template, variables, to, from, fallback.
+-- @tparam table msg
+-- @return a result, or nil, err
+-- @raise when the provider lacks AlimTalk
 function Client:alimtalk(msg)
   if not self.capabilities.alimtalk then capability_error(self, "alimtalk") end
   return self:_one(self.adapter.plan_alimtalk(self.cfg, msg, self.ctx))
 end
 
+--- Sends a KakaoTalk FriendTalk message: channel, text, to, from, button, image, image_link.
+-- @tparam table msg
+-- @return a result, or nil, err
+-- @raise when the provider lacks FriendTalk
 function Client:friendtalk(msg)
   if not self.capabilities.friendtalk then capability_error(self, "friendtalk") end
   return self:_one(self.adapter.plan_friendtalk(self.cfg, msg, self.ctx))
 end
 
--- client:report(id) -> the delivery report of a sent message (ppurio: cmid)
+--- client:report(id) -> the delivery report of a sent message (ppurio: cmid)
 function Client:report(id)
   if not self.capabilities.report then capability_error(self, "report") end
   return self:_one(self.adapter.plan_report(self.cfg, id, self.ctx))
 end
 
--- client:sender_numbers([number]) -> { ok = true, numbers = { { number, ... } } }
+--- client:sender_numbers([number]) -> { ok = true, numbers = { { number, ... } } }
 function Client:sender_numbers(number)
   if not self.capabilities.sender_numbers then capability_error(self, "sender_numbers") end
   return self:_one(self.adapter.plan_sender_numbers(self.cfg, number, self.ctx))
 end
 
--- client:register_sender(number, comment) -> result | nil, err
+--- client:register_sender(number, comment) -> result | nil, err
 function Client:register_sender(number, comment)
   if not self.capabilities.register_sender then capability_error(self, "register_sender") end
   return self:_one(self.adapter.plan_register_sender(self.cfg, number, comment, self.ctx))
 end
 
--- client:history{ ... } -> { ok = true, records = { ... } } (Cafe24)
+--- client:history{ ... } -> { ok = true, records = { ... } } (Cafe24)
 function Client:history(query)
   if not self.capabilities.history then capability_error(self, "history") end
   return self:_one(self.adapter.plan_history(self.cfg, query or {}, self.ctx))
 end
 
--- Closes the transport when the client made it. Idempotent.
+--- Closes the transport when the client made it. Idempotent.
 function Client:close()
   if self.owns_transport and self.transport then self.transport:close() end
   self.transport = nil
@@ -261,7 +277,7 @@ _M.options = {
   require_tls = "boolean", -- see check_require_tls
 }
 
--- ksms.client(provider, options) -> client
+--- ksms.client(provider, options) -> client
 -- options: the provider's credentials (api_key, ...), base_url (scheme,
 -- host and port; the documented paths are appended), timeout and
 -- connect_timeout (seconds), transport (an object with request,

@@ -1,4 +1,4 @@
--- ksms.codes: the one shape of every provider's result-code table, its one
+--- ksms.codes: the one shape of every provider's result-code table, its one
 -- lookup, and the one policy for a code no table lists.
 --
 -- A table maps a provider's code (as the provider writes it: "200",
@@ -26,6 +26,8 @@
 -- (on_send true) maybe_sent = true, since the provider answered something
 -- ksms cannot read and may have accepted the message. HTTP adapters and
 -- OneShot alike.
+-- @module ksms.codes
+-- @alias _M
 
 local errors = require "ksms.errors"
 
@@ -35,10 +37,20 @@ local tointeger = math.tointeger
 
 local _M = { _VERSION = "0.1.0" }
 
+--- A code-table entry for a success.
+-- @tparam string en
+-- @tparam[opt] string ko
+-- @treturn table
 function _M.ok(en, ko)
   return { ok = true, category = "ok", en = en, ko = ko or en }
 end
 
+--- A code-table entry for a failure.
+-- @tparam string category one of ksms.errors.categories
+-- @tparam string en
+-- @tparam[opt] string ko
+-- @tparam[opt] boolean retryable
+-- @treturn table
 function _M.fail(category, en, ko, retryable)
   if not errors.categories[category] then
     error("ksms.codes: unknown category '" .. tostring(category) .. "'", 2)
@@ -52,6 +64,10 @@ local function whole(n)
   return tointeger and tointeger(n) or n
 end
 
+--- A code's entry in a code table (string or number codes).
+-- @tparam table tbl
+-- @param code
+-- @return the entry and the key it was found under, or nil
 function _M.lookup(tbl, code)
   local t = type(code)
   if t == "string" then
@@ -74,7 +90,7 @@ function _M.lookup(tbl, code)
   return nil, n
 end
 
--- The error for an undocumented code (see the policy above).
+--- The error for an undocumented code (see the policy above).
 -- what names the code in the message ("result code" by default).
 function _M.undocumented(provider, code, fields, on_send, what)
   local err = {
@@ -86,6 +102,13 @@ function _M.undocumented(provider, code, fields, on_send, what)
   return errors.new(err)
 end
 
+--- The error object for a provider's code (an undocumented one follows the one policy: unknown, maybe_sent on a send).
+-- @tparam string provider
+-- @tparam table tbl
+-- @param code
+-- @tparam[opt] table fields
+-- @tparam[opt] boolean on_send
+-- @return an error object
 function _M.error(provider, tbl, code, fields, on_send)
   local e, key = _M.lookup(tbl, code)
   if key == nil then key = code end

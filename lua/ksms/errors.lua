@@ -1,4 +1,4 @@
--- ksms.errors: the one error convention of ksms.
+--- ksms.errors: the one error convention of ksms.
 --
 -- Programmer misuse (a wrong argument type, an unknown option, an unknown
 -- field) raises, through misuse(msg): at the caller's line, whatever the
@@ -20,6 +20,8 @@
 -- (a numeric code) pass unchanged. The core's own errors (C err_push) cut
 -- their message at 255 bytes the same way. _M.bound(s, max) is the cut
 -- itself, for text added to an error after new().
+-- @module ksms.errors
+-- @alias _M
 
 local core = require "ksms.core"
 
@@ -57,7 +59,7 @@ _M.categories = {
   network = true, timeout = true, protocol = true, unknown = true,
 }
 
--- Builds an error object; fields as above, extra fields are kept.
+--- Builds an error object; fields as above, extra fields are kept.
 function _M.new(fields)
   if type(fields) ~= "table" then error("ksms.errors.new: table expected", 2) end
   if not _M.categories[fields.category] then
@@ -101,7 +103,7 @@ _M.misuse = misuse
 
 -- ---- in expressions ----
 
--- errors.is(v [, category, ...]) -> true when v is an error object (of one
+--- errors.is(v [, category, ...]) -> true when v is an error object (of one
 -- of the categories, when any are given). Also a method: err:is("auth"),
 -- err:is("network", "timeout"). Compare categories this way, not with
 -- `err == "auth"`: Lua never calls __eq for a table and a string.
@@ -162,7 +164,7 @@ local function closest(name, names)
   return best
 end
 
--- check_options(what, options, schema, ...) -> true, or raises (misuse)
+--- check_options(what, options, schema, ...) -> true, or raises (misuse)
 -- for the first option (in sorted order) that no schema declares, naming
 -- it, the closest known name, and every name that exists. A schema maps
 -- option names to their types ({ base_url = "string", ... }).

@@ -1,7 +1,9 @@
--- ksms: Korean SMS/LMS/MMS and KakaoTalk messages through five providers.
+--- ksms: Korean SMS/LMS/MMS and KakaoTalk messages through five providers.
 --
 --   local client = ksms.client("senders", { api_key = ... })
 --   local res, err = client:send{ to = "010-1234-5678", from = "02-123-4567", text = "안녕하세요" }
+-- @module ksms
+-- @alias _M
 
 local core = require "ksms.core"
 
@@ -10,7 +12,7 @@ local _M = { _VERSION = "0.1.0" }
 _M.core = core
 _M.errors = require "ksms.errors"
 
--- ksms.client(provider, options) -> client (see ksms.client)
+--- ksms.client(provider, options) -> client (see ksms.client)
 function _M.client(provider, options)
   return require("ksms.client").new(provider, options)
 end

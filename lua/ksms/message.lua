@@ -1,9 +1,11 @@
--- ksms.message: checks and normalises what a caller hands to send(), the
+--- ksms.message: checks and normalises what a caller hands to send(), the
 -- same way for every provider, before any request exists.
 --
 -- Programmer misuse (wrong types, unknown fields, missing required fields)
 -- raises. Data a provider would refuse (a bad number, text too long, a
 -- character the charset lacks, a reservation in the past) returns nil, err.
+-- @module ksms.message
+-- @alias _M
 
 local phone = require "ksms.rules.phone"
 local schedule = require "ksms.rules.schedule"
@@ -27,7 +29,7 @@ local function check_fields(msg, extra, what)
   end
 end
 
--- Recipients: one number or a list; each normalised, all checked. A Lua
+--- Recipients: one number or a list; each normalised, all checked. A Lua
 -- number goes to phone.normalize too, which says why it cannot be one.
 function _M.recipients(to, max, what)
   local t = type(to)
@@ -50,17 +52,26 @@ function _M.recipients(to, max, what)
   return out
 end
 
+--- The caller number checked and normalised.
+-- @param from
+-- @tparam[opt] string what the call, for the message
+-- @treturn string digits
 function _M.sender(from, what)
   if from == nil then misuse(format("ksms: %s needs 'from' (the caller number)", what or "send")) end
   return phone.normalize(from, "from")
 end
 
+--- A reservation time checked (not in the past, min_lead ahead), Korea time.
+-- @param at epoch or date table
+-- @param ctx
+-- @tparam[opt] number min_lead seconds
+-- @return epoch or nil, or nil, err
 function _M.reservation(at, ctx, min_lead)
   if at == nil then return nil end
   return schedule.resolve(at, { now = ctx.now(), min_lead = min_lead })
 end
 
--- normalize_send(msg, spec, ctx) -> normalised message | nil, err
+--- normalize_send(msg, spec, ctx) -> normalised message | nil, err
 -- spec: limits (see ksms.rules.text), extra_fields (provider fields
 -- allowed beside the common ones), check_image(image) -> true | nil, err,
 -- min_lead (seconds a reservation must be ahead).

@@ -1,4 +1,4 @@
--- ksms.secrets: which option names hold secrets, and a masker that
+--- ksms.secrets: which option names hold secrets, and a masker that
 -- removes their values from any text before it is printed.
 --
 --   secrets.is_secret("api_key")       -> true
@@ -20,6 +20,8 @@
 -- Base64 is matched without its = padding, which carries nothing. A
 -- provider's answer quoted in an error may be cut inside a secret: any run
 -- of at least PREFIX bytes that begins a form is masked too.
+-- @module ksms.secrets
+-- @alias _M
 
 local core = require "ksms.core"
 
@@ -40,6 +42,9 @@ _M.PREFIX = 8 -- bytes: the start of a secret this long is masked on its own
 local EXACT = { key = true, iv = true, secure = true, passwd = true, pwd = true, bindpwd = true,
   ["x-waple-authorization"] = true, authorization = true }
 
+--- Whether an option name holds a secret (api_key, password, *key*, *token*, ...).
+-- @tparam string name
+-- @treturn boolean
 function _M.is_secret(name)
   if type(name) ~= "string" then return false end
   local n = lower(name)
@@ -57,7 +62,7 @@ end
 
 local JSON_ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["/"] = "\\/" }
 
--- Every form of value (a list, possibly with repeats).
+--- Every form of value (a list, possibly with repeats).
 function _M.forms(value)
   local b64 = (gsub(b64encode(value), "=+$", ""))
   local bases = { value, b64, (gsub(gsub(b64, "%+", "-"), "/", "_")), hex(value), upper(hex(value)) }
@@ -78,11 +83,13 @@ end
 local Masker = {}
 Masker.__index = Masker
 
+--- A masker: add secrets, then mask text in every encoding they travel in.
+-- @return a masker
 function _M.masker()
   return setmetatable({ groups = {}, by_head = {}, known = {} }, Masker)
 end
 
--- Adds a secret value in every form it can take (values under 3 bytes are
+--- Adds a secret value in every form it can take (values under 3 bytes are
 -- left alone: masking them would wreck every output). Forms are grouped
 -- by their first PREFIX bytes: where a group's head is found, the longest
 -- run along any of its forms is masked, so forms that share a start (the
@@ -136,6 +143,9 @@ local function mask_group(s, g)
   return concat(out)
 end
 
+--- s with every added secret masked.
+-- @param s
+-- @treturn string
 function Masker:mask(s)
   s = tostring(s)
   for _, g in ipairs(self.groups) do
@@ -144,7 +154,7 @@ function Masker:mask(s)
   return s
 end
 
--- Masks every string inside t (an error object) in place, keeping its
+--- Masks every string inside t (an error object) in place, keeping its
 -- metatable; secret-named fields become the mask. Returns t.
 function Masker:mask_in_place(t, seen)
   if #self.groups == 0 or type(t) ~= "table" then return t end
@@ -163,7 +173,7 @@ function Masker:mask_in_place(t, seen)
   return t
 end
 
--- A copy of a table (results, errors, requests) with every string masked
+--- A copy of a table (results, errors, requests) with every string masked
 -- and secret-named fields replaced; functions and userdata dropped.
 function Masker:mask_tree(v, seen)
   local t = type(v)

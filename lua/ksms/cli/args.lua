@@ -1,4 +1,4 @@
--- ksms.cli.args: command-line flags to a table, from a declared list.
+--- ksms.cli.args: command-line flags to a table, from a declared list.
 --
 --   local opts, positionals = args.parse(argv, first, flags)   -- or nil, err
 --
@@ -7,6 +7,8 @@
 -- splits on commas (--to a,b --to c); "multi" is repeatable, kept whole
 -- (--opt k=v). Accepted: --name value, --name=value, -- (ends the flags),
 -- "-" as a positional (stdin). Keys in opts use underscores: opts.dry_run.
+-- @module ksms.cli.args
+-- @alias _M
 
 local trim = require("ksms.cli.input").trim
 
@@ -42,7 +44,7 @@ local function split_commas(value, into)
   end
 end
 
--- parse(argv, first, flags) -> opts, positionals | nil, message
+--- parse(argv, first, flags) -> opts, positionals | nil, message
 function _M.parse(argv, first, flags)
   local by_name = index(flags)
   local opts, positionals = {}, {}
@@ -97,7 +99,7 @@ function _M.parse(argv, first, flags)
   return opts, positionals
 end
 
--- The first positional argument that is not the value of a flag: the
+--- The first positional argument that is not the value of a flag: the
 -- command name, wherever the global flags are.
 function _M.find_command(argv, flags)
   local by_name = index(flags)
@@ -115,7 +117,7 @@ function _M.find_command(argv, flags)
   return nil
 end
 
--- argv without the element at position `at`.
+--- argv without the element at position `at`.
 function _M.without(argv, at)
   local out = {}
   for i = 1, #argv do if i ~= at then out[#out + 1] = argv[i] end end

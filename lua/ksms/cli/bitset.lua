@@ -1,9 +1,11 @@
--- ksms.cli.bitset: a set of row numbers in 32-bit slots of a Lua table,
+--- ksms.cli.bitset: a set of row numbers in 32-bit slots of a Lua table,
 -- with plain arithmetic (no bit library, so the same code runs on Lua 5.4
 -- and LuaJIT): a million rows take 31,250 numbers (~500 KB on Lua 5.4,
 -- ~250 KB on LuaJIT) where a table of row numbers would take ~16 MB.
 --
 --   local s = bitset.new(); s:add(5); s:has(5) -> true; s:remove(5); s.count
+-- @module ksms.cli.bitset
+-- @alias _M
 
 local floor, setmetatable = math.floor, setmetatable
 
@@ -15,6 +17,8 @@ Set.__index = Set
 local POW = {}
 for i = 0, 31 do POW[i] = 2 ^ i end
 
+--- An empty set of row numbers (positive integers), a bit each.
+-- @return a set
 function _M.new()
   return setmetatable({ slots = {}, size = 0, count = 0 }, Set)
 end
@@ -24,12 +28,17 @@ local function locate(n)
   return floor(i / 32) + 1, POW[i % 32]
 end
 
+--- Whether n is in the set.
+-- @tparam integer n a row number
+-- @treturn boolean
 function Set:has(n)
   local s, b = locate(n)
   local v = self.slots[s]
   return v ~= nil and floor(v / b) % 2 == 1
 end
 
+--- Adds n to the set.
+-- @tparam integer n a row number
 function Set:add(n)
   local s, b = locate(n)
   local slots = self.slots
@@ -43,6 +52,8 @@ function Set:add(n)
   end
 end
 
+--- Removes n from the set (nothing if absent).
+-- @tparam integer n a row number
 function Set:remove(n)
   local s, b = locate(n)
   local v = self.slots[s]

@@ -1,4 +1,4 @@
--- ksms.cli.config: a provider's client options from three places, in order
+--- ksms.cli.config: a provider's client options from three places, in order
 -- of precedence: command-line flags, environment variables
 -- KSMS_<PROVIDER>_<OPTION>, and the config file (--config PATH, default
 -- $XDG_CONFIG_HOME/ksms/config or ~/.config/ksms/config), an INI file:
@@ -12,6 +12,8 @@
 --   base_url = http://127.0.0.1:8080
 --
 -- Values are converted to the option's type (numbers, booleans).
+-- @module ksms.cli.config
+-- @alias _M
 
 local trim = require("ksms.cli.input").trim
 
@@ -42,7 +44,7 @@ end
 -- Options every provider section may also hold: command defaults.
 local CLI_KEYS = { from = "string" }
 
--- Every option name, sorted: the command's provider flags.
+--- Every option name, sorted: the command's provider flags.
 function _M.all_option_names()
   local seen, names = {}, {}
   for _, opts in pairs(_M.OPTIONS) do
@@ -54,12 +56,16 @@ function _M.all_option_names()
   return names
 end
 
+--- The type ("string", "number", "boolean") of a provider's client option or a CLI key, nil if unknown.
+-- @tparam string provider
+-- @tparam string name
+-- @treturn ?string
 function _M.option_type(provider, name)
   local opts = _M.OPTIONS[provider]
   return opts and opts[name] or CLI_KEYS[name]
 end
 
--- A string value to the option's type; nil, message when it does not fit.
+--- A string value to the option's type; nil, message when it does not fit.
 function _M.convert(provider, name, value)
   if type(value) ~= "string" then return value end
   local t = _M.option_type(provider, name) or "string"
@@ -76,6 +82,8 @@ function _M.convert(provider, name, value)
   return value
 end
 
+--- The config file read without --config: $XDG_CONFIG_HOME/ksms/config, else ~/.config/ksms/config.
+-- @treturn ?string
 function _M.default_path()
   local xdg = getenv("XDG_CONFIG_HOME")
   if xdg and xdg ~= "" then return xdg .. "/ksms/config" end
@@ -84,7 +92,7 @@ function _M.default_path()
   return nil
 end
 
--- Reads an INI file: { [section] = { key = { value =, line = } } }, or
+--- Reads an INI file: { [section] = { key = { value =, line = } } }, or
 -- nil, message. A missing file is nil, nil (the default file is optional).
 function _M.read_ini(path)
   local f = io_open(path, "r")
@@ -115,7 +123,7 @@ function _M.read_ini(path)
   return sections
 end
 
--- Loads the config file: explicit path (must exist) or the default one.
+--- Loads the config file: explicit path (must exist) or the default one.
 function _M.load(path)
   local explicit = path ~= nil
   path = path or _M.default_path()
@@ -134,7 +142,7 @@ local function env_name(provider, name)
 end
 _M.env_name = env_name
 
--- The provider to use: --provider, KSMS_PROVIDER, [default] provider.
+--- The provider to use: --provider, KSMS_PROVIDER, [default] provider.
 function _M.provider(flag_value, conf)
   if flag_value and flag_value ~= "" then return flag_value, "--provider" end
   local e = getenv("KSMS_PROVIDER")
@@ -144,7 +152,7 @@ function _M.provider(flag_value, conf)
   return nil
 end
 
--- resolve(provider, flag_options, conf) -> options, sources | nil, message
+--- resolve(provider, flag_options, conf) -> options, sources | nil, message
 -- flag_options: { name = value } from the command line (already typed or
 -- strings). sources[name] says where each value came from (never the value).
 function _M.resolve(provider, flag_options, conf)
@@ -192,7 +200,7 @@ function _M.resolve(provider, flag_options, conf)
   return options, sources
 end
 
--- Names of required options still missing, with where to give them.
+--- Names of required options still missing, with where to give them.
 function _M.missing(provider, options)
   local missing = {}
   for _, k in ipairs(_M.REQUIRED[provider] or {}) do

@@ -1,4 +1,4 @@
--- ksms.cli.csv: an RFC 4180 CSV reader that streams, one record at a time:
+--- ksms.cli.csv: an RFC 4180 CSV reader that streams, one record at a time:
 -- a file of any length is never held in memory, only the current record.
 --
 --   local r = csv.open(path)            -- or nil, err
@@ -14,6 +14,8 @@
 -- hostile file costs linear time and at most about two records of memory.
 -- Going past a bound is an error naming the line; the reader then stays
 -- stopped (next() repeats the error). It never raises on what a file holds.
+-- @module ksms.cli.csv
+-- @alias _M
 
 local io_open = io.open
 local find, sub, byte, format, concat = string.find, string.sub, string.byte, string.format, table.concat
@@ -34,6 +36,9 @@ local CHUNK = 64 * 1024 -- bytes read at a time
 local Reader = {}
 Reader.__index = Reader
 
+--- Opens a CSV file (UTF-8, RFC 4180) for streaming reads.
+-- @tparam string path
+-- @return a reader, or nil, message
 function _M.open(path)
   local f, err = io_open(path, "rb")
   if not f then return nil, err end
@@ -86,7 +91,7 @@ function Reader:_fail(fmt, ...)
   return nil, self.failed
 end
 
--- next() -> fields, first_line | nil (end of file) | nil, message
+--- next() -> fields, first_line | nil (end of file) | nil, message
 function Reader:next()
   if self.failed then return nil, self.failed end
   local max_field, max_record = _M.MAX_FIELD, _M.MAX_RECORD
@@ -166,6 +171,7 @@ function Reader:next()
   return fields, first
 end
 
+--- Closes the file (again is harmless).
 function Reader:close()
   if self.f then self.f:close() end
   self.f = nil

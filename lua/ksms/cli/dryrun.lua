@@ -1,4 +1,4 @@
--- ksms.cli.dryrun: --dry-run. A recording transport takes the place of
+--- ksms.cli.dryrun: --dry-run. A recording transport takes the place of
 -- libcurl (ksms.client(provider, { transport = recorder })): the adapters
 -- build their requests as always, the recorder keeps them and answers each
 -- with an error, so nothing leaves the machine. For OneShot, the MsgSendReq
@@ -15,6 +15,8 @@
 -- order, Content-Length, and the body; a multipart body with the boundary
 -- this preparation chose (a real send draws its own from core.random).
 --   dryrun.oneshot_frames(options, msgs) -> { { json =, body = }, ... } | nil, err
+-- @module ksms.cli.dryrun
+-- @alias _M
 
 local core = require "ksms.core"
 local errors = require "ksms.errors"
@@ -32,7 +34,7 @@ local function dry_error()
     message = "dry run: not sent", maybe_sent = false }
 end
 
--- A transport (request, request_many, close) that sends nothing.
+--- A transport (request, request_many, close) that sends nothing.
 function _M.recorder(sink)
   local r = { count = 0 }
   function r.request(_, req)
@@ -53,6 +55,9 @@ function _M.recorder(sink)
   return r
 end
 
+--- Whether an error is the dry-run recorder's "nothing sent" marker.
+-- @param err
+-- @treturn boolean
 function _M.is_dry(err)
   return type(err) == "table" and err.code == "dry_run"
 end
@@ -145,13 +150,13 @@ local function text_wire(w)
   return concat(out), true
 end
 
--- The bytes a prepared request puts on the wire, masked with m (if given).
+--- The bytes a prepared request puts on the wire, masked with m (if given).
 function _M.wire(p, m)
   local bytes = p.head .. (p.body or "")
   return m and m:mask(bytes) or bytes
 end
 
--- A recorded request as plain data: what would go on the wire (d.wire,
+--- A recorded request as plain data: what would go on the wire (d.wire,
 -- exact and masked). Fields Cafe24 sends in Base64 are also shown decoded
 -- (fields_decoded).
 function _M.describe(req, provider)
@@ -205,7 +210,7 @@ function _M.describe(req, provider)
   return d
 end
 
--- The request as text: a heading with the method and the whole URL, then
+--- The request as text: a heading with the method and the whole URL, then
 -- every byte the transport would write, the request line first (CRLF
 -- shown as line breaks, binary multipart contents by their size), then a
 -- form's fields decoded. d.wire (in --json) holds the exact bytes.
@@ -238,7 +243,7 @@ function _M.render(d)
   return concat(lines, "\n")
 end
 
--- The MsgSendReq frames a OneShot session would write for msgs, built and
+--- The MsgSendReq frames a OneShot session would write for msgs, built and
 -- checked by ksms.oneshot.message (what the protocol's submit runs),
 -- without a connection or a state machine. Messages without an id get
 -- the one the session would give them: <id_prefix>-<n>.

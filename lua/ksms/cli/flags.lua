@@ -1,4 +1,6 @@
--- ksms.cli.flags: the flag groups commands share (args.parse declarations).
+--- ksms.cli.flags: the flag groups commands share (args.parse declarations).
+-- @module ksms.cli.flags
+-- @alias _M
 
 local config = require "ksms.cli.config"
 
@@ -31,7 +33,7 @@ end
 _M.DRY_RUN = { name = "dry-run", kind = "bool",
   help = "print the exact request (secrets masked) and send nothing" }
 
--- flags.join(group, ...) -> one list
+--- flags.join(group, ...) -> one list
 function _M.join(...)
   local out = {}
   for _, group in ipairs({ ... }) do
@@ -40,7 +42,7 @@ function _M.join(...)
   return out
 end
 
--- The client options given on the command line: option flags and --opt.
+--- The client options given on the command line: option flags and --opt.
 function _M.client_options(opts)
   local given = {}
   for _, f in ipairs(_M.PROVIDER_OPTIONS) do

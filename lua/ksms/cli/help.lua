@@ -1,4 +1,6 @@
--- ksms.cli.help: the tool's help, each command's, and `ksms help options`.
+--- ksms.cli.help: the tool's help, each command's, and `ksms help options`.
+-- @module ksms.cli.help
+-- @alias _M
 
 local config = require "ksms.cli.config"
 local flags = require "ksms.cli.flags"
@@ -38,6 +40,10 @@ local function flag_line(f)
   return format("  %-28s %s", left, f.help or "")
 end
 
+--- The text of `ksms --help`.
+-- @tparam table commands the command table
+-- @tparam string version
+-- @treturn string
 function _M.tool(commands, version)
   local lines = {
     "ksms " .. version .. ": Korean SMS/LMS/MMS and KakaoTalk messages from the shell",
@@ -65,6 +71,9 @@ function _M.tool(commands, version)
   return concat(lines, "\n")
 end
 
+--- The text of `ksms COMMAND --help`.
+-- @tparam table c a command's entry
+-- @treturn string
 function _M.command(c)
   local lines = { format("ksms %s: %s", c.name, c.summary), "", "Usage: " .. c.usage }
   if c.details then lines[#lines + 1] = ""; lines[#lines + 1] = c.details end
@@ -89,6 +98,8 @@ function _M.command(c)
   return concat(lines, "\n")
 end
 
+--- The text of `ksms help options`: every client option of every provider.
+-- @treturn string
 function _M.options()
   local lines = { "Client options, per provider. Each is a flag (--api-key), an --opt name=value,",
     "an environment variable KSMS_<PROVIDER>_<OPTION>, or a line in the provider's config section.",

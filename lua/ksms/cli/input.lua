@@ -1,5 +1,7 @@
--- ksms.cli.input: text arguments that may come from stdin or a file, and
+--- ksms.cli.input: text arguments that may come from stdin or a file, and
 -- trimming what a file or the command line gives.
+-- @module ksms.cli.input
+-- @alias _M
 
 local status = require "ksms.cli.status"
 
@@ -15,11 +17,13 @@ _M.trim = require("ksms.providers.common").trim
 -- editors add) is dropped from stdin and files.
 local function chomp(s) return (s:gsub("\r?\n$", "")) end
 
+--- Reads all of stdin, one trailing newline dropped (`--text -`).
+-- @treturn string
 function _M.stdin()
   return chomp(io_read("a") or "")
 end
 
--- text(opts, name) -> the --NAME value, or stdin for "-", or --NAME-file.
+--- text(opts, name) -> the --NAME value, or stdin for "-", or --NAME-file.
 function _M.text(value, file, flag)
   if value ~= nil and file ~= nil then
     error(status.usage(("give --%s or --%s-file, not both"):format(flag, flag)), 0)
@@ -35,6 +39,10 @@ function _M.text(value, file, flag)
   return value
 end
 
+--- Returns value, or raises a usage error (exit 2) naming what is missing.
+-- @param value
+-- @tparam string what
+-- @return value
 function _M.need(value, what)
   if value == nil or value == "" then error(status.usage(what), 0) end
   return value

@@ -1,4 +1,4 @@
--- ksms.cli.journal: the outcome journal of a bulk send, one line per row
+--- ksms.cli.journal: the outcome journal of a bulk send, one line per row
 -- and event, appended and flushed as it goes:
 --
 --   # ksms bulk journal v1 ...            (comments: runs, the CSV header)
@@ -10,6 +10,8 @@
 -- The last line of a row decides. Reading a journal keeps only bitsets of
 -- row numbers (ksms.cli.bitset): done (ok), failed, and unknown (pending or
 -- maybe_sent), so a million-row journal stays a few hundred KB.
+-- @module ksms.cli.journal
+-- @alias _M
 
 local bitset = require "ksms.cli.bitset"
 local verbatim = require("ksms.cli.output").verbatim
@@ -22,6 +24,8 @@ local _M = { _VERSION = "0.1.0" }
 
 _M.OUTCOMES = { pending = true, ok = true, failed = true, maybe_sent = true }
 
+--- The state of a journal that does not exist yet (no rows).
+-- @treturn table
 function _M.empty()
   return { ok = bitset.new(), failed = bitset.new(), unknown = bitset.new(), pending = bitset.new(),
     lines = 0, exists = false }
@@ -64,7 +68,7 @@ local function bounded_lines(f, max)
 end
 _M.bounded_lines = bounded_lines
 
--- load(path) -> state | nil, message. A missing file is an empty state.
+--- load(path) -> state | nil, message. A missing file is an empty state.
 -- state: ok, failed, unknown, pending (bitsets), lines, columns (the CSV
 -- header the journal was written for, if recorded).
 function _M.load(path)
@@ -102,7 +106,7 @@ end
 local Writer = {}
 Writer.__index = Writer
 
--- open(path, out) -> writer | nil, message: appends. Lines are written
+--- open(path, out) -> writer | nil, message: appends. Lines are written
 -- through out (ksms.cli.output), masked like every other output: an error
 -- detail may quote a server that echoed a secret.
 function _M.open(path, out)
@@ -119,21 +123,26 @@ end
 
 local NL = verbatim("\n")
 
+--- Writes a `# ` comment line.
+-- @tparam string s
 function Writer:comment(s)
   self.out:write(self.f, verbatim("# "), clean(s), NL)
 end
 
+--- Records the CSV's header line in the journal.
+-- @tparam string header_line
 function Writer:columns(header_line)
   self.out:write(self.f, verbatim("# columns\t"), clean(header_line), NL)
 end
 
--- One line, flushed at once: a kill right after leaves it on disk. The row
+--- One line, flushed at once: a kill right after leaves it on disk. The row
 -- number and the outcome are written as they are, the rest masked.
 function Writer:record(row, to, outcome, detail)
   if not _M.OUTCOMES[outcome] then error("journal: unknown outcome " .. tostring(outcome), 2) end
   self.out:write(self.f, verbatim(format("%d\t", row)), clean(to), verbatim("\t" .. outcome .. "\t"), clean(detail), NL)
 end
 
+--- Closes the journal file (again is harmless).
 function Writer:close()
   if self.f then self.f:close() end
   self.f = nil

@@ -1,6 +1,8 @@
--- ksms.cli.main: the `ksms` command. Finds the command in argv, parses its
+--- ksms.cli.main: the `ksms` command. Finds the command in argv, parses its
 -- flags, runs it, and turns whatever happened into an exit code
 -- (ksms.cli.status). bin/ksms calls main.run(arg).
+-- @module ksms.cli.main
+-- @alias _M
 
 local args = require "ksms.cli.args"
 local flags = require "ksms.cli.flags"
@@ -87,7 +89,7 @@ local function run_command(out, c, opts, positionals)
   return status.UNKNOWN
 end
 
--- run(argv) -> exit code
+--- run(argv) -> exit code
 function _M.run(argv)
   argv = argv or {}
   local out = output.new {}

@@ -1,4 +1,4 @@
--- ksms.cli.output: everything the command writes goes through Out:write,
+--- ksms.cli.output: everything the command writes goes through Out:write,
 -- masked (see ksms.secrets): text lines to stdout, notes, errors,
 -- --verbose and progress to stderr, JSON documents, the bulk journal.
 --
@@ -9,6 +9,8 @@
 --   out:debug("...")           -- stderr, only with --verbose
 --   out:json_doc(tbl)          -- one JSON document on stdout
 --   out:write(fh, ...)         -- any other file (the journal), masked
+-- @module ksms.cli.output
+-- @alias _M
 
 local cjson = require "cjson"
 local core = require "ksms.core"
@@ -59,6 +61,9 @@ local function repair_run(run)
   return rep(REPLACEMENT, #run)
 end
 
+--- s with every byte run that is not UTF-8 replaced by U+FFFD.
+-- @tparam string s
+-- @treturn string
 function _M.utf8_repair(s)
   if cp949_len(s) then return s end -- one pass in C: valid, as nearly always
   return (gsub(s, "[\128-\255][\128-\191]*", repair_run))
@@ -118,6 +123,9 @@ local function encode(v, buf)
   else buf[#buf + 1] = "null" end
 end
 
+--- JSON text of a Lua value (numbers that read back exactly).
+-- @param v
+-- @treturn string
 function _M.encode(v)
   local buf = {}
   encode(v, buf)
@@ -127,22 +135,33 @@ end
 local Out = {}
 Out.__index = Out
 
+--- The command's one output: masks every write.
+-- @tparam[opt] table opts json, verbose, stdout, stderr
+-- @return an output object
 function _M.new(opts)
   opts = opts or {}
   return setmetatable({ json = opts.json and true or false, verbose = opts.verbose and true or false,
     masker = secrets.masker(), stdout = opts.stdout or stdout, stderr = opts.stderr or stderr }, Out)
 end
 
+--- Adds a secret to mask in every later write.
+-- @tparam string value
 function Out:secret(value) self.masker:add(value) end
+--- s with every known secret masked.
+-- @tparam string s
+-- @treturn string
 function Out:mask(s) return self.masker:mask(s) end
 
 -- Text the command itself made up, written unmasked by Out:write: the
 -- journal's row numbers and outcome words, which a short secret (a
 -- numeric password) must not turn into ******** and so lose the row.
 local Verbatim = {}
+--- Marks text the command made up, written unmasked.
+-- @tparam string s
+-- @return a verbatim piece
 function _M.verbatim(s) return setmetatable({ s }, Verbatim) end
 
--- The one place the command writes bytes: every piece masked, but the
+--- The one place the command writes bytes: every piece masked, but the
 -- verbatim ones; pieces in a row are masked as one string, so a secret
 -- split between them is still found. Flushed at once (a journal line must
 -- be on disk before the row is sent).
@@ -162,27 +181,35 @@ function Out:write(fh, ...)
   fh:flush()
 end
 
+--- Writes a line to stdout, masked.
+-- @tparam[opt] string s
 function Out:line(s) self:write(self.stdout, s or "", "\n") end
 
--- Raw (no newline) writes to stderr: the progress bar's redraws.
+--- Raw (no newline) writes to stderr: the progress bar's redraws.
 function Out:raw_err(s) self:write(self.stderr, s) end
 
+--- Writes a line to stderr, masked.
+-- @tparam string s
 function Out:note(s) self:write(self.stderr, s, "\n") end
 
+--- Writes "ksms: s" to stderr under --verbose only.
+-- @param s
 function Out:debug(s)
   if self.verbose then self:note("ksms: " .. tostring(s)) end
 end
 
--- A table as compact JSON, masked, on one line.
+--- A table as compact JSON, masked, on one line.
 function Out:encode(tbl)
   return _M.encode(self.masker:mask_tree(tbl))
 end
 
+--- Writes one JSON document (a line) to stdout, masked.
+-- @tparam table tbl
 function Out:json_doc(tbl)
   self:line(self:encode(tbl))
 end
 
--- An error object (or string) as plain fields for JSON.
+--- An error object (or string) as plain fields for JSON.
 function _M.error_fields(err)
   if type(err) ~= "table" then return { category = "invalid_input", code = "usage", message = tostring(err) } end
   return { category = err.category, code = err.code ~= nil and tostring(err.code) or nil, message = err.message,

@@ -1,9 +1,11 @@
--- ksms.cli.progress: bulk progress on stderr. A bar redrawn in place when
+--- ksms.cli.progress: bulk progress on stderr. A bar redrawn in place when
 -- stderr is a terminal, plain lines otherwise (logs, pipes), nothing with
 -- "none". KSMS_PROGRESS=bar|lines|none overrides the terminal test.
 --
 --   local p = progress.new(out, { total = 1000, mode = "auto" })
 --   p:update(done, "12 ok, 0 failed")     p:finish("...")
+-- @module ksms.cli.progress
+-- @alias _M
 
 local core = require "ksms.core"
 
@@ -14,13 +16,16 @@ local monotonic = core.monotonic
 
 local _M = { _VERSION = "0.1.0" }
 
--- Whether stderr is a terminal: `test -t 2` in the shell os.execute runs
+--- Whether stderr is a terminal: `test -t 2` in the shell os.execute runs
 -- inherits our stderr.
 function _M.stderr_is_tty()
   local a = execute("test -t 2")
   return a == true or a == 0 -- Lua 5.4 / LuaJIT (a status number)
 end
 
+--- The progress mode: KSMS_PROGRESS, else the one requested, else bar on a terminal and lines otherwise.
+-- @tparam[opt] string requested
+-- @treturn string "bar", "lines" or "none"
 function _M.mode(requested)
   local env = getenv("KSMS_PROGRESS")
   if env == "bar" or env == "lines" or env == "none" then return env end
@@ -31,6 +36,10 @@ end
 local P = {}
 P.__index = P
 
+--- A progress display on stderr.
+-- @param out the output
+-- @tparam table opts total, mode
+-- @return a progress object
 function _M.new(out, opts)
   local mode = _M.mode(opts.mode)
   local now = monotonic()
@@ -54,6 +63,10 @@ function P:_stats(done)
   return rate, left, elapsed
 end
 
+--- Shows the count done (at most a few times a second unless force).
+-- @tparam integer done
+-- @tparam[opt] string detail
+-- @tparam[opt] boolean force
 function P:update(done, detail, force)
   if self.mode == "none" then return end
   local now = monotonic()
@@ -74,6 +87,9 @@ function P:update(done, detail, force)
   end
 end
 
+--- Shows the last count and ends the bar's line.
+-- @tparam integer done
+-- @tparam[opt] string detail
 function P:finish(done, detail)
   if self.mode == "none" then return end
   self:update(done, detail, true)

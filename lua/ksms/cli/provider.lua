@@ -1,4 +1,4 @@
--- ksms.cli.provider: the provider a command talks to, from the resolved
+--- ksms.cli.provider: the provider a command talks to, from the resolved
 -- options (ksms.cli.config): a ksms client over libcurl wrapped so the
 -- command knows whether anything left the machine, or over the dry-run
 -- recorder. Secret option values are handed to the output's masker first.
@@ -7,6 +7,8 @@
 --   p.name, p.client, p.options, p.from, p.dry, p.recorded (dry run: requests)
 --   p:sent()   -> number of HTTP requests started (0: nothing was sent)
 --   p:close()
+-- @module ksms.cli.provider
+-- @alias _M
 
 local config = require "ksms.cli.config"
 local flags = require "ksms.cli.flags"
@@ -55,7 +57,7 @@ local function counting(t, out)
   return w
 end
 
--- The provider's name from --provider, KSMS_PROVIDER or the config file.
+--- The provider's name from --provider, KSMS_PROVIDER or the config file.
 function _M.name(ctx)
   local name, from = config.provider(ctx.opts.provider, ctx:load_config())
   if not name then
@@ -69,7 +71,7 @@ function _M.name(ctx)
   return name
 end
 
--- The resolved options of the provider; secrets registered with the masker.
+--- The resolved options of the provider; secrets registered with the masker.
 function _M.options(ctx, name)
   local given, gerr = flags.client_options(ctx.opts)
   if not given then error(status.usage(gerr), 0) end
@@ -89,7 +91,7 @@ function _M.options(ctx, name)
   return options
 end
 
--- open(ctx [, { dry = bool }]) -> handle. Raises a usage error (exit 2)
+--- open(ctx [, { dry = bool }]) -> handle. Raises a usage error (exit 2)
 -- for a missing provider, missing credentials or options it refuses.
 function _M.open(ctx)
   local name = _M.name(ctx)
@@ -132,6 +134,8 @@ function _M.open(ctx)
   return h
 end
 
+--- How many requests (or frames) may have left, for the exit code.
+-- @treturn integer
 function Handle:sent()
   if self.dry then return 0 end
   if self.capabilities.session then
@@ -142,7 +146,7 @@ function Handle:sent()
   return self.transport and self.transport.started or 0
 end
 
--- Providers that have a capability, for "X does not support Y" messages.
+--- Providers that have a capability, for "X does not support Y" messages.
 function _M.able(what)
   local able = {}
   for _, name in ipairs(config.PROVIDERS) do
@@ -151,7 +155,7 @@ function _M.able(what)
   return able
 end
 
--- Raises a usage error unless the provider has the capability.
+--- Raises a usage error unless the provider has the capability.
 function Handle:require(what, label, hint)
   if self.capabilities and self.capabilities[what] then return end
   local others = _M.able(what)
@@ -159,6 +163,7 @@ function Handle:require(what, label, hint)
     #others > 0 and ("; providers that do: " .. concat(others, ", ")) or "", hint and ("; " .. hint) or "")), 0)
 end
 
+--- Closes the client and its transport (errors ignored).
 function Handle:close()
   if self.client then pcall(self.client.close, self.client) end
   if self.transport then pcall(self.transport.close, self.transport) end

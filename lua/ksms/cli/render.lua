@@ -1,5 +1,7 @@
--- ksms.cli.render: how a command's outcome is shown (text or --json) and
+--- ksms.cli.render: how a command's outcome is shown (text or --json) and
 -- which exit code it gives. Results and errors go through the masker.
+-- @module ksms.cli.render
+-- @alias _M
 
 local output = require "ksms.cli.output"
 local status = require "ksms.cli.status"
@@ -11,7 +13,7 @@ local format, concat, upper = string.format, table.concat, string.upper
 
 local _M = { _VERSION = "0.1.0" }
 
--- A result as plain data for JSON: without the raw answer unless asked.
+--- A result as plain data for JSON: without the raw answer unless asked.
 function _M.result_fields(res)
   local r = {}
   for k, v in pairs(res) do if type(v) ~= "function" then r[k] = v end end
@@ -19,7 +21,7 @@ function _M.result_fields(res)
   return r
 end
 
--- Prints a ksms error (text: stderr; JSON: stdout) and returns the exit code.
+--- Prints a ksms error (text: stderr; JSON: stdout) and returns the exit code.
 function _M.error(ctx, what, err, sent)
   local code = status.for_error(err, sent)
   local out = ctx.out
@@ -39,7 +41,7 @@ function _M.error(ctx, what, err, sent)
   return code
 end
 
--- Prints what a dry run recorded (HTTP requests or OneShot frames).
+--- Prints what a dry run recorded (HTTP requests or OneShot frames).
 function _M.dry_requests(ctx, h, extra)
   local out = ctx.out
   local list = {}
@@ -58,6 +60,10 @@ function _M.dry_requests(ctx, h, extra)
   return status.OK
 end
 
+--- Prints a dry run's OneShot frames (text or --json).
+-- @param ctx
+-- @param h the provider handle
+-- @tparam table frames
 function _M.dry_frames(ctx, h, frames)
   local out = ctx.out
   if out.json then
@@ -75,7 +81,7 @@ function _M.dry_frames(ctx, h, frames)
   return status.OK
 end
 
--- One line about a send's result.
+--- One line about a send's result.
 function _M.sent_line(res, via)
   local parts = { "sent" }
   if res.kind then parts[#parts + 1] = upper(tostring(res.kind)) end
@@ -92,6 +98,11 @@ function _M.sent_line(res, via)
   return s
 end
 
+--- Prints a successful result (text lines or one --json document).
+-- @param ctx
+-- @tparam string what
+-- @tparam table res
+-- @tparam[opt] table lines
 function _M.ok(ctx, what, res, lines)
   local out = ctx.out
   if out.json then

@@ -1,4 +1,4 @@
--- ksms.cli.status: the command's exit codes, and which one an error means.
+--- ksms.cli.status: the command's exit codes, and which one an error means.
 --
 --   0  success
 --   1  the provider refused (auth, balance, caller number, ...), a check
@@ -6,6 +6,8 @@
 --   2  usage or invalid input: nothing was sent
 --   3  network, timeout or unknown outcome: the message may have been sent
 --      (bulk: rows whose outcome is unknown)
+-- @module ksms.cli.status
+-- @alias _M
 
 local type, tonumber, setmetatable, getmetatable, require = type, tonumber, setmetatable, getmetatable, require
 
@@ -21,13 +23,19 @@ local Usage = {}
 Usage.__index = Usage
 Usage.__tostring = function(u) return u.message end
 
+--- A usage error (exit 2), raised with error().
+-- @tparam string message
+-- @treturn table
 function _M.usage(message)
   return setmetatable({ message = message, exit = _M.USAGE }, Usage)
 end
 
+--- Whether v is a usage error.
+-- @param v
+-- @treturn boolean
 function _M.is_usage(v) return getmetatable(v) == Usage end
 
--- The exit code for a ksms error. sent: whether any request left (HTTP:
+--- The exit code for a ksms error. sent: whether any request left (HTTP:
 -- counted by the transport). For a session provider (OneShot,
 -- capabilities.session) the error itself tells: the server answered with
 -- a number.
@@ -40,7 +48,7 @@ function _M.for_error(err, sent)
   return _M.USAGE
 end
 
--- What a bulk row's error means for the journal: "maybe_sent" or "failed".
+--- What a bulk row's error means for the journal: "maybe_sent" or "failed".
 function _M.row_outcome(err)
   -- (OneShot: a message still queued when the wait ended is maybe_sent too.)
   if err.maybe_sent or err.category == "unknown" then return "maybe_sent" end

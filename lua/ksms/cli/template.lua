@@ -1,9 +1,11 @@
--- ksms.cli.template: "{column}" placeholders in a bulk message, filled from
+--- ksms.cli.template: "{column}" placeholders in a bulk message, filled from
 -- each CSV row. "{{" and "}}" stand for literal braces. Compiled once into
 -- pieces, so rendering a row is one table.concat.
 --
 --   local render, err = template.compile("{name}님, {item} 발송", columns)
 --   render(fields) -> "홍길동님, 책 발송"
+-- @module ksms.cli.template
+-- @alias _M
 
 local trim = require("ksms.cli.input").trim
 
@@ -12,7 +14,7 @@ local ipairs, pairs = ipairs, pairs
 
 local _M = { _VERSION = "0.1.0" }
 
--- compile(text, columns) -> render | nil, message. columns: { name -> index }.
+--- compile(text, columns) -> render | nil, message. columns: { name -> index }.
 function _M.compile(text, columns)
   local pieces, slots = {}, {}
   local pos, literal = 1, {}
@@ -59,7 +61,7 @@ function _M.compile(text, columns)
   end
 end
 
--- The column indexes of a header row: { name -> index }, or nil, message.
+--- The column indexes of a header row: { name -> index }, or nil, message.
 function _M.columns(header)
   local columns = {}
   for i, name in ipairs(header) do

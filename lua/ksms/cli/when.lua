@@ -1,4 +1,4 @@
--- ksms.cli.when: the --at reservation time as the library takes it.
+--- ksms.cli.when: the reservation time given to the at flag, as the library takes it.
 --
 --   "2026-12-01 09:00", "2026-12-01T09:00:30", "202612010900"  Korea time:
 --       a date table, which ksms.rules.schedule reads as KST whatever the
@@ -7,6 +7,8 @@
 --   "+30m", "+2h", "+1d", "+90s"                              from now
 --
 -- parse(s [, now]) -> at (date table or epoch) | nil, message
+-- @module ksms.cli.when
+-- @alias _M
 
 local trim = require("ksms.cli.input").trim
 
@@ -16,6 +18,10 @@ local _M = { _VERSION = "0.1.0" }
 
 local UNITS = { s = 1, m = 60, h = 3600, d = 86400 }
 
+--- Reads the reservation time a user typed (the formats above).
+-- @tparam string s
+-- @tparam[opt] number now
+-- @return a date table (Korea time) or epoch seconds, or nil, message
 function _M.parse(s, now)
   if type(s) ~= "string" then return nil, "--at needs a time" end
   s = trim(s)

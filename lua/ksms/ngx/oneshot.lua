@@ -1,4 +1,4 @@
--- ksms.ngx.oneshot: SMTNT OneShot inside nginx. The provider allows one
+--- ksms.ngx.oneshot: SMTNT OneShot inside nginx. The provider allows one
 -- bound connection per account, so one worker (the "binder", whichever
 -- holds a lock in the shared dictionary) keeps the session; handlers in any
 -- worker queue messages in the dictionary and read their outcomes there.
@@ -58,6 +58,8 @@
 -- A holder that dies without that (a crash, kill -9) leaves claims: the next
 -- holder, after lock_ttl, queues the unwritten ones again and gives the
 -- written ones their maybe-sent outcome.
+-- @module ksms.ngx.oneshot
+-- @alias _M
 
 local queue = require "ksms.ngx.queue"
 local driver = require "ksms.oneshot.driver"
@@ -375,7 +377,7 @@ local function check_opts(opts)
   return dict, cfg, sopts
 end
 
--- start(opts) -> true: in init_worker_by_lua, in every worker.
+--- start(opts) -> true: in init_worker_by_lua, in every worker.
 function _M.start(opts)
   local dict, cfg, sopts = check_opts(opts)
   if started[opts.dict] then error("ksms.ngx.oneshot.start: already started for " .. opts.dict, 2) end
@@ -411,7 +413,7 @@ local function schedule_error(grant)
       :format(tostring(grant.begin_time), tostring(grant.end_time)) }
 end
 
--- submit(msg, opts) -> id | nil, err: checked, queued, returns at once.
+--- submit(msg, opts) -> id | nil, err: checked, queued, returns at once.
 function _M.submit(msg, opts)
   local st = state_for(opts, 2)
   if type(msg) ~= "table" then error("ksms.ngx.oneshot.submit: message table expected", 2) end
@@ -455,7 +457,7 @@ local function decode_outcome(raw)
   return nil, errors.new(e)
 end
 
--- outcome(id, opts) -> result | nil, err; opts.timeout (seconds, 0): how
+--- outcome(id, opts) -> result | nil, err; opts.timeout (seconds, 0): how
 -- long to wait for it (polling the dictionary with ngx.sleep).
 function _M.outcome(h, opts)
   local st = state_for(opts, 2)
@@ -485,7 +487,7 @@ function _M.outcome(h, opts)
   end
 end
 
--- send(msg, opts) -> result | nil, err: submit, then wait (opts.timeout, 30 s).
+--- send(msg, opts) -> result | nil, err: submit, then wait (opts.timeout, 30 s).
 function _M.send(msg, opts)
   local h, err = _M.submit(msg, opts)
   if not h then return nil, err end
@@ -495,7 +497,7 @@ function _M.send(msg, opts)
   return _M.outcome(h, o)
 end
 
--- status(opts) -> { queued, holder, state, counters }
+--- status(opts) -> { queued, holder, state, counters }
 function _M.status(opts)
   local st = state_for(opts, 2)
   local q = st.q

@@ -1,4 +1,4 @@
--- ksms.ngx.queue: the shared-dictionary side of ksms.ngx.oneshot. Every
+--- ksms.ngx.queue: the shared-dictionary side of ksms.ngx.oneshot. Every
 -- worker sees the same lua_shared_dict, so handlers in any worker queue
 -- messages here and the one worker holding the lock takes them out.
 -- Keys (all under `prefix`, "ksms:" by default):
@@ -24,6 +24,8 @@
 --   q:claim(h, v), q:claimed(h), q:unclaim(h), q:claims() -> { [h] = v }
 --   q:acquire(token, ttl), q:refresh(token, ttl), q:release(token, clean)
 --   q:next_id(), q:count(name), q:counters(), q:length()
+-- @module ksms.ngx.queue
+-- @alias _M
 
 local errors = require "ksms.errors"
 
@@ -39,6 +41,10 @@ local COUNTERS = { "submitted", "taken", "outcomes", "outcome_repeats", "handed_
   "recovered", "recovered_maybe_sent", "binds", "lost", "acquired", "bad_entries" }
 _M.counter_names = COUNTERS
 
+--- The binder's queue over a lua_shared_dict.
+-- @param dict the shared dict
+-- @tparam[opt] table opts
+-- @return a queue
 function _M.new(dict, opts)
   if type(dict) ~= "table" and type(dict) ~= "userdata" then
     error("ksms.ngx.queue: a lua_shared_dict is required", 2)
@@ -60,8 +66,14 @@ end
 
 -- ---- the queue ----
 
+--- Messages waiting.
+-- @treturn integer
 function Q:length() return self.dict:llen(self.qkey) or 0 end
 
+--- Queues a message's JSON under its handle.
+-- @tparam string h
+-- @tparam string json
+-- @return true, or nil, err when full
 function Q:push(h, json)
   local d = self.dict
   -- Checked before the add; concurrent submits in other workers may pass
@@ -88,9 +100,11 @@ function Q:push(h, json)
   return true
 end
 
+--- Takes the message at the head.
+-- @treturn ?string
 function Q:pop() return self.dict:lpop(self.qkey) end
 
--- list[1] ends up at the head, list[2] after it, ...
+--- list[1] ends up at the head, list[2] after it, ...
 function Q:unpop(list)
   local d = self.dict
   for i = #list, 1, -1 do
@@ -101,6 +115,9 @@ end
 
 -- ---- outcomes ----
 
+--- Stores a message's outcome for the handler waiting on it.
+-- @tparam string h
+-- @tparam string json
 function Q:put_outcome(h, json)
   local d, k = self.dict, self.prefix .. "o:" .. h
   -- One writer at a time holds the lock; get-then-set does not yield.
@@ -118,18 +135,29 @@ function Q:put_outcome(h, json)
   return true
 end
 
+--- A message's outcome JSON, nil while pending.
+-- @tparam string h
+-- @treturn ?string
 function Q:get_outcome(h) return self.dict:get(self.prefix .. "o:" .. h) end
 
 -- ---- claims ----
 
+--- Records that the holder has taken a message.
+-- @tparam string h
+-- @param v
 function Q:claim(h, v)
   local ok, err = self.dict:safe_set(self.prefix .. "c:" .. h, v)
   if not ok then ngx.log(ngx.ERR, "ksms.ngx.oneshot: cannot record the claim of ", h, ": ", err) end
 end
+--- Whether a message is claimed.
+-- @tparam string h
+-- @treturn boolean
 function Q:claimed(h) return self.dict:get(self.prefix .. "c:" .. h) ~= nil end
+--- Drops a message's claim.
+-- @tparam string h
 function Q:unclaim(h) self.dict:delete(self.prefix .. "c:" .. h) end
 
--- All claims: scans every key (locks the dictionary for the scan), so it
+--- All claims: scans every key (locks the dictionary for the scan), so it
 -- runs only when a holder starts after one that did not stop cleanly.
 function Q:claims()
   local d, pre = self.dict, self.prefix .. "c:"
@@ -145,11 +173,15 @@ end
 
 -- ---- the lock ----
 
+--- Takes the binder lock for ttl seconds.
+-- @tparam string token
+-- @tparam number ttl
+-- @treturn boolean
 function Q:acquire(token, ttl)
   return (self.dict:safe_add(self.lock, token, ttl)) and true or false
 end
 
--- Only while the value is still ours: a holder stalled past the TTL has
+--- Only while the value is still ours: a holder stalled past the TTL has
 -- lost it and must stop.
 function Q:refresh(token, ttl)
   local d = self.dict
@@ -157,6 +189,10 @@ function Q:refresh(token, ttl)
   return (d:safe_set(self.lock, token, ttl)) and true or false
 end
 
+--- Gives the lock back if token holds it.
+-- @tparam string token
+-- @tparam[opt] boolean clean a clean stop
+-- @treturn boolean
 function Q:release(token, clean)
   local d = self.dict
   if d:get(self.lock) ~= token then return false end
@@ -165,7 +201,7 @@ function Q:release(token, clean)
   return true
 end
 
--- true when the last holder stopped cleanly (and forgets it).
+--- true when the last holder stopped cleanly (and forgets it).
 function Q:take_clean()
   local d = self.dict
   local v = d:get(self.clean)
@@ -173,11 +209,13 @@ function Q:take_clean()
   return v == true
 end
 
+--- The token holding the lock, if any.
+-- @treturn ?string
 function Q:holder() return self.dict:get(self.lock) end
 
 -- ---- ids, counters, published state ----
 
--- <epoch>-<n>: at most 20 characters (UserMsgId's limit); the epoch is
+--- <epoch>-<n>: at most 20 characters (UserMsgId's limit); the epoch is
 -- made once per dictionary, so ids stay unique across reloads (the
 -- dictionary survives them) and restarts (a new epoch).
 function Q:next_id()
@@ -200,15 +238,26 @@ function Q:_incr(k, n)
   return d:incr(k, n)
 end
 
+--- Adds n (1) to a shared counter.
+-- @tparam string name
+-- @tparam[opt] integer n
 function Q:count(name, n) self:_incr(self.prefix .. "n:" .. name, n or 1) end
 
+--- Every shared counter.
+-- @treturn table name -> count
 function Q:counters()
   local out = {}
   for _, name in pairs(COUNTERS) do out[name] = self.dict:get(self.prefix .. "n:" .. name) or 0 end
   return out
 end
 
+--- Publishes a value in the dict.
+-- @tparam string name
+-- @param value
+-- @tparam[opt] number ttl
 function Q:set(name, value, ttl) self.dict:safe_set(self.prefix .. name, value, ttl) end
+--- A published value.
+-- @tparam string name
 function Q:get(name) return self.dict:get(self.prefix .. name) end
 
 return _M

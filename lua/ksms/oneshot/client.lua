@@ -1,7 +1,9 @@
--- ksms.oneshot.client: ksms.client("oneshot", options) — the OneShot session
+--- ksms.oneshot.client: ksms.client("oneshot", options) — the OneShot session
 -- behind the same send / send_many shape as the HTTP providers. The session
 -- connects and binds on first use; options are the session's (see
 -- ksms.oneshot.session).
+-- @module ksms.oneshot.client
+-- @alias _M
 
 local session = require "ksms.oneshot.session"
 local protocol = require "ksms.oneshot.protocol"
@@ -51,6 +53,9 @@ end
 -- The options without which no session binds.
 _M.required = { "host", "port", "id", "password", "key", "iv" }
 
+--- `ksms.client("oneshot", options)`: a session behind the HTTP providers' send/send_many shape.
+-- @tparam table options the session's (host, port, id, password, key, iv, ...)
+-- @return a client
 function _M.new(options)
   if type(options) ~= "table" then misuse("ksms.client(\"oneshot\"): options table expected") end
   local s = session.new(options)
@@ -108,7 +113,7 @@ function Client:_run(list, timeout)
   return outcomes
 end
 
--- client:send{ to (one number or a list), from, text, subject, kind, ... }
+--- client:send{ to (one number or a list), from, text, subject, kind, ... }
 function Client:send(msg)
   if type(msg) ~= "table" then misuse("ksms: send needs a message table") end
   if msg.at ~= nil then misuse("ksms: OneShot has no reservations (client.capabilities.reservation)") end
@@ -135,7 +140,7 @@ function Client:send(msg)
     message = ("%d of %d recipients failed: %s"):format(#failed, #outs, first.message) }
 end
 
--- client:send_many(messages [, { timeout }]) -> { outcome, ... } in order.
+--- client:send_many(messages [, { timeout }]) -> { outcome, ... } in order.
 -- Misuse in any message raises before any is queued (as ksms.client).
 function Client:send_many(messages, opts)
   if type(messages) ~= "table" then misuse("ksms: send_many needs a list of messages") end
@@ -195,10 +200,16 @@ end
 local ALIMTALK = { template = "template_code", sender_key = "sender_key", button = "button" }
 local FRIENDTALK = { channel = "sender_key", sender_key = "sender_key", button = "button", image_link = "image_link" }
 
+--- Sends an AlimTalk message over OneShot.
+-- @tparam table msg template, variables, to, from, ...
+-- @return a result, or nil, err
 function Client:alimtalk(msg)
   return self:send(kakao_msg(msg, "alimtalk", ALIMTALK))
 end
 
+--- Sends a FriendTalk message over OneShot.
+-- @tparam table msg channel (or sender_key), text, to, from, ...
+-- @return a result, or nil, err
 function Client:friendtalk(msg)
   if type(msg) == "table" and msg.channel ~= nil and msg.sender_key ~= nil then
     misuse("ksms: friendtalk takes 'channel' (its sender key) or 'sender_key', not both")
@@ -206,6 +217,7 @@ function Client:friendtalk(msg)
   return self:send(kakao_msg(msg, "friendtalk", FRIENDTALK))
 end
 
+--- Unbinds and closes the session; queued messages end as not sent.
 function Client:close() self.session:close() end
 Client.__close = Client.close
 

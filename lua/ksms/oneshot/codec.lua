@@ -1,4 +1,4 @@
--- ksms.oneshot.codec: OneShot messages to and from wire bytes, sans-I/O.
+--- ksms.oneshot.codec: OneShot messages to and from wire bytes, sans-I/O.
 --
 --   codec.encode(method, body)      -> compact JSON text of the whole message
 --   codec.frame(method, body)       -> wire bytes: "Content-Length:N\r\n" .. zlib
@@ -8,6 +8,8 @@
 --
 -- body is a table (fields written in the schema's order), a string (an
 -- encrypted body) or nil (no Body, as in AliveReq).
+-- @module ksms.oneshot.codec
+-- @alias _M
 
 local core = require "ksms.core"
 local cjson = require "cjson"
@@ -34,16 +36,24 @@ local function schema_for(method, body, level)
   return compiled_keys
 end
 
+--- A message's JSON (Header and Body) in the document's field order.
+-- @tparam string method
+-- @tparam table body
+-- @return string, or nil, err
 function _M.encode(method, body)
   return oneshot_json(method, body, schema_for(method, body, 3))
 end
 
--- (the schema looked up inline: this runs for every frame written)
+--- (the schema looked up inline: this runs for every frame written)
 function _M.frame(method, body, level)
   if type(body) ~= "table" then return oneshot_frame(method, body, nil, level) end
   return oneshot_frame(method, body, compiled[method] or schema_for(method, body, 3), level)
 end
 
+--- A Body's JSON alone, in the document's field order.
+-- @tparam string method
+-- @tparam table body
+-- @return string, or nil, err
 function _M.body_json(method, body)
   return json_object(body, schema_for(method, body, 3) or error("ksms.oneshot.codec: body must be a table", 2))
 end
@@ -55,7 +65,7 @@ local function protocol_error(code, message)
   }, err_mt)
 end
 
--- Parses one JSON payload into { Header = {...}, Body = ... }.
+--- Parses one JSON payload into { Header = {...}, Body = ... }.
 function _M.decode(payload)
   local ok, msg = pcall(json_decode, payload)
   if not ok then return nil, protocol_error("bad_json", "invalid JSON in frame: " .. tostring(msg)) end
@@ -68,7 +78,7 @@ end
 local Decoder = {}
 Decoder.__index = Decoder
 
--- decoder:feed(bytes) -> { message, ... } | nil, err
+--- decoder:feed(bytes) -> { message, ... } | nil, err
 -- Messages that arrived whole before a bad frame are still returned, with
 -- the error beside them: { message, ... }, err. Once it fails it stays
 -- failed: drop the connection.
@@ -98,10 +108,13 @@ function Decoder:feed(bytes)
   return payloads, err
 end
 
+--- Bytes held back (an incomplete frame).
+-- @treturn integer
 function Decoder:buffered() return self.frames:buffered() end
+--- Frees the decoder's buffers.
 function Decoder:close() self.frames:close() end
 
--- opts: max_frame, max_payload (bytes; 1 MiB each by default)
+--- opts: max_frame, max_payload (bytes; 1 MiB each by default)
 function _M.decoder(opts)
   return setmetatable({ frames = frame_decoder(opts) }, Decoder)
 end

@@ -1,4 +1,4 @@
--- ksms.oneshot.codes: every OneShot result code (004, tables 3.3.3.1 and
+--- ksms.oneshot.codes: every OneShot result code (004, tables 3.3.3.1 and
 -- 3.4) with a ksms error category and an English and Korean description,
 -- in the one shape of ksms.codes.
 --
@@ -11,6 +11,8 @@
 -- 0 is success (category "ok"). An undocumented code is ksms.codes'
 -- policy: "unknown", not retryable, and maybe_sent = true for the send
 -- table (a MsgSendRes nobody can read may be a message accepted).
+-- @module ksms.oneshot.codes
+-- @alias _M
 
 local shared = require "ksms.codes"
 
@@ -107,11 +109,15 @@ _M.send = {
 
 local UNKNOWN = fail("unknown", "unknown result code", "알 수 없는 결과코드")
 
+--- A OneShot result code's entry (unknown codes get the one unknown entry).
+-- @tparam table tbl
+-- @param code
+-- @treturn table
 function _M.describe(tbl, code)
   return (shared.lookup(tbl, tonumber(code) or code)) or UNKNOWN
 end
 
--- A ksms error for a non-zero result; nil for 0. extra fields are copied in.
+--- A ksms error for a non-zero result; nil for 0. extra fields are copied in.
 function _M.error(tbl, code, extra)
   local n = tonumber(code) or code
   return shared.error("oneshot", tbl, n, extra, tbl ~= _M.login)

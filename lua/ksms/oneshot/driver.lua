@@ -1,4 +1,4 @@
--- ksms.oneshot.driver: the one OneShot session driver. It runs the sans-I/O
+--- ksms.oneshot.driver: the one OneShot session driver. It runs the sans-I/O
 -- state machine (ksms.oneshot.protocol) over a socket adapter, and owns
 -- what every OneShot session does whatever its I/O: option checking, the
 -- user callbacks (each under pcall), event dispatch, reconnect with
@@ -45,6 +45,8 @@
 -- (category "unknown", code "callback") and logged through the log hook
 -- when there is one; the loop goes on, the other events of the batch are
 -- dispatched and the bytes the protocol produced are written.
+-- @module ksms.oneshot.driver
+-- @alias _M
 
 local core = require "ksms.core"
 local protocol = require "ksms.oneshot.protocol"
@@ -88,7 +90,7 @@ end
 
 local function jitter(delay) return monotonic() + delay * (0.8 + 0.4 * random()) end
 
--- driver.new(name, opts, adapter [, extra_options]): name prefixes every
+--- driver.new(name, opts, adapter [, extra_options]): name prefixes every
 -- misuse message; extra_options are options the caller's wrapper keeps
 -- (they are checked as known, and not passed to the protocol).
 function _M.new(name, opts, adapter, extra)
@@ -223,7 +225,7 @@ function D:_drop_unsent()
   return #messages + #uploads
 end
 
--- d:open() -> true | nil, err: connects and writes the bind request.
+--- d:open() -> true | nil, err: connects and writes the bind request.
 function D:open()
   if self.conn then return true end
   local o = self.opts
@@ -240,14 +242,14 @@ function D:open()
   return true
 end
 
--- Seconds until the next connect is due (0: now).
+--- Seconds until the next connect is due (0: now).
 function D:reconnect_wait()
   if not self.reconnect_at then return 0 end
   local w = self.reconnect_at - monotonic()
   return w > 0 and w or 0
 end
 
--- d:step(max_wait) -> connected?: one round of I/O on the open connection:
+--- d:step(max_wait) -> connected?: one round of I/O on the open connection:
 -- waits at most max_wait (or until the protocol's next deadline), feeds
 -- what arrived, writes what is due.
 function D:step(max_wait)
@@ -302,7 +304,7 @@ function D:_pump(deadline)
   self:open()
 end
 
--- d:connect([timeout]) -> true | nil, err: connects and waits for the bind.
+--- d:connect([timeout]) -> true | nil, err: connects and waits for the bind.
 function D:connect(timeout)
   if self.closed then misuse(self.name .. ": closed") end
   if self.bound then return true end
@@ -321,6 +323,10 @@ end
 
 -- ---- messages ----
 
+--- Queues a message; on_result(res, err) is called with its outcome.
+-- @tparam table msg
+-- @tparam[opt] function on_result
+-- @return the message's id, or nil, err (queue full)
 function D:submit(msg, on_result)
   if self.closed then misuse(self.name .. ": closed") end
   if on_result ~= nil and type(on_result) ~= "function" then misuse(self.name .. ": on_result must be a function") end
@@ -336,19 +342,23 @@ function D:submit(msg, on_result)
   return true
 end
 
+--- Messages queued, not yet written.
+-- @treturn integer
 function D:queued() return self.p:queued() end
+--- Messages written, not yet answered.
+-- @treturn integer
 function D:in_flight() return self.p:in_flight() end
--- d:hold(flag): keep queued messages back (while draining).
+--- d:hold(flag): keep queued messages back (while draining).
 function D:hold(flag) self.holding = flag and true or false end
 
--- d:poll(timeout) -> true: runs I/O and callbacks for up to timeout seconds.
+--- d:poll(timeout) -> true: runs I/O and callbacks for up to timeout seconds.
 function D:poll(timeout)
   local deadline = monotonic() + (timeout or 0)
   repeat self:_pump(deadline) until monotonic() >= deadline
   return true
 end
 
--- d:flush([timeout]) -> true when every submitted message has its outcome,
+--- d:flush([timeout]) -> true when every submitted message has its outcome,
 -- or nil, err when the time ran out first.
 function D:flush(timeout)
   local p = self.p
@@ -359,7 +369,7 @@ function D:flush(timeout)
     message = ("%d messages still queued, %d awaiting an answer"):format(p:queued(), p:in_flight()) }
 end
 
--- d:drain([timeout]) -> true when every written message has its answer;
+--- d:drain([timeout]) -> true when every written message has its answer;
 -- holds the queue (d:hold(false) lets it go again).
 function D:drain(timeout)
   self.holding = true
@@ -375,7 +385,7 @@ end
 local HANDED_BACK = new_error { category = "unknown", code = "handed_back", provider = "oneshot",
   message = "taken back from the session before it was written" }
 
--- d:take_queued() -> the messages never written, out of the session, with
+--- d:take_queued() -> the messages never written, out of the session, with
 -- their on_result (which the session no longer calls).
 function D:take_queued()
   local list = {}
@@ -388,7 +398,7 @@ function D:take_queued()
   return list
 end
 
--- d:unbind([timeout]): UnBindReq, waits for the answer, disconnects. Queued
+--- d:unbind([timeout]): UnBindReq, waits for the answer, disconnects. Queued
 -- messages stay queued (for the next connection).
 function D:unbind(timeout)
   if self.conn and self.bound then
@@ -409,7 +419,7 @@ function D:unbind(timeout)
   self.bound = false
 end
 
--- d:close(): unbinds; every message and upload still queued gets its
+--- d:close(): unbinds; every message and upload still queued gets its
 -- outcome: not sent. Idempotent; the session cannot be used again.
 function D:close()
   if self.closed then return end

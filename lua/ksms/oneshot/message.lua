@@ -1,4 +1,4 @@
--- ksms.oneshot.message: a OneShot MsgSendReq body built from a caller's
+--- ksms.oneshot.message: a OneShot MsgSendReq body built from a caller's
 -- message, every check included, without a connection or a state machine.
 -- The protocol's submit uses it; the nginx handler and the CLI dry run use
 -- it to check a message before queueing it.
@@ -21,6 +21,8 @@
 -- (the protocol numbers it). kind is what the result reports ("sms", "lms",
 -- "mms", "alimtalk", ...). Misuse (an unknown field, a wrong type, no 'to')
 -- raises at the caller's line; input that cannot be sent is nil, err.
+-- @module ksms.oneshot.message
+-- @alias _M
 
 local core = require "ksms.core"
 local errors = require "ksms.errors"
@@ -64,7 +66,7 @@ local RCS = {
 }
 _M.kakao_fields, _M.rcs_fields = KAKAO, RCS
 
--- OneShot's limits in CP949 bytes (the protocol's sms_max and lms_max; an
+--- OneShot's limits in CP949 bytes (the protocol's sms_max and lms_max; an
 -- MMS carries as much text as an LMS).
 function _M.limits_of(opts)
   local lms = opts and opts.lms_max or 2000
@@ -128,6 +130,11 @@ local function check_misuse(msg)
   if msg.id ~= nil and msg.user_msg_id ~= nil then misuse("ksms: give id or user_msg_id, not both") end
 end
 
+--- Checks a message and builds its MsgSendReq body.
+-- @tparam table msg
+-- @tparam table limits sms_max, lms_max, charset
+-- @return body, kind, or nil, err
+-- @raise on misuse
 function _M.build(msg, limits)
   check_misuse(msg)
   local kind = msg.kind or "auto"

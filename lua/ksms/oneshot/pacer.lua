@@ -1,4 +1,4 @@
--- ksms.oneshot.pacer: spaces sends so that no 1-second window, however
+--- ksms.oneshot.pacer: spaces sends so that no 1-second window, however
 -- placed, holds more than `rate` of them. Sans-I/O: time goes in.
 --
 --   local p = pacer.new(rate, { margin = 0.015, max_lag = 0.05 })
@@ -17,12 +17,18 @@
 -- `rate` sends. margin absorbs jitter between when we write and when the
 -- server counts: the default 0.015 tolerates 15 ms of it and still uses
 -- 98.5% of the Speed.
+-- @module ksms.oneshot.pacer
+-- @alias _M
 
 local _M = { _VERSION = "0.1.0" }
 
 local Pacer = {}
 Pacer.__index = Pacer
 
+--- A pacer for rate sends a second.
+-- @tparam number rate
+-- @tparam[opt] table opts margin (0.015), max_lag (0.05)
+-- @return a pacer
 function _M.new(rate, opts)
   if type(rate) ~= "number" or not (rate > 0) then error("ksms.oneshot.pacer: rate must be > 0", 2) end
   local margin = opts and opts.margin or 0.015
@@ -41,6 +47,8 @@ function _M.new(rate, opts)
   }, Pacer)
 end
 
+--- The earliest time the next send may go.
+-- @treturn number
 function Pacer:next_time()
   local t = self.slot or -math.huge
   if self.count >= self.rate then
@@ -51,6 +59,9 @@ function Pacer:next_time()
   return t
 end
 
+--- Takes a send slot at now if one is free.
+-- @tparam number now
+-- @treturn boolean
 function Pacer:take(now)
   if now < self:next_time() then return false end
   self.ring[self.pos] = now
@@ -62,10 +73,13 @@ function Pacer:take(now)
   return true
 end
 
+--- Sends nothing until until_t (a 903/11 backoff).
+-- @tparam number until_t
 function Pacer:pause(until_t)
   if not self.paused_until or until_t > self.paused_until then self.paused_until = until_t end
 end
 
+--- Forgets every send (a new connection).
 function Pacer:reset()
   self.ring, self.pos, self.count, self.slot, self.paused_until = {}, 1, 0, nil, nil
 end

@@ -1,4 +1,4 @@
--- ksms.oneshot.protocol: the OneShot client protocol as a sans-I/O state
+--- ksms.oneshot.protocol: the OneShot client protocol as a sans-I/O state
 -- machine. It performs no I/O and keeps no time of its own: bytes received
 -- and the current time (any monotonic seconds) go in, bytes to write and
 -- events come out. (The wall clock is read once, by new(), for the default
@@ -57,6 +57,8 @@
 -- spaced so that no 1-second window holds more than Speed of them (see
 -- ksms.oneshot.pacer). Results 903 and 11 put the message back at the head
 -- of the queue and pause sending with a growing backoff.
+-- @module ksms.oneshot.protocol
+-- @alias _M
 
 -- States and transitions: STATES[state] says which events move it where
 -- (on), which answer methods it waits for (awaits: one that comes in any
@@ -197,6 +199,9 @@ function P:_to(event)
   self.state = nxt
 end
 
+--- The sans-I/O OneShot state machine.
+-- @tparam table opts id, password, key, iv, ...
+-- @return a protocol object
 function _M.new(opts)
   if type(opts) ~= "table" then error("ksms.oneshot.protocol.new: options table expected", 2) end
   for k, v in pairs(opts) do
@@ -302,13 +307,15 @@ function P:_pop()
   return rec
 end
 
+--- Messages queued, not yet written.
+-- @treturn integer
 function P:queued() return self.qtail - self.qhead + 1 end
 
--- p:hold(flag): while held, queued messages wait (outside the sending
+--- p:hold(flag): while held, queued messages wait (outside the sending
 -- window the server grants); keepalives and pushes go on.
 function P:hold(flag) self.held = flag and true or false end
 
--- p:drop_queued(err) -> events: every message not yet written ends now
+--- p:drop_queued(err) -> events: every message not yet written ends now
 -- with err as its outcome (the session is closing; nothing was sent).
 function P:drop_queued(err)
   local events = {}
@@ -322,9 +329,11 @@ function P:drop_queued(err)
   end
   return events
 end
+--- Messages written, not yet answered.
+-- @treturn integer
 function P:in_flight() return self.n_inflight end
 
--- p:drop_uploads(err) -> events: every upload not yet started fails now
+--- p:drop_uploads(err) -> events: every upload not yet started fails now
 -- with err (the session is closing, or will not reconnect).
 function P:drop_uploads(err)
   local events = {}
@@ -356,6 +365,9 @@ end
 
 -- ---- connection lifecycle ----
 
+--- The socket connected: returns the BindReq bytes to write.
+-- @tparam number now
+-- @treturn string
 function P:connected(now)
   if not STATES[self.state].on.connect then
     errors.misuse("ksms.oneshot.protocol: connected() while " .. self.state)
@@ -380,6 +392,9 @@ function P:_bind_req()
     Version = self.opts.version or 1 })
 end
 
+--- Starts an orderly close: returns the UnBind bytes to write.
+-- @tparam[opt] number now
+-- @treturn string
 function P:close(now)
   if not STATES[self.state].on.close then return "" end
   self:_to("close")
@@ -394,6 +409,9 @@ local function lost_error(rec)
   }
 end
 
+--- The connection is gone: returns the events for what was in flight.
+-- @tparam number now
+-- @treturn table events
 function P:disconnected(now)
   local events = {}
   -- in-flight messages, in the order they were written
@@ -436,7 +454,7 @@ end
 
 -- ---- submitting ----
 
--- p:submit(msg) -> rec | nil, err: msg is built and checked by
+--- p:submit(msg) -> rec | nil, err: msg is built and checked by
 -- ksms.oneshot.message (misuse raises at the caller's line), then numbered
 -- (when it has no id), refused when its id is queued or in flight or the
 -- queue is full, and queued.
@@ -467,6 +485,9 @@ end
 
 -- ---- uploads (MMS images) ----
 
+--- Queues an MMS image upload.
+-- @tparam string data the file's bytes
+-- @tparam[opt] string ext ".jpg"
 function P:upload(data, ext)
   if type(data) ~= "string" then error("ksms.oneshot: upload needs the file's bytes", 2) end
   ext = ext or ".jpg"
@@ -542,6 +563,10 @@ end
 
 local function ok_outcome(r) return { ok = true, code = r } end
 
+--- Feeds bytes read from the socket.
+-- @tparam string bytes
+-- @tparam number now
+-- @return events, bytes to write
 function P:receive(bytes, now)
   local events, out = {}, {}
   if not self.decoder then
@@ -743,7 +768,7 @@ function P:_handle(msg, now, events, out)
   end
 end
 
--- protocol.outcome_of(result_event) -> result | nil, err: the shape a
+--- protocol.outcome_of(result_event) -> result | nil, err: the shape a
 -- caller's on_result gets, as ksms.client's send returns it.
 function _M.outcome_of(ev)
   local o = ev.outcome
@@ -752,7 +777,7 @@ function _M.outcome_of(ev)
     id = ev.user_msg_id, sub_id = ev.sub_id, raw = ev.body }
 end
 
--- p:ack(event, [now], [result]) -> bytes ("" when there is nothing to write:
+--- p:ack(event, [now], [result]) -> bytes ("" when there is nothing to write:
 -- already acknowledged, or not connected; the server pushes an unanswered
 -- request again after a reconnect and it is then answered at once).
 function P:ack(ev, now, result)
@@ -775,6 +800,9 @@ end
 
 -- ---- time ----
 
+--- Time passes: returns events and the bytes due now (sends, keepalives).
+-- @tparam number now
+-- @return events, bytes to write
 function P:poll(now)
   local events, out = {}, {}
   local st = STATES[self.state]
@@ -822,6 +850,8 @@ function P:poll(now)
   return events, s
 end
 
+--- When poll next has something to do, nil for never.
+-- @treturn ?number
 function P:next_deadline()
   local st = STATES[self.state]
   if st.binding then return self.bind_sent_at + self.bind_timeout end

@@ -1,8 +1,10 @@
--- ksms.oneshot.schema: the body fields of every OneShot method, in the order
+--- ksms.oneshot.schema: the body fields of every OneShot method, in the order
 -- of the provider's tables (004, section 3.3). The encoder writes fields in
 -- this order, which is what reproduces the document's frames byte for byte.
 -- Fields marked "public client" come from a public client of the same
 -- service, not from the document's tables.
+-- @module ksms.oneshot.schema
+-- @alias _M
 
 local _M = { _VERSION = "0.1.0" }
 

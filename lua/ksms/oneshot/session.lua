@@ -1,4 +1,4 @@
--- ksms.oneshot.session: a OneShot account bound over one TCP connection:
+--- ksms.oneshot.session: a OneShot account bound over one TCP connection:
 -- the OneShot driver (ksms.oneshot.driver, which runs the sans-I/O
 -- ksms.oneshot.protocol) over a blocking socket adapter: the core's TCP
 -- client (core.tcp_connect, which never waits past its timeouts), or with
@@ -31,6 +31,8 @@
 -- spam notices and number changes reach the callbacks, and each is
 -- acknowledged only after its callback returns. A callback that raises
 -- (on_result too) is recorded in s.last_error and stops nothing.
+-- @module ksms.oneshot.session
+-- @alias _M
 
 local core = require "ksms.core"
 local driver = require "ksms.oneshot.driver"
@@ -70,6 +72,9 @@ local function adapter_of(socket)
   return require(name)
 end
 
+--- A OneShot session (the driver over a blocking socket). See docs/oneshot.md for every option.
+-- @tparam table opts host, port, id, password, key, iv, socket ("core" or "luasocket"), on_report, on_result, ...
+-- @return a session
 function _M.new(opts)
   if type(opts) ~= "table" then misuse("ksms.oneshot.session: options table expected") end
   local adapter = adapter_of(opts.socket)
@@ -104,7 +109,7 @@ local function load_images(images)
   return out
 end
 
--- s:upload(data [, ext]) -> file name | nil, err: the name, data and
+--- s:upload(data [, ext]) -> file name | nil, err: the name, data and
 -- finish steps of an MMS image upload, waited for.
 function Session:upload(data, ext, timeout)
   local h, err = self.p:upload(data, ext or ".jpg")
@@ -119,7 +124,7 @@ function Session:upload(data, ext, timeout)
   return ev.file_name
 end
 
--- s:send(msg) -> result | nil, err: submits and waits for its outcome.
+--- s:send(msg) -> result | nil, err: submits and waits for its outcome.
 -- msg.images (paths or { data = }) are checked, uploaded, and sent as MMS.
 function Session:send(msg, timeout)
   if type(msg) == "table" and msg.images ~= nil then

@@ -1,12 +1,14 @@
--- ksms.oneshot.window: the sending window a OneShot bind grants
+--- ksms.oneshot.window: the sending window a OneShot bind grants
 -- (BeginTime..EndTime, hours of Korea time). One function, shared by the
 -- driver and the nginx binder's handlers.
+-- @module ksms.oneshot.window
+-- @alias _M
 
 local tonumber, floor = tonumber, math.floor
 
 local _M = {}
 
--- in_window(grant, epoch) -> is the Korea-time hour of epoch inside
+--- in_window(grant, epoch) -> is the Korea-time hour of epoch inside
 -- grant.begin_time..grant.end_time (end exclusive; 22..3 wraps midnight;
 -- 0..24, or begin == end, is all day)?
 function _M.in_window(grant, epoch)

@@ -1,10 +1,12 @@
--- ksms.providers.apiv2: the "API V2" family that Senders and MessageMe
+--- ksms.providers.apiv2: the "API V2" family that Senders and MessageMe
 -- share (same vendor, form POSTs answered with {"result": "<code>"}).
 -- Each provider module calls define{...} with its paths, codes and extras.
 --
 -- Separators and the reservation format are per-provider settings, and a
 -- client option can override them (recipient_separator, variable_separator,
 -- reserve_format), since the documents lost the `|` in extraction.
+-- @module ksms.providers.apiv2
+-- @alias _M
 
 local common = require "ksms.providers.common"
 local errors = require "ksms.errors"
@@ -56,7 +58,7 @@ local function reserve_fields(cfg, form, at)
   if at then form[#form + 1] = { "send_reserve_date", schedule.format(at, cfg.reserve_format) } end
 end
 
--- define{ name, default_base_url, paths = { sms, balance, alimtalk?, friendtalk? },
+--- define{ name, default_base_url, paths = { sms, balance, alimtalk?, friendtalk? },
 --   balance_field, codes, call_block (bool: sms_send takes call_block) }
 function _M.define(p)
   local P = { name = p.name, codes = p.codes, _VERSION = _M._VERSION }

@@ -1,9 +1,11 @@
--- ksms.providers.cafe24: Cafe24 SMS hosting (the provider's document). HTTPS form
+--- ksms.providers.cafe24: Cafe24 SMS hosting (the provider's document). HTTPS form
 -- POSTs whose every field is Base64 (with `mode` set), answered in plain
 -- text "code,remaining". Strict EUC-KR (KS X 1001): '됬' and emoji are
 -- refused before sending. Also the balance (sms_remain.php), registered
 -- caller numbers (smsSenderPhone.php) and history (sms_list.php, XML, on
 -- its own host, parsed with lua-expat).
+-- @module ksms.providers.cafe24
+-- @alias P
 
 local common = require "ksms.providers.common"
 local codes = require "ksms.providers.cafe24_codes"
@@ -47,6 +49,9 @@ P.options = {
 }
 P.required = { "user_id", "secure_key" } -- ksms.client raises without them
 
+--- Checks Cafe24's options (user_id, secure_key, base_url, history_url, test).
+-- @tparam table o
+-- @treturn table cfg
 function P.configure(o)
   local function url(v, default, name)
     v = v or default
@@ -138,6 +143,11 @@ local send_spec = {
   limits = P.limits, extra_fields = { names = true, ["repeat"] = true }, min_lead = MIN_LEAD,
 }
 
+--- Plans a send: to or names, from, text, at, repeat.
+-- @tparam table cfg
+-- @tparam table msg
+-- @param ctx
+-- @return a plan, or nil, err
 function P.plan_send(cfg, msg, ctx)
   if type(msg) == "table" and msg.names ~= nil and msg.to ~= nil then
     misuse("ksms: cafe24 takes recipients from 'to' or from 'names', not both")
@@ -216,6 +226,9 @@ function P.plan_send(cfg, msg, ctx)
   end }
 end
 
+--- Plans the balance call.
+-- @tparam table cfg
+-- @return a plan
 function P.plan_balance(cfg)
   local req = { method = "POST", url = cfg.urls.remain,
     form = encoded { { "user_id", cfg.user_id }, { "secure", cfg.secure_key } } }
@@ -231,7 +244,7 @@ function P.plan_balance(cfg)
   end }
 end
 
--- smsSenderPhone.php answers JSON; read leniently: "Success" in any case,
+--- smsSenderPhone.php answers JSON; read leniently: "Success" in any case,
 -- the numbers as strings or as objects with a number field.
 function P.plan_sender_numbers(cfg, number)
   local wanted
@@ -345,6 +358,11 @@ end
 local SEND_TYPES = { all = "All", general = "genaral", reserve = "reserve" }
 local STATUSES = { success = "S", failure = "F" }
 
+--- Plans a history query (days, ...) read from XML.
+-- @tparam table cfg
+-- @tparam table q
+-- @param ctx
+-- @return a plan, or nil, err
 function P.plan_history(cfg, q, ctx)
   if type(q) ~= "table" then misuse("ksms: history needs a query table") end
   -- Checked before the request: a missing module is the installation's.

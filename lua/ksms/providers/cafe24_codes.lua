@@ -1,6 +1,8 @@
--- ksms.providers.cafe24_codes: Cafe24 SMS hosting's result codes (003,
+--- ksms.providers.cafe24_codes: Cafe24 SMS hosting's result codes (003,
 -- "결과코드"): the SMS table and the LMS/MMS table, each code with a
 -- category and the document's Korean description beside an English one.
+-- @module ksms.providers.cafe24_codes
+-- @alias _M
 
 -- Entries have the one shape of ksms.codes.
 

@@ -1,6 +1,8 @@
--- ksms.providers.common: what every adapter does with answers: read a JSON
+--- ksms.providers.common: what every adapter does with answers: read a JSON
 -- answer, map a provider code to a result or an error, split recipients
 -- into chunks, and combine the outcomes of several requests of one call.
+-- @module ksms.providers.common
+-- @alias _M
 
 local cjson = require "cjson.safe"
 local errors = require "ksms.errors"
@@ -23,7 +25,7 @@ local json = cjson.new()
 -- find and the last one with a byte scan.
 local BLANK = { [9] = true, [10] = true, [11] = true, [12] = true, [13] = true, [32] = true }
 
--- s without leading and trailing ASCII whitespace (what %s matches).
+--- s without leading and trailing ASCII whitespace (what %s matches).
 function _M.trim(s)
   local first = find(s, "%S")
   if not first then return "" end
@@ -32,14 +34,14 @@ function _M.trim(s)
   return sub(s, first, last)
 end
 
--- s without trailing slashes (base URLs).
+--- s without trailing slashes (base URLs).
 function _M.strip_slashes(s)
   local last = #s
   while byte(s, last) == 47 do last = last - 1 end
   return sub(s, 1, last)
 end
 
--- A scalar of a decoded answer as a string: a string as it is, a whole
+--- A scalar of a decoded answer as a string: a string as it is, a whole
 -- number as its digits (cjson decodes 100 as 100.0 under Lua 5.4; "%d"
 -- raises beyond the 64-bit range), nil for anything else (a table, a
 -- boolean, null, NaN, infinities, fractions).
@@ -50,12 +52,12 @@ function _M.str(v)
   return nil
 end
 
--- true for a number that is neither NaN nor infinite.
+--- true for a number that is neither NaN nor infinite.
 function _M.finite(n)
   return type(n) == "number" and n == n and n ~= HUGE and n ~= -HUGE
 end
 
--- How a value from an answer reads in a message: never a table's address.
+--- How a value from an answer reads in a message: never a table's address.
 function _M.show(v)
   local t = type(v)
   if t == "string" then return format("%q", v) end
@@ -65,20 +67,20 @@ function _M.show(v)
   return "null"
 end
 
--- A JSON document (a table) or nil.
+--- A JSON document (a table) or nil.
 function _M.decode_json(body)
   local doc = type(body) == "string" and json.decode(body) or nil
   if type(doc) ~= "table" then return nil end
   return doc
 end
 
--- nil, err for input refused before sending: category invalid_input.
+--- nil, err for input refused before sending: category invalid_input.
 function _M.invalid(provider, code, fmt, ...)
   return nil, errors.new { category = "invalid_input", code = code, provider = provider,
     message = format(fmt, ...) }
 end
 
--- A provider's answer to one request: parsed JSON, or an error.
+--- A provider's answer to one request: parsed JSON, or an error.
 function _M.parse_json(provider, res)
   if res.status ~= 200 then
     return nil, errors.new {
@@ -99,7 +101,7 @@ function _M.parse_json(provider, res)
   return doc
 end
 
--- Maps a documented return code to a result or an error. code is the
+--- Maps a documented return code to a result or an error. code is the
 -- answer's value as decoded: a code that is not a string or a whole
 -- number (missing, a table, a boolean) is a protocol error; a code the
 -- table does not list is ksms.codes' undocumented-code policy.
@@ -124,6 +126,10 @@ function _M.outcome(p, code, raw, extra)
   return r
 end
 
+--- list cut into lists of at most size.
+-- @tparam table list
+-- @tparam integer size
+-- @treturn table
 function _M.chunk(list, size)
   local out = {}
   for i = 1, #list, size do
@@ -134,7 +140,7 @@ function _M.chunk(list, size)
   return out
 end
 
--- Combines the outcomes of several requests of one call (chunks of
+--- Combines the outcomes of several requests of one call (chunks of
 -- recipients, or one request per recipient) into one result, or one error
 -- that says which parts failed and which were accepted.
 function _M.combine(p, parts, outs, parse, extra)

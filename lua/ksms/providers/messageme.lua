@@ -1,6 +1,8 @@
--- ksms.providers.messageme: MessageMe API V2 (the provider's document): SMS/LMS/
+--- ksms.providers.messageme: MessageMe API V2 (the provider's document): SMS/LMS/
 -- MMS, KakaoTalk AlimTalk and FriendTalk with SMS fallback, the cash
 -- balance, and the inbound MO webhook (parse_mo).
+-- @module ksms.providers.messageme
+-- @alias P
 local apiv2 = require "ksms.providers.apiv2"
 local codes = require "ksms.codes"
 local ok, fail = codes.ok, codes.fail
@@ -104,7 +106,7 @@ local function mo_strings(fields)
   return out
 end
 
--- parse_mo(fields [, { image_base = ... }]) -> { from, text, subject, images } | nil, err
+--- parse_mo(fields [, { image_base = ... }]) -> { from, text, subject, images } | nil, err
 -- fields: the posted form as a table (ngx.req.get_post_args()'s shape) or
 -- the raw urlencoded body. What was posted never makes it raise: a field
 -- it reads (phone, msg, subject, fileloc1..5) that is repeated (a list),

@@ -1,9 +1,11 @@
--- ksms.providers.ppurio: KTH API Store "ppurio" v1 (the provider's document).
+--- ksms.providers.ppurio: KTH API Store "ppurio" v1 (the provider's document).
 -- SMS, LMS and MMS (JPEG files as multipart `file` parts), delivery
 -- reports by cmid, and caller-number registration and listing. The key goes
 -- in the header "x-waple-authorization" (sent in exactly that case), the
 -- client id in the path. Text must fit KS C 5601 (strict EUC-KR): the
 -- document warns that other characters do not arrive.
+-- @module ksms.providers.ppurio
+-- @alias P
 
 local common = require "ksms.providers.common"
 local codes = require "ksms.providers.ppurio_codes"
@@ -46,6 +48,9 @@ local PREFIX = "/ppurio/1"
 P.options = { client_id = "string", api_key = "string", base_url = "string", max_recipients_per_request = "number" }
 P.required = { "client_id", "api_key" } -- ksms.client raises without them
 
+--- Checks ppurio's options (client_id, api_key, base_url).
+-- @tparam table o
+-- @treturn table cfg
 function P.configure(o)
   local base = o.base_url or "http://api.apistore.co.kr"
   if type(base) ~= "string" or not base:match("^https?://") then
@@ -147,6 +152,11 @@ local function parse_send(kind)
   end
 end
 
+--- Plans a send (SMS/LMS/MMS with JPEG uploads).
+-- @tparam table cfg
+-- @tparam table msg
+-- @param ctx
+-- @return a plan, or nil, err
 function P.plan_send(cfg, msg, ctx)
   local m, err = message.normalize_send(msg, send_spec, ctx)
   if not m then return nil, err end
@@ -185,7 +195,7 @@ function P.plan_send(cfg, msg, ctx)
   end }
 end
 
--- client:report(cmid) -> { ok = true, delivered, status = "delivered" |
+--- client:report(cmid) -> { ok = true, delivered, status = "delivered" |
 -- "failed", call_status, category (when failed), description,
 -- description_ko, dest_phone, report_time, umid, raw } | nil, err
 function P.plan_report(cfg, cmid)
@@ -233,6 +243,11 @@ local function registrable(number)
   return d
 end
 
+--- Plans a caller-number registration.
+-- @tparam table cfg
+-- @param number
+-- @tparam string comment
+-- @return a plan, or nil, err
 function P.plan_register_sender(cfg, number, comment)
   if type(comment) ~= "string" or comment == "" then
     misuse("ksms: register_sender needs a comment (the document requires one, up to 200 characters)")
@@ -251,6 +266,10 @@ function P.plan_register_sender(cfg, number, comment)
   end }
 end
 
+--- Plans the list of registered caller numbers.
+-- @tparam table cfg
+-- @param[opt] number one number to look up
+-- @return a plan, or nil, err
 function P.plan_sender_numbers(cfg, number)
   local url = cfg.urls.list
   if number ~= nil then

@@ -1,8 +1,10 @@
--- ksms.providers.ppurio_codes: KTH ppurio's result codes and the delivery
+--- ksms.providers.ppurio_codes: KTH ppurio's result codes and the delivery
 -- report codes of the document's appendix (6.1), each with a category, and
 -- the Korean description from the document beside an English one.
 -- Report codes: SMS 4xxx, MMS/LMS 66xx, common 9xxx (and -1).
 -- Entries have the one shape of ksms.codes.
+-- @module ksms.providers.ppurio_codes
+-- @alias _M
 
 local codes = require "ksms.codes"
 local ok, fail = codes.ok, codes.fail

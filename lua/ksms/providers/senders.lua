@@ -1,5 +1,6 @@
--- ksms.providers.senders: Senders API V2 (the provider's document). Form POSTs
+--- ksms.providers.senders: Senders API V2 (the provider's document). Form POSTs
 -- to /APIV2/sms_send and /APIV2/remainCoin, answered {"result":"<code>"}.
+-- @module ksms.providers.senders
 local apiv2 = require "ksms.providers.apiv2"
 local codes = require "ksms.codes"
 local ok, fail = codes.ok, codes.fail

@@ -1,4 +1,4 @@
--- ksms.rules.phone: Korean telephone numbers.
+--- ksms.rules.phone: Korean telephone numbers.
 --
 --   phone.normalize("+82 10-1234-5678") -> "01012345678" | nil, err
 --   phone.classify("0212345678")        -> "seoul" (see CLASSES below) | nil
@@ -9,6 +9,8 @@
 -- checked is the one the providers deliver to: mobile 010/011/016-019,
 -- Seoul 02, the area codes 031-064, 070 (VoIP), 050x (personal numbers),
 -- 080 (toll free) and the 8-digit nationwide 15xx/16xx/18xx numbers.
+-- @module ksms.rules.phone
+-- @alias _M
 
 local errors = require "ksms.errors"
 local misuse = errors.misuse
@@ -70,7 +72,7 @@ local function bad(number, why, field)
   }
 end
 
--- normalize(s [, field]) -> digits | nil, err
+--- normalize(s [, field]) -> digits | nil, err
 -- field is "to" (default) or "from": it picks the error's category.
 function _M.normalize(s, field)
   if type(s) == "number" then
@@ -98,7 +100,7 @@ function _M.normalize(s, field)
   return d
 end
 
--- classify(s) -> "mobile" | "seoul" | "area" | "voip" | "tollfree" |
+--- classify(s) -> "mobile" | "seoul" | "area" | "voip" | "tollfree" |
 -- "personal" | "nationwide", or nil for a number that is not valid.
 function _M.classify(s)
   local d = _M.normalize(s)
@@ -106,7 +108,7 @@ function _M.classify(s)
   return (classify_digits(d))
 end
 
--- split(s) -> { prefix, exchange, line } (two parts for 15xx numbers):
+--- split(s) -> { prefix, exchange, line } (two parts for 15xx numbers):
 -- the parts as Koreans write them, 010-1234-5678, 02-123-4567, 1588-4567.
 function _M.split(s)
   local d, err = _M.normalize(s)
@@ -118,7 +120,7 @@ function _M.split(s)
   return { sub(d, 1, plen), sub(rest, 1, #rest - 4), line }
 end
 
--- format("01012345678") -> "010-1234-5678"
+--- format("01012345678") -> "010-1234-5678"
 function _M.format(s)
   local parts, err = _M.split(s)
   if not parts then return nil, err end

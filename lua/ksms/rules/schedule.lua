@@ -1,4 +1,4 @@
--- ksms.rules.schedule: reservation times, always in Korea time (UTC+9,
+--- ksms.rules.schedule: reservation times, always in Korea time (UTC+9,
 -- no daylight saving) whatever the host's time zone.
 --
 -- `at` is epoch seconds, or a date table { year, month, day, hour, min, sec }
@@ -6,6 +6,8 @@
 --
 --   schedule.resolve(at, { now = os.time(), min_lead = 0 }) -> epoch | nil, err
 --   schedule.format(epoch, "YYYY|MM|DD|hh|mm|ss") -> "2026|11|22|09|30|00"
+-- @module ksms.rules.schedule
+-- @alias _M
 
 local errors = require "ksms.errors"
 local misuse = errors.misuse
@@ -42,7 +44,7 @@ end
 
 local function is_int(v) return type(v) == "number" and v == floor(v) end
 
--- A Korea-time date table to epoch seconds.
+--- A Korea-time date table to epoch seconds.
 function _M.from_kst(t)
   local y, m, d = t.year, t.month, t.day
   local hh, mm, ss = t.hour or 0, t.min or 0, t.sec or 0
@@ -58,13 +60,13 @@ function _M.from_kst(t)
   return (days_from_civil(y, m, d) * 86400 + hh * 3600 + mm * 60 + ss) - KST_OFFSET
 end
 
--- The Korea-time fields of an epoch.
+--- The Korea-time fields of an epoch.
 function _M.to_kst(epoch)
   local t = os_date("!*t", floor(epoch) + KST_OFFSET)
   return { year = t.year, month = t.month, day = t.day, hour = t.hour, min = t.min, sec = t.sec }
 end
 
--- resolve(at, opts) -> epoch | nil, err
+--- resolve(at, opts) -> epoch | nil, err
 -- opts.now: the current epoch (default os.time()); opts.min_lead: seconds
 -- the provider needs ahead (Cafe24: 600). A time not later than now plus
 -- the lead is refused, before anything is sent.
@@ -90,7 +92,7 @@ function _M.resolve(at, opts)
   return epoch
 end
 
--- format(epoch, pattern): YYYY MM DD hh mm ss are replaced by Korea-time
+--- format(epoch, pattern): YYYY MM DD hh mm ss are replaced by Korea-time
 -- fields; every other character is kept.
 function _M.format(epoch, pattern)
   local t = _M.to_kst(epoch)

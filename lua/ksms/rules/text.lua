@@ -1,4 +1,4 @@
--- ksms.rules.text: what a provider can carry, decided before sending.
+--- ksms.rules.text: what a provider can carry, decided before sending.
 --
 --   text.choose_kind(msg_text, kind, has_image, limits) -> kind, bytes | nil, err
 --   text.check_charset(s, charset, field)               -> true | nil, err
@@ -10,6 +10,8 @@
 -- the library's one SMS/LMS/MMS decision: the HTTP providers (through
 -- ksms.message) and OneShot (ksms.oneshot.message) both ask it. Misuse (an
 -- unknown kind, an image with kind sms or lms) raises at the caller's line.
+-- @module ksms.rules.text
+-- @alias _M
 
 local core = require "ksms.core"
 local errors = require "ksms.errors"
@@ -35,6 +37,11 @@ local function describe(list)
   return concat(parts, ", ")
 end
 
+--- Whether s fits a charset; the characters it lacks named in err.
+-- @tparam string s
+-- @tparam string charset "cp949" or "euc-kr"
+-- @tparam string field
+-- @return true, or nil, err
 function _M.check_charset(s, charset, field)
   local ok, bad = charset_check(s, charset)
   if ok then return true end
@@ -44,7 +51,7 @@ function _M.check_charset(s, charset, field)
     { chars = bad, field = field or "text" })
 end
 
--- Unicode characters, the unit Kakao limits are stated in.
+--- Unicode characters, the unit Kakao limits are stated in.
 function _M.chars(s)
   local _, n = gsub(s, "[^\128-\191]", "")
   return n
@@ -52,6 +59,12 @@ end
 
 local KINDS = { auto = true, sms = true, lms = true, mms = true }
 
+--- The message kind (sms, lms, mms) for a text under a provider's limits.
+-- @tparam string text
+-- @tparam[opt] string kind "auto"
+-- @tparam boolean has_image
+-- @tparam table limits
+-- @return kind, or nil, err
 function _M.choose_kind(text, kind, has_image, limits)
   kind = kind or "auto"
   if not KINDS[kind] then misuse("ksms: kind must be auto, sms, lms or mms, got " .. tostring(kind)) end

@@ -1,4 +1,4 @@
--- ksms.transport.http1: HTTP/1.1 without I/O, the one request writer of
+--- ksms.transport.http1: HTTP/1.1 without I/O, the one request writer of
 -- both transports. prepare() checks a request and writes its bytes (request
 -- line, headers, body); the libcurl transport (csrc/http.c) hands libcurl
 -- exactly those lines and that body, and the cosocket transport
@@ -24,6 +24,8 @@
 -- "ksms.transport") }.
 -- Bodies come from the C core's encoders (core.urlencode_form,
 -- core.multipart_body).
+-- @module ksms.transport.http1
+-- @alias _M
 
 local core = require "ksms.core"
 
@@ -75,7 +77,7 @@ local function seconds(v, field, index, default)
   return ceil(v * 1000) / 1000
 end
 
--- scheme://host[:port][/path][?query][#fragment] -> parts, or raises.
+--- scheme://host[:port][/path][?query][#fragment] -> parts, or raises.
 function _M.parse_url(url, index)
   if type(url) ~= "string" then bad(index, "url must be a string") end
   if url == "" or find(url, "%z") then bad(index, "url must be a non-empty string without NUL") end
@@ -181,7 +183,7 @@ end
 local BODY_METHODS = { POST = true, PUT = true, PATCH = true }
 local METHODS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true, HEAD = true, OPTIONS = true }
 
--- prepare(req, defaults [, index]) -> prepared request (see the header).
+--- prepare(req, defaults [, index]) -> prepared request (see the header).
 -- The head is: the request line, Host (the URL's, or the caller's), then
 -- User-Agent and Accept unless the caller gives them, the caller's headers
 -- in order (a map sorted by name), Content-Type, Content-Length.
@@ -297,7 +299,7 @@ end
 local Reader = {}
 Reader.__index = Reader
 
--- reader(fill): fill(max) returns up to max bytes (at least one), or nil,
+--- reader(fill): fill(max) returns up to max bytes (at least one), or nil,
 -- err ("closed" at the end of the stream, "timeout", anything else).
 -- The unread bytes are buf[pos..]: taking a line moves pos, it does not
 -- copy what is left.
@@ -305,20 +307,23 @@ function _M.reader(fill)
   return setmetatable({ fill = fill, buf = "", pos = 1, got = 0 }, Reader)
 end
 
--- Bytes read from the stream so far (to tell an empty reply from a cut one).
+--- Bytes read from the stream so far (to tell an empty reply from a cut one).
 function Reader:received() return self.got end
 
--- Whether bytes beyond the response are buffered (then the connection is
+--- Whether bytes beyond the response are buffered (then the connection is
 -- not reused: they belong to nothing we asked for).
 function Reader:pending() return self.pos <= #self.buf end
 
--- The unread bytes, taken out of the buffer.
+--- The unread bytes, taken out of the buffer.
 function Reader:take()
   local rest = sub(self.buf, self.pos)
   self.buf, self.pos = "", 1
   return rest
 end
 
+--- Reads up to max body bytes.
+-- @tparam integer max
+-- @return data, or nil, err
 function Reader:read(max)
   local data, err = self.fill(max)
   if not data then return nil, err end
@@ -326,7 +331,7 @@ function Reader:read(max)
   return data
 end
 
--- One line without its LF (and CR); nil, "too_long" past max bytes.
+--- One line without its LF (and CR); nil, "too_long" past max bytes.
 function Reader:line(max)
   local buf, pos = self.buf, self.pos
   local nl = find(buf, "\n", pos, true)
@@ -358,7 +363,7 @@ function Reader:line(max)
   return line
 end
 
--- Exactly n bytes; nil, err, partial when the stream ends first.
+--- Exactly n bytes; nil, err, partial when the stream ends first.
 function Reader:exact(n)
   local buf, pos = self.buf, self.pos
   if #buf - pos + 1 >= n then
@@ -380,7 +385,7 @@ function Reader:exact(n)
   return concat(parts)
 end
 
--- Everything until the stream closes, at most max bytes (nil, "too_large").
+--- Everything until the stream closes, at most max bytes (nil, "too_large").
 function Reader:rest(max)
   local first = self:take()
   local parts, have = { first }, #first
@@ -410,7 +415,7 @@ local function trim(s, from)
 end
 _M.trim = trim
 
--- Header lines -> { lowercased name = value }, repeats joined with ", ",
+--- Header lines -> { lowercased name = value }, repeats joined with ", ",
 -- obs-folded lines unfolded (as the libcurl transport's res.headers).
 -- Each name's pieces are joined once at the end: joining on every repeat
 -- would copy the value again for each of thousands of repeats.
@@ -448,7 +453,7 @@ function _M.parse_headers(lines)
   return headers
 end
 
--- The body length a Content-Length value gives: n, or nil, why. A list of
+--- The body length a Content-Length value gives: n, or nil, why. A list of
 -- one number ("5, 5", as a repeated header reads) is that number.
 function _M.content_length(value)
   local n, from = nil, 1
@@ -474,7 +479,7 @@ local function last_coding(te)
   return lower(trim(te, from))
 end
 
--- How the body is delimited: "none", "chunked", "close", or "length", n.
+--- How the body is delimited: "none", "chunked", "close", or "length", n.
 -- nil, why for a Content-Length that cannot be trusted. The libcurl
 -- transport applies the same Content-Length rules (csrc/http.c).
 function _M.framing(status, headers, head_request)
@@ -496,7 +501,7 @@ function _M.framing(status, headers, head_request)
   return "close"
 end
 
--- Whether the connection may carry another request after this response.
+--- Whether the connection may carry another request after this response.
 function _M.keep_alive(minor, headers)
   local conn = headers.connection and lower(headers.connection) or ""
   if find(conn, "close", 1, true) then return false end
@@ -504,7 +509,7 @@ function _M.keep_alive(minor, headers)
   return true
 end
 
--- The server's idle limit from "Keep-Alive: timeout=N", in seconds.
+--- The server's idle limit from "Keep-Alive: timeout=N", in seconds.
 function _M.keepalive_timeout(headers)
   local ka = headers["keep-alive"]
   local at = ka and find(ka, "timeout", 1, true)
@@ -570,7 +575,7 @@ local function read_chunked(r, max)
   return concat(parts)
 end
 
--- read_response(reader, opts) -> res, keep | nil, code, detail
+--- read_response(reader, opts) -> res, keep | nil, code, detail
 -- res = { status, headers, body, raw_headers }; keep: the connection can
 -- be reused (framed body read whole, no Connection: close).
 -- Interim (1xx) responses are skipped, at most MAX_INTERIM of them, and

@@ -1,4 +1,4 @@
--- ksms.transport: the HTTP transport interface every provider adapter uses,
+--- ksms.transport: the HTTP transport interface every provider adapter uses,
 -- and the default transport (libcurl, ksms.transport.curl).
 --
 --   local transport = require("ksms.transport").new(opts)
@@ -86,6 +86,8 @@
 -- never libcurl, which would block the worker: in a phase without
 -- cosockets (init, init_worker, set, filters, log) new() raises, saying
 -- what to do; only an explicit kind = "curl" gets libcurl there.
+-- @module ksms.transport
+-- @alias _M
 
 local type, pairs, tostring, error, require = type, pairs, tostring, error, require
 
@@ -93,11 +95,14 @@ local _M = { _VERSION = "0.1.0" }
 
 local KINDS = { curl = "ksms.transport.curl", ngx = "ksms.transport.ngx" }
 
--- The kind new() picks without one: "ngx" inside nginx, else "curl".
+--- The kind new() picks without one: "ngx" inside nginx, else "curl".
 function _M.default_kind()
   return require("ksms.transport.ngx").in_nginx() and "ngx" or "curl"
 end
 
+--- A transport: libcurl outside nginx, cosockets inside.
+-- @tparam[opt] table opts kind ("curl", "ngx"), timeout, insecure, ca_file, ...
+-- @return a transport
 function _M.new(opts)
   local kind, rest = nil, opts
   if type(opts) == "table" and opts.kind ~= nil then

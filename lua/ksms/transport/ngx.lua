@@ -1,4 +1,4 @@
--- ksms.transport.ngx: the HTTP transport over OpenResty / lua-nginx-module
+--- ksms.transport.ngx: the HTTP transport over OpenResty / lua-nginx-module
 -- cosockets (ngx.socket.tcp). Same interface as ksms.transport (request,
 -- request_many, close; the same request shapes, responses and error
 -- objects), and it never blocks the nginx worker.
@@ -40,6 +40,8 @@
 -- writer (the libcurl transport hands libcurl the same bytes), the
 -- never-resend rule and the error shapes stay in one place, and it needs
 -- nothing that Debian does not ship.
+-- @module ksms.transport.ngx
+-- @alias _M
 
 local http1 = require "ksms.transport.http1"
 local errors = require "ksms.errors"
@@ -69,12 +71,12 @@ local DIRECTIVE = {
   ssl_session_store = "ssl_session_store_by_lua*",
 }
 
--- Whether this code runs inside nginx's Lua module.
+--- Whether this code runs inside nginx's Lua module.
 function _M.in_nginx()
   return type(ngx) == "table" and type(ngx.get_phase) == "function" and type(ngx.socket) == "table"
 end
 
--- nil when cosockets work here, else why not and what to do.
+--- nil when cosockets work here, else why not and what to do.
 function _M.phase_error()
   if not _M.in_nginx() then
     return "ksms.transport.ngx: not running inside nginx (OpenResty / lua-nginx-module); "
@@ -104,7 +106,7 @@ local OPT_KEYS = {
 local T = {}
 T.__index = T
 
--- new(opts) -> transport; raises outside a cosocket phase or on bad opts.
+--- new(opts) -> transport; raises outside a cosocket phase or on bad opts.
 function _M.new(opts)
   check_phase(2)
   opts = opts or {}
@@ -279,13 +281,13 @@ function T:_exchange(p)
   return res
 end
 
--- transport:request(req) -> res | nil, err
+--- transport:request(req) -> res | nil, err
 function T:request(req)
   open(self)
   return self:_exchange(http1.prepare(req, self, 0))
 end
 
--- transport:request_many(reqs [, { concurrency = 8 }]) -> list in order.
+--- transport:request_many(reqs [, { concurrency = 8 }]) -> list in order.
 -- Light threads (ngx.thread.spawn) pull the next request as one ends.
 function T:request_many(reqs, opts)
   open(self)
@@ -333,7 +335,7 @@ function T:request_many(reqs, opts)
   return out
 end
 
--- Idle connections stay in nginx's per-worker pool (they are nginx's, not
+--- Idle connections stay in nginx's per-worker pool (they are nginx's, not
 -- this object's) and close after keepalive_timeout. Idempotent.
 function T:close()
   self.closed = true

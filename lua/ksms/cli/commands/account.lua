@@ -1,5 +1,7 @@
--- ksms balance | report | senders | register-sender | history: the account
+--- ksms balance | report | senders | register-sender | history: the account
 -- calls, where the provider has them.
+-- @module ksms.cli.commands.account
+-- @alias _M
 
 local flags = require "ksms.cli.flags"
 local render = require "ksms.cli.render"

@@ -1,4 +1,4 @@
--- ksms bulk FILE: one message per CSV row, resumable through a journal.
+--- ksms bulk FILE: one message per CSV row, resumable through a journal.
 --
 -- The file is read twice, streaming: first to check it (CSV syntax, the
 -- phone column, every {placeholder}) and count its rows, so a bad file
@@ -8,6 +8,8 @@
 -- and lists the rows that may have been sent (maybe_sent, or pending with
 -- no outcome: the run was killed mid-send); it never sends those again on
 -- its own (--resend-unknown does, --accept-unknown records them as sent).
+-- @module ksms.cli.commands.bulk
+-- @alias _M
 
 local csv = require "ksms.cli.csv"
 local template = require "ksms.cli.template"

@@ -1,6 +1,8 @@
--- ksms check TEXT: offline. The CP949 byte count, the kind each provider
+--- ksms check TEXT: offline. The CP949 byte count, the kind each provider
 -- would send (SMS/LMS by its limits), and every character a provider's
 -- charset cannot carry. Nothing is sent and no credentials are needed.
+-- @module ksms.cli.commands.check
+-- @alias _M
 
 local core = require "ksms.core"
 local config = require "ksms.cli.config"

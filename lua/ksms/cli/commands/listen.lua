@@ -1,4 +1,4 @@
--- ksms listen: holds a OneShot session and prints every report, spam
+--- ksms listen: holds a OneShot session and prints every report, spam
 -- notice and number change the server pushes, one JSON object per line on
 -- stdout, until Ctrl-C (or --for SECONDS), then unbinds and exits 0.
 --
@@ -6,6 +6,8 @@
 -- "interrupted!" at the next Lua instruction. The core's poll retries on
 -- EINTR until its timeout, so the loop polls in short slices to notice it
 -- soon. A push is acknowledged only after its line is written and flushed.
+-- @module ksms.cli.commands.listen
+-- @alias _M
 
 local flags = require "ksms.cli.flags"
 local status = require "ksms.cli.status"

@@ -1,4 +1,6 @@
--- ksms send | alimtalk | friendtalk: one message to one or more recipients.
+--- ksms send | alimtalk | friendtalk: one message to one or more recipients.
+-- @module ksms.cli.commands.send
+-- @alias _M
 
 local flags = require "ksms.cli.flags"
 local input = require "ksms.cli.input"
@@ -96,7 +98,7 @@ local function reservation(o, h)
   return at
 end
 
--- Runs one client call; a raise from the library is a usage error unless
+--- Runs one client call; a raise from the library is a usage error unless
 -- something was already sent.
 function _M.call(h, method, ...)
   local ok, res, err = pcall(h.client[method], h.client, ...)
@@ -108,7 +110,7 @@ function _M.call(h, method, ...)
   return res, err
 end
 
--- The shared end of every send: dry-run output, result or error.
+--- The shared end of every send: dry-run output, result or error.
 function _M.finish(ctx, h, what, res, err)
   if h.dry then
     if err and dryrun.is_dry(err) then return render.dry_requests(ctx, h) end

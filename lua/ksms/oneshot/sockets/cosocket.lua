@@ -1,4 +1,4 @@
--- ksms.oneshot.sockets.cosocket: the socket adapter over an OpenResty
+--- ksms.oneshot.sockets.cosocket: the socket adapter over an OpenResty
 -- cosocket (ngx.socket.tcp), for one nginx timer or handler (a cosocket
 -- lives and dies with the light thread that made it). Every wait yields
 -- to nginx; nothing blocks the worker. The interface every adapter has is
@@ -13,6 +13,8 @@
 -- keepalive makes the server answer at least every keepalive_interval.
 -- close() must run in the light thread that called connect (it kills the
 -- reader, which only its parent may do).
+-- @module ksms.oneshot.sockets.cosocket
+-- @alias _M
 
 -- Loads outside nginx too (every module of ksms does); ngx is looked up
 -- when used.
@@ -25,7 +27,7 @@ local _M = { sleep = function(seconds) return ngx.sleep(seconds) end }
 local C = {}
 C.__index = C
 
--- new{ read_timeout, write_timeout } -> an unconnected socket
+--- new{ read_timeout, write_timeout } -> an unconnected socket
 function _M.new(opts)
   return setmetatable({ sock = nil, reader = nil, sema = nil, inbox = {}, err = nil,
     read_ms = floor((opts.read_timeout or 95) * 1000), send_ms = floor((opts.write_timeout or 10) * 1000) }, C)
@@ -46,6 +48,11 @@ local function reader(self, sock)
   end
 end
 
+--- Connects an OpenResty cosocket and starts its reader thread.
+-- @tparam string host
+-- @tparam integer port
+-- @tparam number timeout
+-- @return true, or nil, err
 function C:connect(host, port, timeout)
   local sock = ngx.socket.tcp()
   self.connect_ms = floor(timeout * 1000)
@@ -59,6 +66,10 @@ function C:connect(host, port, timeout)
   return true
 end
 
+--- Writes all of bytes within timeout.
+-- @tparam string bytes
+-- @tparam[opt] number timeout
+-- @return true, or nil, err
 function C:send(bytes, timeout)
   local sock = self.sock
   if not sock then return nil, "closed" end
@@ -72,6 +83,10 @@ function C:send(bytes, timeout)
   return nil, tostring(err)
 end
 
+--- Waits up to timeout for what the reader thread got.
+-- @tparam integer max
+-- @tparam number timeout
+-- @return data, or nil, "timeout" or an error
 function C:receive(max, timeout)
   if not self.inbox[1] and not self.err and timeout > 0 then
     -- At least 1 ms: shorter rounds to 0, which returns without yielding.
@@ -91,6 +106,7 @@ function C:receive(max, timeout)
   return nil, "timeout"
 end
 
+--- Stops the reader thread and closes the cosocket.
 function C:close()
   if self.reader then ngx.thread.kill(self.reader); self.reader = nil end
   if self.sock then self.sock:close(); self.sock = nil end

@@ -1,6 +1,8 @@
--- ksms.oneshot.sockets.luasocket: the socket adapter over LuaSocket
+--- ksms.oneshot.sockets.luasocket: the socket adapter over LuaSocket
 -- (Debian's lua-socket, require "socket"). The interface every adapter
 -- has is described in ksms.oneshot.driver.
+-- @module ksms.oneshot.sockets.luasocket
+-- @alias _M
 
 local socket = require "socket"
 
@@ -12,8 +14,15 @@ local _M = { sleep = socket.sleep }
 local L = {}
 L.__index = L
 
+--- A socket adapter over LuaSocket.
+-- @return an adapter
 function _M.new() return setmetatable({ sock = nil, list = {} }, L) end
 
+--- Connects with LuaSocket.
+-- @tparam string host
+-- @tparam integer port
+-- @tparam number timeout
+-- @return true, or nil, err
 function L:connect(host, port, timeout)
   local sock, err = tcp()
   if not sock then return nil, tostring(err) end
@@ -28,6 +37,10 @@ function L:connect(host, port, timeout)
   return true
 end
 
+--- Writes all of bytes within one deadline.
+-- @tparam string bytes
+-- @tparam[opt] number timeout
+-- @return true, or nil, err
 function L:send(bytes, timeout)
   local sock = self.sock
   if not sock then return nil, "closed" end
@@ -40,7 +53,7 @@ function L:send(bytes, timeout)
   return nil, err
 end
 
--- Whatever is available, waiting at most timeout: select, then a read that
+--- Whatever is available, waiting at most timeout: select, then a read that
 -- does not wait (LuaSocket's own receive(n) waits for all n bytes).
 function L:receive(max, timeout)
   local sock = self.sock
@@ -57,6 +70,7 @@ function L:receive(max, timeout)
   return nil, err
 end
 
+--- Closes the connection.
 function L:close()
   if self.sock then self.sock:close(); self.sock, self.list[1] = nil, nil end
 end
