@@ -14,7 +14,7 @@
 #define KSMS_EXPORT __attribute__((visibility("default")))
 
 /* ksms.core._VERSION; the default User-Agent is "ksms/" KSMS_VERSION. */
-#define KSMS_VERSION "0.1.0"
+#define KSMS_VERSION "0.2.0"
 
 KSMS_EXPORT int luaopen_ksms_core(lua_State *L);
 

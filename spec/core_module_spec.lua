@@ -25,6 +25,23 @@ describe("ksms.core module", function()
     assert.is_string(core._VERSION)
   end)
 
+  it("has one version: the core's, every module's and the released rockspec's", function()
+    local rockspecs = {}
+    for name in io.popen("ls ksms-*-*.rockspec"):lines() do
+      local v = name:match("^ksms%-(%d+%.%d+%.%d+)%-%d+%.rockspec$")
+      if v then rockspecs[#rockspecs + 1] = v end
+    end
+    table.sort(rockspecs)
+    assert.is_true(#rockspecs >= 1)
+    local release = rockspecs[#rockspecs]
+    assert.equal(release, core._VERSION)
+    assert.equal(release, require("ksms")._VERSION)
+    for file in io.popen("find lua/ksms -name '*.lua'"):lines() do
+      local v = io.open(file):read("*a"):match('_VERSION = "([^"]*)"')
+      if v then assert.equal(release, v, file) end
+    end
+  end)
+
   it("returns structured, readable errors sharing one metatable", function()
     local v, err = core.inflate("not zlib")
     assert.is_nil(v)

@@ -24,7 +24,7 @@ local type, pairs, ipairs, setmetatable, error = type, pairs, ipairs, setmetatab
 local format, concat, find, lower, sub = string.format, table.concat, string.find, string.lower, string.sub
 local misuse = errors.misuse
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local Client = {}
 Client.__index = Client

@@ -35,7 +35,7 @@ local type, pairs, tonumber, tostring = type, pairs, tonumber, tostring
 local format, floor = string.format, math.floor
 local tointeger = math.tointeger
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 --- A code-table entry for a success.
 -- @tparam string en

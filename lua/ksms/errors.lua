@@ -32,7 +32,7 @@ local concat, sort = table.concat, table.sort
 local getinfo = debug.getinfo
 local error_mt = core.error_mt
 
-local _M = { _VERSION = "0.1.0", mt = error_mt, MESSAGE_MAX = 512, CODE_MAX = 64 }
+local _M = { _VERSION = "0.2.0", mt = error_mt, MESSAGE_MAX = 512, CODE_MAX = 64 }
 
 -- s cut to at most max bytes as described above (s itself when it fits or
 -- is not a string).

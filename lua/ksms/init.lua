@@ -7,7 +7,7 @@
 
 local core = require "ksms.core"
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 _M.core = core
 _M.errors = require "ksms.errors"

@@ -15,7 +15,7 @@ local type, ipairs, pairs, error = type, ipairs, pairs, error
 local format = string.format
 local misuse = require("ksms.errors").misuse
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local COMMON_FIELDS = { to = true, from = true, text = true, subject = true, image = true,
   at = true, kind = true }

@@ -31,7 +31,7 @@ local find, sub, lower, upper, byte, format, gsub = string.find, string.sub, str
 local concat, sort = table.concat, table.sort
 local b64encode, hex = core.b64encode, core.hex
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 _M.MASK = "********"
 _M.PREFIX = 8 -- bytes: the start of a secret this long is masked on its own

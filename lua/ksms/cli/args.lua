@@ -15,7 +15,7 @@ local trim = require("ksms.cli.input").trim
 local type, ipairs, tonumber = type, ipairs, tonumber
 local format, sub, find, gsub = string.format, string.sub, string.find, string.gsub
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local function key_of(name) return (gsub(name, "%-", "_")) end
 _M.key_of = key_of

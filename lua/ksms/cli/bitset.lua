@@ -9,7 +9,7 @@
 
 local floor, setmetatable = math.floor, setmetatable
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local Set = {}
 Set.__index = Set

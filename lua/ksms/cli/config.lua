@@ -21,7 +21,7 @@ local type, pairs, ipairs, tonumber, tostring = type, pairs, ipairs, tonumber, t
 local format, upper, lower, concat, sort = string.format, string.upper, string.lower, table.concat, table.sort
 local getenv, io_open = os.getenv, io.open
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local client = require "ksms.client"
 

@@ -21,7 +21,7 @@ local io_open = io.open
 local find, sub, byte, format, concat = string.find, string.sub, string.byte, string.format, table.concat
 local setmetatable, tostring = setmetatable, tostring
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 -- A field longer than this is a missing closing quote, not data (a
 -- message is at most 2000 bytes).

@@ -27,7 +27,7 @@ local type, ipairs, pairs, tostring, pcall = type, ipairs, pairs, tostring, pcal
 local format, concat, sort = string.format, table.concat, table.sort
 local find, gsub, byte = string.find, string.gsub, string.byte
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local function dry_error()
   return errors.new { category = "invalid_input", code = "dry_run", provider = "ksms",

@@ -6,7 +6,7 @@ local config = require "ksms.cli.config"
 
 local ipairs, pairs, gsub = ipairs, pairs, string.gsub
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 _M.GLOBAL = {
   { name = "provider", kind = "string", arg = "NAME",

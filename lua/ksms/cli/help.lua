@@ -8,7 +8,7 @@ local flags = require "ksms.cli.flags"
 local ipairs, pairs = ipairs, pairs
 local format, concat, sort = string.format, table.concat, table.sort
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 _M.EXIT_CODES = [[
 Exit codes:

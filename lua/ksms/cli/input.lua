@@ -7,7 +7,7 @@ local status = require "ksms.cli.status"
 
 local io_open, io_read, error = io.open, io.read, error
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 -- s without leading and trailing white space, in linear time (a file or
 -- argv may hold a long run of spaces): the library's one trim.

@@ -20,7 +20,7 @@ local io_open, tonumber, tostring, type, error = io.open, tonumber, tostring, ty
 local format, gsub, sub = string.format, string.gsub, string.sub
 local setmetatable = setmetatable
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 _M.OUTCOMES = { pending = true, ok = true, failed = true, maybe_sent = true }
 

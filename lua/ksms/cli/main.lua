@@ -16,7 +16,7 @@ local secrets = require "ksms.secrets"
 local ipairs, pairs, pcall, error, tostring, type, require = ipairs, pairs, pcall, error, tostring, type, require
 local format, find = string.format, string.find
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local MODULES = { "ksms.cli.commands.send", "ksms.cli.commands.account", "ksms.cli.commands.check",
   "ksms.cli.commands.bulk", "ksms.cli.commands.listen" }

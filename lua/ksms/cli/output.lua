@@ -24,7 +24,7 @@ local math_type = math.type -- nil in LuaJIT, where every number is a double
 local cp949_len = core.cp949_len
 local stdout, stderr = io.stdout, io.stderr
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 -- JSON out: keys sorted (stable output), an empty table as [] (the empty
 -- tables ksms returns are lists: numbers, records, unknown rows), strings

@@ -14,7 +14,7 @@ local getenv, execute = os.getenv, os.execute
 local setmetatable, tonumber = setmetatable, tonumber
 local monotonic = core.monotonic
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 --- Whether stderr is a terminal: `test -t 2` in the shell os.execute runs
 -- inherits our stderr.

@@ -21,7 +21,7 @@ local pairs, ipairs, pcall, tostring, error, setmetatable = pairs, ipairs, pcall
 local format, sort, concat = string.format, table.sort, table.concat
 local monotonic = core.monotonic
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local Handle = {}
 Handle.__index = Handle

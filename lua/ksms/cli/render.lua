@@ -11,7 +11,7 @@ local schedule = require "ksms.rules.schedule"
 local type, ipairs, tostring, pairs = type, ipairs, tostring, pairs
 local format, concat, upper = string.format, table.concat, string.upper
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 --- A result as plain data for JSON: without the raw answer unless asked.
 function _M.result_fields(res)

@@ -11,7 +11,7 @@
 
 local type, tonumber, setmetatable, getmetatable, require = type, tonumber, setmetatable, getmetatable, require
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 _M.OK, _M.REFUSED, _M.USAGE, _M.UNKNOWN = 0, 1, 2, 3
 

@@ -12,7 +12,7 @@ local trim = require("ksms.cli.input").trim
 local find, sub, format, concat = string.find, string.sub, string.format, table.concat
 local ipairs, pairs = ipairs, pairs
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 --- compile(text, columns) -> render | nil, message. columns: { name -> index }.
 function _M.compile(text, columns)

@@ -14,7 +14,7 @@ local trim = require("ksms.cli.input").trim
 
 local type, tonumber, os_time = type, tonumber, os.time
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local UNITS = { s = 1, m = 60, h = 3600, d = 86400 }
 

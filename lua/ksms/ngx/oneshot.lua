@@ -79,7 +79,7 @@ local timer_at, timer_every, exiting, sleep = ngx.timer.at, ngx.timer.every, ngx
 local now, update_time = ngx.now, ngx.update_time
 local log, ERR, WARN, NOTICE = ngx.log, ngx.ERR, ngx.WARN, ngx.NOTICE
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local json = cjson.new()
 json.decode_max_depth(20)

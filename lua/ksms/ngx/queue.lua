@@ -32,7 +32,7 @@ local errors = require "ksms.errors"
 local type, pairs, tostring, setmetatable, error = type, pairs, tostring, setmetatable, error
 local format, sub = string.format, string.sub
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local Q = {}
 Q.__index = Q

@@ -15,7 +15,7 @@ local misuse = errors.misuse
 
 local build = message.build
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local Client = {}
 Client.__index = Client

@@ -21,7 +21,7 @@ local oneshot_json, oneshot_frame, json_object = core.oneshot_json, core.oneshot
 local frame_decoder = core.frame_decoder
 local err_mt = core.error_mt
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 -- A private cjson instance so settings here never leak into the caller's.
 local json = cjson.new()

@@ -19,7 +19,7 @@ local shared = require "ksms.codes"
 local tonumber = tonumber
 local ok, fail = shared.ok, shared.fail
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 _M.login = {
   [0] = ok("success", "성공"),

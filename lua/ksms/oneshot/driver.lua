@@ -60,7 +60,7 @@ local random = core.random -- the OS random source: LuaJIT never seeds math.rand
 local misuse, new_error = errors.misuse, errors.new
 local outcome_of = protocol.outcome_of
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local D = {}
 D.__index = D

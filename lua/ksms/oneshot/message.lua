@@ -35,7 +35,7 @@ local cp949_len = core.cp949_len
 local misuse = errors.misuse
 local choose_kind = text_rules.choose_kind
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local KINDS = {
   sms = 4, lms = 6, mms = 6, alimtalk = 7, alimtalk_image = 71, friendtalk = 8,

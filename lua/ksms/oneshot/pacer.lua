@@ -20,7 +20,7 @@
 -- @module ksms.oneshot.pacer
 -- @alias _M
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local Pacer = {}
 Pacer.__index = Pacer

@@ -111,7 +111,7 @@ local b64encode, b64decode, cp949_len = core.b64encode, core.b64decode, core.cp9
 local build = message.build
 local random = core.random -- the OS random source: LuaJIT never seeds math.random
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local json = cjson.new()
 json.decode_max_depth(16)

@@ -6,7 +6,7 @@
 -- @module ksms.oneshot.schema
 -- @alias _M
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local fields = {
   PrivateKeyReq = {},

@@ -43,7 +43,7 @@ local type, pairs, ipairs, setmetatable, tostring = type, pairs, ipairs, setmeta
 local monotonic = core.monotonic
 local misuse = errors.misuse
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local Session = setmetatable({}, { __index = driver.Driver })
 Session.__index = Session

@@ -17,7 +17,7 @@ local text_rules = require "ksms.rules.text"
 local type, ipairs, pairs, tostring, tonumber, error = type, ipairs, pairs, tostring, tonumber, error
 local format, concat, find, lower = string.format, table.concat, string.find, string.lower
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local parse_json, outcome, chunk, combine = common.parse_json, common.outcome, common.chunk, common.combine
 local misuse = errors.misuse

@@ -24,7 +24,7 @@ local str = common.str
 local cp949_len = core.cp949_len
 local misuse = errors.misuse
 
-local P = { name = "cafe24", _VERSION = "0.1.0" }
+local P = { name = "cafe24", _VERSION = "0.2.0" }
 
 P.limits = { charset = "euc-kr", sms = 90, lms = 2000, subject = 60 }
 P.capabilities = {

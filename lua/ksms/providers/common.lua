@@ -13,7 +13,7 @@ local format, concat = string.format, table.concat
 local find, byte, sub = string.find, string.byte, string.sub
 local floor, HUGE = math.floor, math.huge
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 -- Our own instance: an application's cjson settings never change how
 -- answers read.

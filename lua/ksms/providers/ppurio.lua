@@ -23,7 +23,7 @@ local cp949_len, urlencode_form = core.cp949_len, core.urlencode_form
 local str = common.str
 local misuse = errors.misuse
 
-local P = { name = "ppurio", _VERSION = "0.1.0", codes = codes.result }
+local P = { name = "ppurio", _VERSION = "0.2.0", codes = codes.result }
 
 P.limits = {
   charset = "euc-kr",

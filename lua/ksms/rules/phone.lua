@@ -18,7 +18,7 @@ local misuse = errors.misuse
 local type, tostring = type, tostring
 local sub, gsub, find, byte = string.sub, string.gsub, string.find, string.byte
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 -- Third digit ranges of the area codes 031-033, 041-044, 051-055, 061-064,
 -- keyed by the second digit.

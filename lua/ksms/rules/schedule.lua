@@ -16,7 +16,7 @@ local type, floor, tostring = type, math.floor, tostring
 local os_time, os_date = os.time, os.date
 local format, gsub = string.format, string.gsub
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local KST_OFFSET = 9 * 3600
 

@@ -21,7 +21,7 @@ local misuse = errors.misuse
 local concat, format = table.concat, string.format
 local gsub = string.gsub
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local function fail(category, code, message, extra)
   local e = { category = category, code = code, message = message }

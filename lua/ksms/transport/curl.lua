@@ -7,7 +7,7 @@
 
 local http_client = require("ksms.core").http_client
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 --- new(opts) -> transport; opts as in ksms.transport.
 function _M.new(opts)

@@ -39,7 +39,7 @@ local setmetatable = setmetatable
 
 local urlencode_form, multipart_body = core.urlencode_form, core.multipart_body
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 _M.MAX_HEADER_BYTES = 256 * 1024 -- all response header blocks (1xx too), as libcurl's transport
 _M.MAX_INTERIM = 32               -- interim (1xx) responses before the final one, as libcurl's transport

@@ -91,7 +91,7 @@
 
 local type, pairs, tostring, error, require = type, pairs, tostring, error, require
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local KINDS = { curl = "ksms.transport.curl", ngx = "ksms.transport.ngx" }
 

@@ -51,7 +51,7 @@ local type, pairs, tostring, error, setmetatable, pcall = type, pairs, tostring,
 local min, floor, huge = math.min, math.floor, math.huge
 local byte, find, format = string.byte, string.find, string.format
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local DEFAULTS = {
   connect_timeout = 10, timeout = 30, max_response = 4 * 1024 * 1024,

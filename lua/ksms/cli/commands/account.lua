@@ -12,7 +12,7 @@ local dryrun = require "ksms.cli.dryrun"
 local ipairs, tostring, error = ipairs, tostring, error
 local format = string.format
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local CLIENT = flags.join({ flags.DRY_RUN }, flags.PROVIDER_OPTIONS)
 

@@ -28,7 +28,7 @@ local ipairs, pcall, error, tostring, type = ipairs, pcall, error, tostring, typ
 local format, concat, find, max = string.format, table.concat, string.find, math.max
 local collectgarbage, monotonic, os_date = collectgarbage, core.monotonic, os.date
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local LIST_LIMIT = 1000 -- rows listed in a summary (the counts stay exact)
 

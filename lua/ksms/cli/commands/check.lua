@@ -13,7 +13,7 @@ local text_rules = require "ksms.rules.text"
 local ipairs, tostring, error, require = ipairs, tostring, error, require
 local format, upper, concat = string.format, string.upper, table.concat
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 -- Each provider's limits, as the library declares them (ksms.client.info:
 -- the adapters' tables; OneShot's are its protocol's defaults).

@@ -20,7 +20,7 @@ local pcall, error, tostring, type, ipairs = pcall, error, tostring, type, ipair
 local find, format = string.find, string.format
 local monotonic = core.monotonic
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local SLICE = 0.2 -- seconds per poll: how soon Ctrl-C and --for are seen
 

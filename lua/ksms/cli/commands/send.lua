@@ -13,7 +13,7 @@ local dryrun = require "ksms.cli.dryrun"
 local ipairs, pairs, pcall, error, tostring = ipairs, pairs, pcall, error, tostring
 local format = string.format
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 local RECIPIENTS = {
   { name = "to", kind = "list", arg = "NUMBER", help = "recipient; repeatable or comma-separated" },
