@@ -45,6 +45,7 @@ build = {
     ["ksms.errors"] = "lua/ksms/errors.lua",
     ["ksms.codes"] = "lua/ksms/codes.lua",
     ["ksms.client"] = "lua/ksms/client.lua",
+    ["ksms.events"] = "lua/ksms/events.lua",
     ["ksms.message"] = "lua/ksms/message.lua",
     ["ksms.rules.phone"] = "lua/ksms/rules/phone.lua",
     ["ksms.rules.schedule"] = "lua/ksms/rules/schedule.lua",
