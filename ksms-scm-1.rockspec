@@ -46,6 +46,7 @@ build = {
     ["ksms.codes"] = "lua/ksms/codes.lua",
     ["ksms.client"] = "lua/ksms/client.lua",
     ["ksms.events"] = "lua/ksms/events.lua",
+    ["ksms.metrics"] = "lua/ksms/metrics.lua",
     ["ksms.message"] = "lua/ksms/message.lua",
     ["ksms.rules.phone"] = "lua/ksms/rules/phone.lua",
     ["ksms.rules.schedule"] = "lua/ksms/rules/schedule.lua",
