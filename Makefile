@@ -159,6 +159,15 @@ demo: deps
 	@$(MAKE) --no-print-directory build
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/demo.lua
 
+# make demo-nginx: the bundled fake provider and a real nginx with
+# examples/nginx/ on 127.0.0.1, one SMS sent through its handler with curl,
+# the answer and the metrics printed, both stopped (examples/nginx/demo.sh;
+# KSMS_DEMO_PORT, default 8080). nginx runs LuaJIT: the core is built for it.
+.PHONY: demo-nginx
+demo-nginx: deps
+	@$(MAKE) --no-print-directory LUA=luajit build
+	@sh examples/nginx/demo.sh
+
 # Regenerates csrc/text_tables.h (CP949 / EUC-KR coverage) from glibc iconv.
 tables:
 	@mkdir -p build
