@@ -167,6 +167,15 @@ docs:
 	@rm -rf docs/api
 	@ldoc -q . && echo "ksms: docs/api/index.html"
 
+# make demo-nginx: the bundled fake provider and a real nginx with
+# examples/nginx/ on 127.0.0.1, one SMS sent through its handler with curl,
+# the answer and the metrics printed, both stopped (examples/nginx/demo.sh;
+# KSMS_DEMO_PORT, default 8080). nginx runs LuaJIT: the core is built for it.
+.PHONY: demo-nginx
+demo-nginx: deps
+	@$(MAKE) --no-print-directory LUA=luajit build
+	@sh examples/nginx/demo.sh
+
 # Regenerates csrc/text_tables.h (CP949 / EUC-KR coverage) from glibc iconv.
 tables:
 	@mkdir -p build

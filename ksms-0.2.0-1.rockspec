@@ -44,6 +44,8 @@ build = {
     },
     ["ksms"] = "lua/ksms/init.lua",
     ["ksms.errors"] = "lua/ksms/errors.lua",
+    ["ksms.events"] = "lua/ksms/events.lua",
+    ["ksms.metrics"] = "lua/ksms/metrics.lua",
     ["ksms.codes"] = "lua/ksms/codes.lua",
     ["ksms.client"] = "lua/ksms/client.lua",
     ["ksms.message"] = "lua/ksms/message.lua",

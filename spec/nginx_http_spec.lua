@@ -944,11 +944,13 @@ describe("ksms inside nginx", function()
     local s = socket.bind("127.0.0.1", 0)
     local _, port = s:getsockname()
     s:close()
-    conf = conf:gsub("/opt/ksms", ROOT):gsub("listen 8080;", "listen 127.0.0.1:" .. port .. ";")
-      :gsub("worker_processes auto;", "worker_processes 1;")
-      -- temp paths under the prefix, so it runs as any user
-      :gsub("http {\n", "http {\n  client_body_temp_path tmp_body;\n  proxy_temp_path tmp_proxy;\n"
-        .. "  fastcgi_temp_path tmp_fastcgi;\n  uwsgi_temp_path tmp_uwsgi;\n  scgi_temp_path tmp_scgi;\n", 1)
+    -- The example runs with the checkout as its prefix ($prefix); here the
+    -- prefix is nginx_control's temp directory, so the paths are moved.
+    conf = conf:gsub("%$prefix/", function() return ROOT .. "/" end)
+      :gsub("listen 127%.0%.0%.1:8080;", "listen 127.0.0.1:" .. port .. ";")
+      :gsub("worker_processes 2;", "worker_processes 1;")
+      :gsub("build/nginx/error%.log", "logs/error.log"):gsub("build/nginx/nginx%.pid", "logs/nginx.pid")
+      :gsub("build/nginx/tmp_", "tmp_")
     local example = nginx_control.start { conf = conf, port = port }
     local ok, failure = pcall(function()
       local target = "http://127.0.0.1:" .. port .. "/mo"

@@ -19,6 +19,7 @@
 
 local errors = require "ksms.errors"
 local secrets = require "ksms.secrets"
+local events = require "ksms.events"
 
 local type, pairs, ipairs, setmetatable, error = type, pairs, ipairs, setmetatable, error
 local format, concat, find, lower, sub = string.format, table.concat, string.find, string.lower, string.sub
@@ -88,7 +89,10 @@ function _M.transport_outcome(provider, err)
 end
 
 -- Runs a list of plans; returns one outcome per plan (result or error).
-function Client:_run(plans, concurrency)
+-- With on_event, one event per plan (ksms.events): operation names it,
+-- metas[i] = { kind, recipients } what the caller knows of plan i.
+function Client:_run(plans, concurrency, operation, metas)
+  local t0 = self.on_event and events.monotonic()
   local reqs, slices = {}, {}
   for i, plan in ipairs(plans) do
     local first = #reqs + 1
@@ -124,6 +128,15 @@ function Client:_run(plans, concurrency)
       results[i] = self:_outcome(res or err)
     end
   end
+  if self.on_event then
+    -- send_many's requests run at once: each message's duration is the batch's.
+    local duration = events.monotonic() - t0
+    for i, out in ipairs(results) do
+      local meta = metas and metas[i] or {}
+      events.emit(self.on_event, events.event(self.provider, operation or "send", out, duration,
+        meta.kind, type(out.recipients) == "number" and out.recipients or meta.recipients, 1))
+    end
+  end
   return results
 end
 
@@ -137,16 +150,24 @@ function Client:_outcome(out)
   return self.masker:mask_in_place(out)
 end
 
-function Client:_one(plan, err)
+function Client:_one(operation, meta, plan, err)
   if not plan then return nil, self:_outcome(err) end
-  local out = self:_run({ plan })[1]
+  local out = self:_run({ plan }, nil, operation, meta and { meta })[1]
   if out.ok then return out end
   return nil, out
 end
 
+-- What an event tells of a message: its kind when given, and a count of
+-- its recipients (never the numbers).
+function Client:_meta(msg, kind)
+  if not self.on_event then return nil end -- nothing to tell: no table on the hot path
+  if type(msg) ~= "table" then return { kind = kind } end
+  return { kind = type(msg.kind) == "string" and msg.kind or kind, recipients = events.recipients_of(msg.to) }
+end
+
 --- client:send{ to, from, text, subject, image, at, kind, ... } -> result | nil, err
 function Client:send(msg)
-  return self:_one(self.adapter.plan_send(self.cfg, msg, self.ctx))
+  return self:_one("send", self:_meta(msg), self.adapter.plan_send(self.cfg, msg, self.ctx))
 end
 
 --- client:send_many(messages [, { concurrency = 8 }]) -> { outcome, ... }
@@ -160,17 +181,18 @@ function Client:send_many(messages, opts)
   if concurrency ~= nil and (type(concurrency) ~= "number" or concurrency < 1) then
     misuse("ksms: concurrency must be a positive number")
   end
-  local plans, outcomes, where = {}, {}, {}
+  local plans, outcomes, where, metas = {}, {}, {}, {}
   for i, msg in ipairs(messages) do
     local plan, err = self.adapter.plan_send(self.cfg, msg, self.ctx)
     if plan then
       plans[#plans + 1] = plan
       where[#plans] = i
+      metas[#plans] = self:_meta(msg)
     else
       outcomes[i] = self:_outcome(err)
     end
   end
-  local results = self:_run(plans, concurrency)
+  local results = self:_run(plans, concurrency, "send_many", metas)
   for k, out in ipairs(results) do outcomes[where[k]] = out end
   return outcomes
 end
@@ -180,7 +202,7 @@ end
 -- @raise when the provider has no balance call (see capabilities)
 function Client:balance()
   if not self.capabilities.balance then capability_error(self, "balance") end
-  return self:_one(self.adapter.plan_balance(self.cfg, self.ctx))
+  return self:_one("balance", nil, self.adapter.plan_balance(self.cfg, self.ctx))
 end
 
 --- Sends a KakaoTalk AlimTalk message: template, variables, to, from, fallback.
@@ -189,7 +211,7 @@ end
 -- @raise when the provider lacks AlimTalk
 function Client:alimtalk(msg)
   if not self.capabilities.alimtalk then capability_error(self, "alimtalk") end
-  return self:_one(self.adapter.plan_alimtalk(self.cfg, msg, self.ctx))
+  return self:_one("alimtalk", self:_meta(msg, "alimtalk"), self.adapter.plan_alimtalk(self.cfg, msg, self.ctx))
 end
 
 --- Sends a KakaoTalk FriendTalk message: channel, text, to, from, button, image, image_link.
@@ -198,31 +220,31 @@ end
 -- @raise when the provider lacks FriendTalk
 function Client:friendtalk(msg)
   if not self.capabilities.friendtalk then capability_error(self, "friendtalk") end
-  return self:_one(self.adapter.plan_friendtalk(self.cfg, msg, self.ctx))
+  return self:_one("friendtalk", self:_meta(msg, "friendtalk"), self.adapter.plan_friendtalk(self.cfg, msg, self.ctx))
 end
 
 --- client:report(id) -> the delivery report of a sent message (ppurio: cmid)
 function Client:report(id)
   if not self.capabilities.report then capability_error(self, "report") end
-  return self:_one(self.adapter.plan_report(self.cfg, id, self.ctx))
+  return self:_one("report", nil, self.adapter.plan_report(self.cfg, id, self.ctx))
 end
 
 --- client:sender_numbers([number]) -> { ok = true, numbers = { { number, ... } } }
 function Client:sender_numbers(number)
   if not self.capabilities.sender_numbers then capability_error(self, "sender_numbers") end
-  return self:_one(self.adapter.plan_sender_numbers(self.cfg, number, self.ctx))
+  return self:_one("sender_numbers", nil, self.adapter.plan_sender_numbers(self.cfg, number, self.ctx))
 end
 
 --- client:register_sender(number, comment) -> result | nil, err
 function Client:register_sender(number, comment)
   if not self.capabilities.register_sender then capability_error(self, "register_sender") end
-  return self:_one(self.adapter.plan_register_sender(self.cfg, number, comment, self.ctx))
+  return self:_one("register_sender", nil, self.adapter.plan_register_sender(self.cfg, number, comment, self.ctx))
 end
 
 --- client:history{ ... } -> { ok = true, records = { ... } } (Cafe24)
 function Client:history(query)
   if not self.capabilities.history then capability_error(self, "history") end
-  return self:_one(self.adapter.plan_history(self.cfg, query or {}, self.ctx))
+  return self:_one("history", nil, self.adapter.plan_history(self.cfg, query or {}, self.ctx))
 end
 
 --- Closes the transport when the client made it. Idempotent.
@@ -275,6 +297,7 @@ _M.options = {
   concurrency = "number", -- requests at once in send_many (default 8)
   now = "function", -- epoch seconds, for reservations
   require_tls = "boolean", -- see check_require_tls
+  on_event = "function", -- called once per provider operation (ksms.events, docs/metrics.md)
 }
 
 --- ksms.client(provider, options) -> client
@@ -284,7 +307,8 @@ _M.options = {
 -- request_many, close; or "ngx" | "curl"; default: nginx cosockets inside
 -- nginx, libcurl elsewhere, see ksms.transport), concurrency (default 8),
 -- now (a function returning epoch seconds, for reservations), require_tls
--- (true: raise rather than use an http:// URL, see check_require_tls).
+-- (true: raise rather than use an http:// URL, see check_require_tls),
+-- on_event (a function called once per provider operation, ksms.events).
 -- An option neither the client nor the adapter declares raises: a typo
 -- such as baseurl would otherwise send to the provider's default host.
 function _M.new(provider, options)
@@ -341,6 +365,7 @@ function _M.new(provider, options)
     transport = transport, owns_transport = owns,
     capabilities = adapter.capabilities, limits = adapter.limits,
     concurrency = options.concurrency or 8, masker = masker,
+    on_event = events.check(format("ksms.client(%q)", provider), options.on_event),
   }, Client)
 end
 

@@ -389,7 +389,7 @@ function _M.start(opts)
   st.limits = message.limits_of(sopts)
   sopts.on_sending = function(rec) st.q:claim(handle_of(rec.id, rec.sub_id), "s") end
   sopts.on_requeued = function(rec)
-    local h = handle_of(body.UserMsgId, body.UserMsgSubId)
+    local h = handle_of(rec.id, rec.sub_id)
     if st.taken[h] then st.q:claim(h, st.taken[h]) end
   end
   sopts.clock = sopts.clock or ngx.time

@@ -39,7 +39,10 @@
 -- callbacks on_report, on_spam, on_change_phone (each push is acknowledged
 -- only after its callback returns: one that raises is pushed again after a
 -- reconnect), on_sending(rec) (before the bytes of a MsgSendReq are
--- written), on_requeued(rec).
+-- written), on_requeued(rec), and on_event(ev) (ksms.events): one event per
+-- message outcome (operation "send", or "alimtalk" / "friendtalk" by its
+-- kind), per pushed report, spam notice and number change, per connect and
+-- bind attempt ("bind") and per bound connection lost ("disconnect").
 --
 -- A callback that raises (on_result too) is recorded in last_error
 -- (category "unknown", code "callback") and logged through the log hook
@@ -51,6 +54,7 @@
 local core = require "ksms.core"
 local protocol = require "ksms.oneshot.protocol"
 local errors = require "ksms.errors"
+local events = require "ksms.events"
 local in_window = require("ksms.oneshot.window").in_window
 
 local type, pairs, pcall, setmetatable, tostring = type, pairs, pcall, setmetatable, tostring
@@ -70,7 +74,7 @@ local OPTIONS = { host = "string", port = "number", on_report = "function", on_s
   on_change_phone = "function", on_sending = "function", on_requeued = "function",
   reconnect_delay = "number", connect_timeout = "number", write_timeout = "number",
   read_timeout = "number", auto_reconnect = "boolean",
-  outside_window = "string", clock = "function" }
+  outside_window = "string", clock = "function", on_event = "function" }
 _M.options = OPTIONS
 
 -- A socket error as a ksms error: an adapter's string, or its error object
@@ -113,6 +117,9 @@ function _M.new(name, opts, adapter, extra)
     read_timeout = opts.read_timeout or (popts.keepalive_interval or 25) + (popts.alive_timeout or 10) + 60,
     outside_window = ow, clock = opts.clock or os.time,
     upload_results = setmetatable({}, { __mode = "k" }),
+    submitted = {},     -- rec -> monotonic time of submit (with on_event)
+    binds = 0, ever_bound = false, -- connect attempts since the last bind
+
     log = nil,          -- log(level, message): "warn" | "error"; the nginx binder sets it
   }, D)
 end
@@ -144,25 +151,51 @@ function D:_warn(err)
   self.log("warn", tostring(err) .. (skipped > 0 and (" (" .. skipped .. " more protocol errors not logged)") or ""))
 end
 
+-- One on_event event (ksms.events); the hook is pcalled.
+function D:_event(operation, out, duration, kind, recipients, attempt, extra)
+  local hook = self.opts.on_event
+  if not hook then return end
+  local ev = events.event("oneshot", operation, out, duration, kind, recipients, attempt)
+  if extra then for k, v in pairs(extra) do ev[k] = v end end
+  events.emit(hook, ev, self.log)
+end
+
+local KAKAO = { alimtalk = true, friendtalk = true }
+
 function D:_emit(ev)
   local t = ev.type
   if t == "result" then
     local rec = ev.rec
     local cb = self.callbacks[rec]
     self.callbacks[rec] = nil
+    local t0 = self.submitted[rec]
+    self.submitted[rec] = nil
+    if self.opts.on_event then
+      local o = ev.outcome
+      if ev.ok then o = { ok = true, code = ev.result or 0, kind = rec.kind } end
+      self:_event(KAKAO[rec.kind] and rec.kind or "send", o, t0 and monotonic() - t0 or 0, rec.kind, 1,
+        rec.attempts or 0)
+    end
     if cb then self:_call("on_result", cb, outcome_of(ev)) end
   elseif t == "sent" then
     local fn = self.opts.on_sending
     if fn then self:_call("on_sending", fn, ev.rec) end
   elseif t == "report" or t == "spam" or t == "change_phone" then
+    if self.opts.on_event then
+      local o = ev.outcome or { ok = true }
+      if t == "report" and ev.ok then o = { ok = true, code = ev.result } end
+      self:_event(t, o, 0, nil, 1, 1)
+    end
     local handler = self.opts["on_" .. t]
     -- Not acknowledged when it raises: the server pushes it again later.
     if handler and not self:_call("on_" .. t, handler, ev) then return end
     self:_write(self.p:ack(ev, monotonic()))
   elseif t == "bound" then
     self.bound, self.grant = true, ev
+    self:_bind_event({ ok = true, code = 0 })
   elseif t == "bind_failed" then
     self.last_error = ev.err
+    self:_bind_event(ev.err)
     if self.log then self.log("warn", "bind refused: " .. tostring(ev.err)) end
     self:_lost(ev.err, ev.retry_after)
   elseif t == "dead" then
@@ -205,6 +238,10 @@ end
 -- will be none, ends as not sent).
 function D:_lost(err, delay)
   if not self.conn then return end
+  if self.bound and self.opts.on_event then
+    local e = err or self.last_error or { category = "network", code = "closed" }
+    self:_event("disconnect", { category = e.category, code = e.code }, 0, nil, 0, 1)
+  end
   self.conn:close()
   self.conn, self.bound = nil, false
   self.last_error = err or self.last_error
@@ -225,15 +262,27 @@ function D:_drop_unsent()
   return #messages + #uploads
 end
 
+-- A "bind" event: each connect and bind attempt, ok or not.
+function D:_bind_event(out)
+  local t0 = self.connect_started
+  self.connect_started = nil
+  if not t0 then return end
+  local attempt, reconnect = self.binds, self.ever_bound
+  if out.ok then self.binds, self.ever_bound = 0, true end
+  self:_event("bind", out, monotonic() - t0, nil, 0, attempt, { reconnect = reconnect })
+end
+
 --- d:open() -> true | nil, err: connects and writes the bind request.
 function D:open()
   if self.conn then return true end
   local o = self.opts
+  self.binds, self.connect_started = self.binds + 1, monotonic()
   local sock = self.adapter.new { read_timeout = self.read_timeout, write_timeout = self.write_timeout }
   local ok, err = sock:connect(o.host, o.port, self.connect_timeout)
   if not ok then
     err = net_error(err, "connect", "cannot connect to " .. o.host .. ":" .. tostring(o.port) .. ": ")
     self.last_error = err
+    self:_bind_event(err)
     self.reconnect_at = jitter(self.reconnect_delay)
     return nil, err
   end
@@ -339,6 +388,7 @@ function D:submit(msg, on_result)
   local rec, err = self.p:submit(msg)
   if not rec then return nil, err end
   self.callbacks[rec] = on_result or false
+  if self.opts.on_event then self.submitted[rec] = monotonic() end
   return true
 end
 
@@ -394,6 +444,7 @@ function D:take_queued()
     local rec = events[i].rec
     list[i] = { rec = rec, on_result = self.callbacks[rec] }
     self.callbacks[rec] = nil
+    self.submitted[rec] = nil
   end
   return list
 end
