@@ -1,4 +1,4 @@
--- ksms.events: the on_event hook every client takes (ksms.client's HTTP
+--- ksms.events: the on_event hook every client takes (ksms.client's HTTP
 -- providers, ksms.client("oneshot") and ksms.oneshot.session, the nginx
 -- binder ksms.ngx.oneshot). The hook is called once per provider
 -- operation with one table (docs/metrics.md):
@@ -25,6 +25,9 @@
 -- An operation refused before anything was sent (bad input, misuse) is no
 -- event. A hook that raises is logged (ngx.log inside nginx, else stderr,
 -- at most once a second) and ignored: it never breaks a send.
+--
+-- @module ksms.events
+-- @alias _M
 
 local core = require "ksms.core"
 
@@ -32,9 +35,9 @@ local type, pcall, tostring = type, pcall, tostring
 local find, gsub, sub, rep = string.find, string.gsub, string.sub, string.rep
 local monotonic = core.monotonic
 
-local _M = { _VERSION = "0.1.0", monotonic = monotonic }
+local _M = { _VERSION = "0.2.0", monotonic = monotonic }
 
--- status_of(outcome) -> "ok" | "maybe_sent" | "failed"
+--- status_of(outcome) -> "ok" | "maybe_sent" | "failed"
 function _M.status_of(out)
   if type(out) ~= "table" then return "failed" end
   if out.ok then return "ok" end
@@ -42,7 +45,7 @@ function _M.status_of(out)
   return "failed"
 end
 
--- A code fit for an event (and a metrics label): numbers as they are; a
+--- A code fit for an event (and a metrics label): numbers as they are; a
 -- string of at most 32 word characters, with any run of 5 or more digits
 -- masked but its last four (a server may put a phone number in a code);
 -- any other string "other".
@@ -54,7 +57,7 @@ function _M.code_of(code)
   return (gsub(code, "%d%d%d%d%d+", function(run) return rep("*", #run - 4) .. sub(run, -4) end))
 end
 
--- recipients_of(to) -> a count: a list's length, a string's comma-
+--- recipients_of(to) -> a count: a list's length, a string's comma-
 -- separated numbers, 0 otherwise.
 function _M.recipients_of(to)
   if type(to) == "table" then return #to end
@@ -78,7 +81,7 @@ local function default_log(level, msg)
   end
 end
 
--- emit(hook, ev [, log]): calls hook(ev) under pcall; a raise is logged
+--- emit(hook, ev [, log]): calls hook(ev) under pcall; a raise is logged
 -- through log(level, message) (default: ngx.log or stderr), at most once
 -- a second with a count of those left out.
 function _M.emit(hook, ev, log)
@@ -96,7 +99,7 @@ function _M.emit(hook, ev, log)
     .. (skipped > 0 and (" (" .. skipped .. " more not logged)") or ""))
 end
 
--- event(provider, operation, out, duration, kind, recipients, attempt) ->
+--- event(provider, operation, out, duration, kind, recipients, attempt) ->
 -- the event table for an outcome (a result or an error object); kind is
 -- the outcome's own when it has one.
 function _M.event(provider, operation, out, duration, kind, recipients, attempt)
@@ -112,7 +115,7 @@ function _M.event(provider, operation, out, duration, kind, recipients, attempt)
   }
 end
 
--- check(what, fn): misuse unless fn is nil or a function.
+--- check(what, fn): misuse unless fn is nil or a function.
 function _M.check(what, fn)
   if fn ~= nil and type(fn) ~= "function" then
     require("ksms.errors").misuse(what .. ": on_event must be a function")

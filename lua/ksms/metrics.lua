@@ -1,4 +1,4 @@
--- ksms.metrics: counters and a latency histogram built on the on_event hook
+--- ksms.metrics: counters and a latency histogram built on the on_event hook
 -- (ksms.events), rendered in the Prometheus text exposition format 0.0.4.
 --
 --   local metrics = require("ksms.metrics").new()        -- in this process
@@ -33,6 +33,9 @@
 -- shared by every worker; without it, a plain table in this Lua state),
 -- buckets (upper bounds in seconds, ascending; default DEFAULT_BUCKETS),
 -- codes (see above).
+--
+-- @module ksms.metrics
+-- @alias _M
 
 local errors = require "ksms.errors"
 
@@ -41,7 +44,7 @@ local format, gsub, find, concat, sort = string.format, string.gsub, string.find
 local floor, huge = math.floor, math.huge
 local misuse = errors.misuse
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = "0.2.0" }
 
 _M.DEFAULT_BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 }
 
@@ -70,6 +73,9 @@ local FAMILIES = { "ksms_errors_total", "ksms_messages_total", "ksms_operations_
 local M = {}
 M.__index = M
 
+--- new([opts]) -> a registry. opts.dict: a lua_shared_dict name, so every
+-- nginx worker adds to the same numbers; buckets: the histogram's upper
+-- bounds in seconds; codes: extra code label values, or "all".
 function _M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then misuse("ksms.metrics.new: options table expected") end
@@ -121,7 +127,7 @@ end
 -- histogram "b<i>" the count in bucket i alone, not cumulative; "s" the sum).
 local function key(family, labels, suffix) return family .. "\t" .. labels .. "\t" .. (suffix or "") end
 
--- m:observe(event): counts one event (ksms.events); anything but a table
+--- m:observe(event): counts one event (ksms.events); anything but a table
 -- is ignored, so a hook never raises here.
 function M:observe(ev)
   if type(ev) ~= "table" then return end
@@ -151,7 +157,7 @@ function M:observe(ev)
   end
 end
 
--- m:hook() -> a function usable as any client's on_event.
+--- m:hook() -> a function usable as any client's on_event.
 function M:hook()
   return function(ev) return self:observe(ev) end
 end
@@ -179,7 +185,7 @@ function M:_values()
   return out
 end
 
--- m:render() -> the Prometheus text exposition (format 0.0.4; serve it
+--- m:render() -> the Prometheus text exposition (format 0.0.4; serve it
 -- with Content-Type: text/plain; version=0.0.4). Families in name order,
 -- series in label order; a family with no series is left out.
 function M:render()
@@ -224,7 +230,7 @@ function M:render()
   return concat(out, "\n") .. "\n"
 end
 
--- m:reset(): forgets every number (the dict's ksms_ keys too).
+--- m:reset(): forgets every number (the dict's ksms_ keys too).
 function M:reset()
   if self.dict then
     for k in pairs(self:_values()) do self.dict:delete(k) end
