@@ -164,6 +164,7 @@ describe("the ksms command", function()
         assert.matches("Usage: ksms " .. c, cout, 1, true)
         assert.matches("Examples:", cout, 1, true)
         assert.matches("Exit codes:", cout, 1, true)
+        assert.matches("\n  4  network failure before anything left", cout, 1, true)
       end
       local opts = ksms("help options")
       assert.matches("KSMS_SENDERS_API_KEY", opts, 1, true)
@@ -289,7 +290,7 @@ describe("the ksms command", function()
       assert.same({}, cafe24:requests())
     end)
 
-    it("exits 1 when the provider refuses, 2 for invalid input, 3 when it may have been sent", function()
+    it("exits 1 when the provider refuses, 2 for invalid input, 3 when it may have been sent, 4 when not sent", function()
       senders:script { path = "/APIV2/sms_send", result = "315", times = 1 }
       local out, _, code = ksms("send --provider senders --to 01011112222 --from 0212345678 --text hi --json", SENV)
       assert.equal(1, code)
@@ -314,11 +315,22 @@ describe("the ksms command", function()
       assert.equal(3, code)
       assert.is_true(json_of(out).error.maybe_sent)
 
+      -- A refused connection: nothing left, exit 4 (not 3), text and JSON.
       _, err, code = ksms("balance --provider senders", "KSMS_SENDERS_API_KEY=" .. q(SENDERS_KEY)
         .. " KSMS_SENDERS_BASE_URL=http://127.0.0.1:1")
-      assert.equal(3, code)
+      assert.equal(4, code)
       assert.matches("network", err, 1, true)
+      assert.matches("nothing was sent", err, 1, true)
+      out, _, code = ksms("send --provider senders --to 01011112222 --from 0212345678 --text hi --json",
+        "KSMS_SENDERS_API_KEY=" .. q(SENDERS_KEY) .. " KSMS_SENDERS_BASE_URL=http://127.0.0.1:1")
+      assert.equal(4, code)
+      assert.equal(4, json_of(out).exit_code)
+      assert.is_false(json_of(out).error.maybe_sent)
       assert.equal(2, #senders:requests())
+      -- OneShot: no server at the port.
+      _, err, code = ksms("send --provider oneshot --to 01011112222 --from 0212345678 --text hi",
+        OSENV:gsub("KSMS_ONESHOT_PORT=%d+", "KSMS_ONESHOT_PORT=1"))
+      assert.equal(4, code, err)
     end)
 
     it("names the missing credentials and where to give them", function()
@@ -718,6 +730,20 @@ describe("the ksms command", function()
       assert.equal(2, code)
       assert.matches("was written for a CSV with columns", err, 1, true)
       assert.same({}, senders:requests())
+    end)
+
+    it("exits 4 when every failure was a network one before anything left", function()
+      local csv, journal = workdir .. "/down.csv", workdir .. "/down.journal"
+      os.remove(journal)
+      write_csv(csv, 2)
+      local out, err, code = ksms("bulk " .. q(csv) .. " --provider senders --from 0212345678 --text hi --json"
+        .. " --journal " .. q(journal), "KSMS_SENDERS_API_KEY=" .. q(SENDERS_KEY)
+        .. " KSMS_SENDERS_BASE_URL=http://127.0.0.1:1 KSMS_PROGRESS=none")
+      assert.equal(4, code, err)
+      local doc = json_of(out)
+      assert.equal(2, doc.failed)
+      assert.equal(2, doc.not_sent)
+      assert.equal(0, doc.maybe_sent)
     end)
 
     it("refuses a hostile CSV (an endless quoted field, a huge line) naming the line, sending nothing", function()

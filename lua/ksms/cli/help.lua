@@ -15,7 +15,10 @@ Exit codes:
      provider cannot carry the text; bulk: some rows were refused
   2  usage error or invalid input: nothing was sent
   3  network, timeout or unknown outcome: it may have been sent (bulk:
-     rows that may have been sent are listed; re-runs never resend them)]]
+     rows that may have been sent are listed; re-runs never resend them)
+  4  network failure before anything left (DNS, connection refused, TLS
+     handshake, connect timeout, OneShot not connected): not sent, safe
+     to retry (bulk: the only failures were such rows)]]
 
 _M.CREDENTIALS = [[
 Credentials and options, highest precedence first:

@@ -138,7 +138,7 @@ local function run(ctx)
   end
 
   local counts = { ok = 0, failed = 0, maybe_sent = 0, skipped_done = 0, skipped_failed = 0,
-    skipped_unknown = 0, accepted_unknown = 0, would_send = 0, requests = 0 }
+    skipped_unknown = 0, accepted_unknown = 0, would_send = 0, requests = 0, not_sent = 0 }
   local unknown_list, failed_list = {}, {}
   local function list_unknown(row, to, outcome, detail)
     if #unknown_list < LIST_LIMIT then
@@ -173,6 +173,7 @@ local function run(ctx)
     end
     local outcome = status.row_outcome(err)
     counts[outcome] = counts[outcome] + 1
+    if outcome == "failed" and status.not_sent(err, h:sent() == 0) then counts.not_sent = counts.not_sent + 1 end
     writer:record(b.row, b.to, outcome, error_detail(err))
     if outcome == "maybe_sent" then list_unknown(b.row, b.to, outcome, error_detail(err))
     else list_failed(b.row, b.to, error_detail(err)) end
@@ -324,13 +325,16 @@ local function run(ctx)
   local code = status.OK
   if abort_message then code = status.USAGE
   elseif interrupted or unknown_total > 0 then code = status.UNKNOWN
-  elseif counts.failed > 0 then code = status.REFUSED end
+  elseif counts.failed > 0 then
+    -- Every failure a network one before anything left: safe to retry.
+    code = counts.not_sent == counts.failed and status.NOT_SENT or status.REFUSED
+  end
   local elapsed = monotonic() - started
 
   if out.json then
     local doc = { ok = code == status.OK, command = "bulk", exit_code = code, provider = h.name, file = path,
       journal = o.journal, dry_run = dry, rows = info.total, processed = processed,
-      sent_ok = counts.ok, failed = counts.failed, maybe_sent = counts.maybe_sent,
+      sent_ok = counts.ok, failed = counts.failed, not_sent = counts.not_sent, maybe_sent = counts.maybe_sent,
       skipped_done = counts.skipped_done, skipped_failed = counts.skipped_failed,
       skipped_unknown = counts.skipped_unknown, accepted_unknown = counts.accepted_unknown,
       unknown = unknown_list, unknown_total = unknown_total, failures = failed_list,
@@ -402,7 +406,9 @@ flushed at once; "pending" is written before a batch is sent. A re-run with
 the same journal skips rows that are ok or failed, and skips and lists
 rows that may have been sent: maybe_sent, or pending with no outcome (the
 run was killed while sending). Exit 0 all sent, 1 some rows refused,
-2 bad input (nothing sent), 3 some rows may have been sent.]],
+2 bad input (nothing sent), 3 some rows may have been sent, 4 the only
+failures were network ones before anything left (--retry-failed sends
+those rows again).]],
     examples = {
       "ksms bulk customers.csv --provider senders --from 0212345678 --text '{name}님, 주문 {order}이 발송되었습니다' --journal customers.journal",
       "ksms bulk customers.csv --provider senders --from 0212345678 --text '{name}님 안녕하세요' --dry-run",
