@@ -32,6 +32,14 @@ _M.commands = COMMANDS
 local ALL_FLAGS = flags.join(flags.GLOBAL, { { name = "version", kind = "bool" } })
 for _, c in ipairs(COMMANDS) do ALL_FLAGS = flags.join(ALL_FLAGS, c.flags) end
 
+-- " (did you mean send?)" for a mistyped command name, or "".
+local COMMAND_NAMES = { "help" }
+for _, c in ipairs(COMMANDS) do COMMAND_NAMES[#COMMAND_NAMES + 1] = c.name end
+local function did_you_mean(name)
+  local hint = require("ksms.errors").closest(name, COMMAND_NAMES)
+  return hint and format(" (did you mean %s?)", hint) or ""
+end
+
 local function version_text()
   return format("ksms %s (%s)", require("ksms")._VERSION, jit and jit.version or _VERSION)
 end
@@ -102,6 +110,9 @@ function _M.run(argv)
       if a == "--version" then out:line(version_text()); return status.OK end
       if a == "--help" or a == "-h" then out:line(help.tool(COMMANDS, require("ksms")._VERSION)); return status.OK end
     end
+    -- A mistyped flag (--versio) is named, not answered with the whole help.
+    local unknown = args.first_unknown(argv, ALL_FLAGS)
+    if unknown then return usage_exit(out, nil, args.unknown_option(unknown, ALL_FLAGS)) end
     out:note(help.tool(COMMANDS, require("ksms")._VERSION))
     return status.USAGE
   end
@@ -110,10 +121,12 @@ function _M.run(argv)
     if topic == nil then out:line(help.tool(COMMANDS, require("ksms")._VERSION)); return status.OK end
     if topic == "options" then out:line(help.options()); return status.OK end
     if BY_NAME[topic] then out:line(help.command(BY_NAME[topic])); return status.OK end
-    return usage_exit(out, nil, format("no command %q (ksms help lists them)", topic))
+    return usage_exit(out, nil, format("no command %q%s (ksms help lists them)", topic, did_you_mean(topic)))
   end
   local c = BY_NAME[name]
-  if not c then return usage_exit(out, nil, format("unknown command %q (ksms --help lists them)", name)) end
+  if not c then
+    return usage_exit(out, nil, format("unknown command %q%s (ksms --help lists them)", name, did_you_mean(name)))
+  end
   local opts, positionals = args.parse(args.without(argv, at), 1, flags.join(flags.GLOBAL, c.flags))
   if not opts then
     for _, a in ipairs(argv) do
