@@ -769,6 +769,47 @@ describe("the ksms command", function()
       assert.same({}, senders:requests())
     end)
 
+    it("checks the template's fixed text before the first row, and a journal keeps its template", function()
+      local csv, journal = workdir .. "/tpl.csv", workdir .. "/tpl.journal"
+      os.remove(journal)
+      write_csv(csv, 3)
+      local base = "bulk " .. q(csv) .. " --provider senders --from 0212345678 --journal " .. q(journal)
+      -- an emoji no row can mend: refused at once, nothing journaled or sent
+      local _, err, code = ksms(base .. " --text " .. q("{name}님 😀"), SENV)
+      assert.equal(2, code)
+      assert.matches("the template has characters CP949 cannot carry: '😀' at 9", err, 1, true)
+      assert.same({}, senders:requests())
+      for _, l in ipairs(file_lines(journal)) do assert.matches("^#", l) end
+      -- longer than any LMS before a single field is added
+      _, err, code = ksms(base .. " --text " .. q(("가"):rep(1001) .. "{name}"), SENV)
+      assert.equal(2, code)
+      assert.matches("fixed text alone", err, 1, true)
+      assert.same({}, senders:requests())
+      -- a first run records the fingerprint (never the key)
+      local out
+      out, err, code = ksms(base .. " --text " .. q("{name}님") .. " --json", SENV .. " KSMS_PROGRESS=none")
+      assert.equal(0, code, err)
+      local doc = json_of(out)
+      assert.equal(3, doc.sent)
+      local text = table.concat(file_lines(journal), "\n")
+      assert.matches("\n# template\tfnv1a32:%x%x%x%x%x%x%x%x\n", text)
+      -- the same template again: resumes, sends nothing; the rate counts rows sent
+      out, _, code = ksms(base .. " --text " .. q("{name}님") .. " --json", SENV .. " KSMS_PROGRESS=none")
+      assert.equal(0, code)
+      doc = json_of(out)
+      assert.equal(3, doc.skipped_done)
+      assert.equal(0, doc.sent)
+      assert.equal(0, doc.rows_per_second)
+      -- another template stops, unless --force
+      _, err, code = ksms(base .. " --text " .. q("{name}님, 안녕하세요"), SENV)
+      assert.equal(2, code)
+      assert.matches("written for another template or options", err, 1, true)
+      assert.matches("--force", err, 1, true)
+      _, err, code = ksms(base .. " --text " .. q("{name}님, 안녕하세요") .. " --force", SENV .. " KSMS_PROGRESS=none")
+      assert.equal(0, code, err)
+      assert.equal(3, #senders:requests("/APIV2/sms_send"))
+    end)
+
     it("exits 4 when every failure was a network one before anything left", function()
       local csv, journal = workdir .. "/down.csv", workdir .. "/down.journal"
       os.remove(journal)
