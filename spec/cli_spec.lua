@@ -364,6 +364,31 @@ describe("the ksms command", function()
       assert.matches("no provider", err, 1, true)
     end)
 
+    it("warns when a config file with secrets is readable by group or others", function()
+      local dir = workdir .. "/it's conf"
+      assert(os.execute("mkdir -p " .. q(dir)))
+      local conf = dir .. "/config"
+      H.write_file(conf, ("[senders]\napi_key = %s\nbase_url = %s\n"):format(SENDERS_KEY, senders.base_url))
+      assert(os.execute("chmod 644 " .. q(conf)))
+      local args = "send --provider senders --config " .. q(conf) .. " --to 01011112222 --from 0212345678 --text hi"
+      local _, err, code = ksms(args)
+      assert.equal(0, code, err)
+      assert.matches("warning: " .. conf .. " holds secrets (senders.api_key) and is readable by group and others"
+        .. " (mode 644); chmod 600", err, 1, true)
+      assert(os.execute("chmod 604 " .. q(conf)))
+      _, err = ksms(args)
+      assert.matches("is readable by others (mode 604)", err, 1, true)
+      assert(os.execute("chmod 600 " .. q(conf)))
+      _, err, code = ksms(args)
+      assert.equal(0, code)
+      assert.is_nil(err:find("warning", 1, true))
+      -- no secret in it: no warning, whatever the mode
+      H.write_file(conf, "[default]\nprovider = senders\n")
+      assert(os.execute("chmod 644 " .. q(conf)))
+      _, err = ksms("send --config " .. q(conf) .. " --to 01011112222 --from 0212345678 --text hi", SENV)
+      assert.is_nil(err:find("warning", 1, true))
+    end)
+
     it("takes flags over the environment over the config file", function()
       local conf = workdir .. "/config"
       H.write_file(conf, ("[default]\nprovider = senders\nfrom = 02-1234-5678\n\n[senders]\napi_key = wrong-key-in-file\n"

@@ -54,6 +54,8 @@ local function new_ctx(out, opts, positionals)
       if not conf then error(status.usage(err), 0) end
       self.conf = conf
       if conf.path then out:debug("config " .. conf.path) end
+      local warning = config.permission_warning(conf)
+      if warning then out:note(warning) end
     end
     return self.conf
   end
