@@ -149,6 +149,12 @@ describe("the ksms command", function()
       local out, _, code = ksms("--version")
       assert.equal(0, code)
       assert.matches("^ksms 0%.1%.0", out)
+      -- completion and man page, generated from the --help tables
+      local bash_c = H.read_file(prefix .. "/share/bash-completion/completions/ksms")
+      assert.matches("complete -F _ksms ksms", bash_c, 1, true)
+      assert.equal(bash_c, (ksms("completion bash")))
+      assert.matches("^#compdef ksms", H.read_file(prefix .. "/share/zsh/site-functions/_ksms"))
+      assert.matches("^%.TH KSMS 1", H.read_file(prefix .. "/share/man/man1/ksms.1"))
     end)
   end)
 
@@ -157,7 +163,7 @@ describe("the ksms command", function()
       local out, _, code = ksms("--help")
       assert.equal(0, code)
       for _, c in ipairs({ "send", "alimtalk", "friendtalk", "balance", "report", "senders", "history",
-        "check", "bulk", "listen" }) do
+        "check", "bulk", "listen", "completion", "man" }) do
         assert.matches("\n  " .. c .. " ", out, 1, true)
         local cout, _, ccode = ksms(c .. " --help")
         assert.equal(0, ccode, c)
