@@ -2,7 +2,7 @@
 -- every command and every flag is in them, and the shells and groff take
 -- them. (The installed copies: cli_spec's installation test.)
 local main = require "ksms.cli.main"
-local docs = require "ksms.cli.docs"
+local docs = require "ksms.cli.help"
 local flags = require "ksms.cli.flags"
 local H = require "spec_helper"
 
@@ -20,8 +20,8 @@ local function check_with(tool_cmd, text)
 end
 
 describe("ksms completion and man page", function()
-  local bash = docs.bash(main.commands)
-  local zsh = docs.zsh(main.commands)
+  local bash = docs.bash_completion(main.commands)
+  local zsh = docs.zsh_completion(main.commands)
   local man = docs.man(main.commands, "0.0.0")
 
   it("list every command and every flag of the tables", function()

@@ -17,7 +17,7 @@ local format, find = string.format, string.find
 local _M = { _VERSION = "0.1.0" }
 
 local MODULES = { "ksms.cli.commands.send", "ksms.cli.commands.account", "ksms.cli.commands.check",
-  "ksms.cli.commands.bulk", "ksms.cli.commands.listen", "ksms.cli.commands.docs" }
+  "ksms.cli.commands.bulk", "ksms.cli.commands.listen" }
 
 local COMMANDS, BY_NAME = {}, {}
 for _, modname in ipairs(MODULES) do
@@ -27,6 +27,34 @@ for _, modname in ipairs(MODULES) do
   end
 end
 _M.commands = COMMANDS
+
+-- ksms completion bash|zsh, ksms man: generated from these very tables.
+local function print_doc(ctx, text)
+  ctx.out:write(ctx.out.stdout, text)
+  return status.OK
+end
+for _, c in ipairs({
+  {
+    name = "completion", summary = "print the bash or zsh completion script",
+    usage = "ksms completion bash | zsh", flags = {}, offline = true,
+    examples = { "source <(ksms completion bash)", "ksms completion zsh > ~/.zfunc/_ksms" },
+    run = function(ctx)
+      local shell = ctx.args[1]
+      if shell == "bash" then return print_doc(ctx, help.bash_completion(COMMANDS)) end
+      if shell == "zsh" then return print_doc(ctx, help.zsh_completion(COMMANDS)) end
+      error(status.usage("give the shell: ksms completion bash | zsh"), 0)
+    end,
+  },
+  {
+    name = "man", summary = "print the manual page (roff)",
+    usage = "ksms man", flags = {}, offline = true,
+    examples = { "ksms man | man -l -" },
+    run = function(ctx) return print_doc(ctx, help.man(COMMANDS, require("ksms")._VERSION)) end,
+  },
+}) do
+  COMMANDS[#COMMANDS + 1] = c
+  BY_NAME[c.name] = c
+end
 
 -- Every flag any command knows: to tell flag values from the command name.
 local ALL_FLAGS = flags.join(flags.GLOBAL, { { name = "version", kind = "bool" } })
