@@ -163,6 +163,10 @@ local function closest(name, names)
   end
   return best
 end
+-- errors.closest(name, names) -> the known name a typo most likely meant,
+-- or nil (edit distance under 3, "_"/"-" and case ignored): the "did you
+-- mean" of check_options, and of the ksms command's commands and flags.
+_M.closest = closest
 
 --- check_options(what, options, schema, ...) -> true, or raises (misuse)
 -- for the first option (in sorted order) that no schema declares, naming

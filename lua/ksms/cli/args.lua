@@ -11,6 +11,7 @@
 -- @alias _M
 
 local trim = require("ksms.cli.input").trim
+local closest = require("ksms.errors").closest
 
 local type, ipairs, tonumber = type, ipairs, tonumber
 local format, sub, find, gsub = string.format, string.sub, string.find, string.gsub
@@ -29,10 +30,28 @@ local function index(flags)
   return by_name
 end
 
--- The closest flag name, for "did you mean": same prefix of 4 or more.
+-- The closest flag name, for "did you mean" (the library's own rule,
+-- ksms.errors.closest, as for client options).
 local function suggest(name, flags)
-  for _, f in ipairs(flags) do
-    if #name >= 4 and (find(f.name, sub(name, 1, 4), 1, true) == 1) then return f.name end
+  local names = {}
+  for _, f in ipairs(flags) do names[#names + 1] = f.name end
+  return closest(name, names)
+end
+_M.suggest = suggest
+
+-- "unknown option --x (did you mean --y?)": the name only, never a value.
+function _M.unknown_option(a, flags)
+  local name = a:match("^%-%-?([^=]*)")
+  local hint = name and suggest(name, flags)
+  return format("unknown option %s%s", a:match("^[^=]*"), hint and (" (did you mean --" .. hint .. "?)") or "")
+end
+
+-- The first argument before the command that names no flag, or nil.
+function _M.first_unknown(argv, flags)
+  local by_name = index(flags)
+  for _, a in ipairs(argv) do
+    if a == "--" then return nil end
+    if sub(a, 1, 1) == "-" and a ~= "-" and not by_name[a:match("^%-%-?([^=]+)") or ""] then return a end
   end
   return nil
 end
@@ -59,11 +78,8 @@ function _M.parse(argv, first, flags)
       local name, value = a:match("^%-%-?([^=]+)=(.*)$")
       if not name then name = a:match("^%-%-?(.+)$") end
       local f = by_name[name]
-      if not f then
-        local hint = suggest(name, flags)
-        -- The name only: "--api-kye=SECRET" must not print the secret.
-        return nil, format("unknown option %s%s", a:match("^[^=]*"), hint and (" (did you mean --" .. hint .. "?)") or "")
-      end
+      -- The name only: "--api-kye=SECRET" must not print the secret.
+      if not f then return nil, _M.unknown_option(a, flags) end
       local key = key_of(f.name)
       if f.kind == "bool" then
         if value ~= nil then

@@ -137,6 +137,46 @@ function _M.load(path)
   return { sections = sections, path = path }
 end
 
+-- The option names in the file's sections that hold secrets (api_key,
+-- password, ...: ksms.secrets), "section.name" each; empty when none.
+function _M.secret_keys(conf)
+  local found = {}
+  for section, entries in pairs(conf.sections or {}) do
+    for k in pairs(entries) do
+      if require("ksms.secrets").is_secret(k) then found[#found + 1] = section .. "." .. k end
+    end
+  end
+  sort(found)
+  return found
+end
+
+-- The permission bits of a file as octal digits ("600"), or nil when stat
+-- cannot tell. The path goes to the shell single-quoted.
+function _M.file_mode(path)
+  local quoted = "'" .. (path:gsub("'", "'\\''")) .. "'"
+  local p = io.popen("stat -c %a " .. quoted .. " 2>/dev/null")
+  if not p then return nil end
+  local mode = p:read("*l")
+  p:close()
+  if mode and mode:match("^%d%d%d%d?$") then return mode end
+  return nil
+end
+
+-- A warning when a config file with secrets is readable by group or others
+-- (nil when it is not, or the mode is unknown).
+function _M.permission_warning(conf)
+  if not conf.path then return nil end
+  local keys = _M.secret_keys(conf)
+  if #keys == 0 then return nil end
+  local mode = _M.file_mode(conf.path)
+  if not mode then return nil end
+  local group, others = tonumber(mode:sub(-2, -2)), tonumber(mode:sub(-1))
+  if group < 4 and others < 4 then return nil end
+  return format("ksms: warning: %s holds secrets (%s) and is readable by %s (mode %s); chmod 600 %s",
+    conf.path, concat(keys, ", "), (group >= 4 and others >= 4) and "group and others" or (group >= 4 and "its group" or "others"),
+    mode, conf.path)
+end
+
 local function env_name(provider, name)
   return "KSMS_" .. upper(provider) .. "_" .. upper(name)
 end

@@ -7,6 +7,8 @@
 --   <row>\t<recipient>\tfailed\t<code> <message>       refused, not sent
 --   <row>\t<recipient>\tmaybe_sent\t<code> <message>   may have been sent
 --
+--   # template\t<fingerprint>           the template and options of a run
+--
 -- The last line of a row decides. Reading a journal keeps only bitsets of
 -- row numbers (ksms.cli.bitset): done (ok), failed, and unknown (pending or
 -- maybe_sent), so a million-row journal stays a few hundred KB.
@@ -18,9 +20,44 @@ local verbatim = require("ksms.cli.output").verbatim
 
 local io_open, tonumber, tostring, type, error = io.open, tonumber, tostring, type, error
 local format, gsub, sub = string.format, string.gsub, string.sub
-local setmetatable = setmetatable
+local setmetatable, pairs, ipairs = setmetatable, pairs, ipairs
 
 local _M = { _VERSION = "0.2.0" }
+
+-- FNV-1a, 32 bits, over a string: NOT cryptographic (it tells a changed
+-- template from the same one; anyone can make two texts with one hash).
+-- Plain arithmetic, no bit operators: the same number under Lua 5.1-5.4
+-- and LuaJIT (every intermediate stays under 2^53).
+local byte, floor = string.byte, math.floor
+local function fnv1a32(s)
+  local h = 2166136261
+  for i = 1, #s do
+    local b = byte(s, i)
+    -- h XOR b: b touches the low 8 bits only.
+    local low = h % 256
+    local x, bit, l, bb = 0, 1, low, b
+    for _ = 1, 8 do
+      if (l % 2) ~= (bb % 2) then x = x + bit end
+      l, bb, bit = floor(l / 2), floor(bb / 2), bit * 2
+    end
+    h = h - low + x
+    -- h * 16777619 (2^24 + 403) mod 2^32, in pieces that stay exact.
+    h = (h * 403 + (h % 256) * 16777216) % 4294967296
+  end
+  return h
+end
+_M.fnv1a32 = fnv1a32
+
+-- fingerprint(fields) -> "fnv1a32:xxxxxxxx" of a { name = value } table,
+-- in sorted order. The caller passes no secret (bulk: the template, the
+-- subject, the kind, the caller number, the provider, the phone column).
+function _M.fingerprint(fields)
+  local names, parts = {}, {}
+  for k in pairs(fields) do names[#names + 1] = k end
+  table.sort(names)
+  for i, k in ipairs(names) do parts[i] = k .. "=" .. tostring(fields[k]) end
+  return format("fnv1a32:%08x", fnv1a32(table.concat(parts, "\0")))
+end
 
 _M.OUTCOMES = { pending = true, ok = true, failed = true, maybe_sent = true }
 
@@ -70,7 +107,8 @@ _M.bounded_lines = bounded_lines
 
 --- load(path) -> state | nil, message. A missing file is an empty state.
 -- state: ok, failed, unknown, pending (bitsets), lines, columns (the CSV
--- header the journal was written for, if recorded).
+-- header the journal was written for, if recorded), template (the last
+-- fingerprint recorded).
 function _M.load(path)
   local state = _M.empty()
   local f = io_open(path, "rb")
@@ -82,6 +120,8 @@ function _M.load(path)
     if sub(line, 1, 1) == "#" then
       local columns = line:match("^# columns\t(.*)$")
       if columns then state.columns = columns end
+      local fp = line:match("^# template\t(%S+)")
+      if fp then state.template = fp end
     else
       local row, outcome = line:match("^(%d+)\t[^\t]*\t([%a_]+)")
       row = tonumber(row)
@@ -127,6 +167,12 @@ local NL = verbatim("\n")
 -- @tparam string s
 function Writer:comment(s)
   self.out:write(self.f, verbatim("# "), clean(s), NL)
+end
+
+--- Records the fingerprint of the template and options (# template).
+-- @tparam string fp
+function Writer:template(fp)
+  self.out:write(self.f, verbatim("# template\t"), clean(fp), NL)
 end
 
 --- Records the CSV's header line in the journal.

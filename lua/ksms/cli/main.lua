@@ -30,9 +30,45 @@ for _, modname in ipairs(MODULES) do
 end
 _M.commands = COMMANDS
 
+-- ksms completion bash|zsh, ksms man: generated from these very tables.
+local function print_doc(ctx, text)
+  ctx.out:write(ctx.out.stdout, text)
+  return status.OK
+end
+for _, c in ipairs({
+  {
+    name = "completion", summary = "print the bash or zsh completion script",
+    usage = "ksms completion bash | zsh", flags = {}, offline = true,
+    examples = { "source <(ksms completion bash)", "ksms completion zsh > ~/.zfunc/_ksms" },
+    run = function(ctx)
+      local shell = ctx.args[1]
+      if shell == "bash" then return print_doc(ctx, help.bash_completion(COMMANDS)) end
+      if shell == "zsh" then return print_doc(ctx, help.zsh_completion(COMMANDS)) end
+      error(status.usage("give the shell: ksms completion bash | zsh"), 0)
+    end,
+  },
+  {
+    name = "man", summary = "print the manual page (roff)",
+    usage = "ksms man", flags = {}, offline = true,
+    examples = { "ksms man | man -l -" },
+    run = function(ctx) return print_doc(ctx, help.man(COMMANDS, require("ksms")._VERSION)) end,
+  },
+}) do
+  COMMANDS[#COMMANDS + 1] = c
+  BY_NAME[c.name] = c
+end
+
 -- Every flag any command knows: to tell flag values from the command name.
 local ALL_FLAGS = flags.join(flags.GLOBAL, { { name = "version", kind = "bool" } })
 for _, c in ipairs(COMMANDS) do ALL_FLAGS = flags.join(ALL_FLAGS, c.flags) end
+
+-- " (did you mean send?)" for a mistyped command name, or "".
+local COMMAND_NAMES = { "help" }
+for _, c in ipairs(COMMANDS) do COMMAND_NAMES[#COMMAND_NAMES + 1] = c.name end
+local function did_you_mean(name)
+  local hint = require("ksms.errors").closest(name, COMMAND_NAMES)
+  return hint and format(" (did you mean %s?)", hint) or ""
+end
 
 local function version_text()
   return format("ksms %s (%s)", require("ksms")._VERSION, jit and jit.version or _VERSION)
@@ -48,6 +84,8 @@ local function new_ctx(out, opts, positionals)
       if not conf then error(status.usage(err), 0) end
       self.conf = conf
       if conf.path then out:debug("config " .. conf.path) end
+      local warning = config.permission_warning(conf)
+      if warning then out:note(warning) end
     end
     return self.conf
   end
@@ -104,6 +142,9 @@ function _M.run(argv)
       if a == "--version" then out:line(version_text()); return status.OK end
       if a == "--help" or a == "-h" then out:line(help.tool(COMMANDS, require("ksms")._VERSION)); return status.OK end
     end
+    -- A mistyped flag (--versio) is named, not answered with the whole help.
+    local unknown = args.first_unknown(argv, ALL_FLAGS)
+    if unknown then return usage_exit(out, nil, args.unknown_option(unknown, ALL_FLAGS)) end
     out:note(help.tool(COMMANDS, require("ksms")._VERSION))
     return status.USAGE
   end
@@ -112,10 +153,12 @@ function _M.run(argv)
     if topic == nil then out:line(help.tool(COMMANDS, require("ksms")._VERSION)); return status.OK end
     if topic == "options" then out:line(help.options()); return status.OK end
     if BY_NAME[topic] then out:line(help.command(BY_NAME[topic])); return status.OK end
-    return usage_exit(out, nil, format("no command %q (ksms help lists them)", topic))
+    return usage_exit(out, nil, format("no command %q%s (ksms help lists them)", topic, did_you_mean(topic)))
   end
   local c = BY_NAME[name]
-  if not c then return usage_exit(out, nil, format("unknown command %q (ksms --help lists them)", name)) end
+  if not c then
+    return usage_exit(out, nil, format("unknown command %q%s (ksms --help lists them)", name, did_you_mean(name)))
+  end
   local opts, positionals = args.parse(args.without(argv, at), 1, flags.join(flags.GLOBAL, c.flags))
   if not opts then
     for _, a in ipairs(argv) do

@@ -3,7 +3,8 @@
 -- "none". KSMS_PROGRESS=bar|lines|none overrides the terminal test.
 --
 --   local p = progress.new(out, { total = 1000, mode = "auto" })
---   p:update(done, "12 ok, 0 failed")     p:finish("...")
+--   p:update(done, "12 ok, 0 failed" [, force [, sent]])     p:finish(done, "..." [, sent])
+-- The rate is of `sent` (rows actually sent) when given.
 -- @module ksms.cli.progress
 -- @alias _M
 
@@ -56,23 +57,28 @@ local function clock(seconds)
   return format("%02d:%02d", m, s)
 end
 
-function P:_stats(done)
+-- sent: the rows actually sent, for the rate (default: done; rows a
+-- re-run skips are not sending speed).
+function P:_stats(done, sent)
   local elapsed = max(monotonic() - self.start, 1e-6)
-  local rate = done / elapsed
-  local left = self.total > done and (self.total - done) / max(rate, 1e-9) or 0
+  local rate = (sent or done) / elapsed
+  -- the ETA from every row processed: skipped rows pass too
+  local left = self.total > done and (self.total - done) / max(done / elapsed, 1e-9) or 0
   return rate, left, elapsed
 end
 
---- Shows the count done (at most a few times a second unless force).
+--- Shows the count done (at most a few times a second unless force); the
+-- rate is of `sent` (rows actually sent) when given.
 -- @tparam integer done
 -- @tparam[opt] string detail
 -- @tparam[opt] boolean force
-function P:update(done, detail, force)
+-- @tparam[opt] integer sent
+function P:update(done, detail, force, sent)
   if self.mode == "none" then return end
   local now = monotonic()
   if not force and now - self.last < self.interval then return end
   self.last = now
-  local rate, left = self:_stats(done)
+  local rate, left = self:_stats(done, sent)
   local total = self.total
   if self.mode == "bar" then
     local frac = total > 0 and min(done / total, 1) or 0
@@ -90,9 +96,10 @@ end
 --- Shows the last count and ends the bar's line.
 -- @tparam integer done
 -- @tparam[opt] string detail
-function P:finish(done, detail)
+-- @tparam[opt] integer sent
+function P:finish(done, detail, sent)
   if self.mode == "none" then return end
-  self:update(done, detail, true)
+  self:update(done, detail, true, sent)
   if self.mode == "bar" then self.out:raw_err("\n") end
 end
 

@@ -17,7 +17,7 @@ local status = require "ksms.cli.status"
 local dryrun = require "ksms.cli.dryrun"
 local core = require "ksms.core"
 
-local pairs, ipairs, pcall, tostring, error, setmetatable = pairs, ipairs, pcall, tostring, error, setmetatable
+local pairs, ipairs, pcall, tostring, error, setmetatable, type = pairs, ipairs, pcall, tostring, error, setmetatable, type
 local format, sort, concat = string.format, table.sort, table.concat
 local monotonic = core.monotonic
 
@@ -59,6 +59,7 @@ end
 
 --- The provider's name from --provider, KSMS_PROVIDER or the config file.
 function _M.name(ctx)
+  if ctx.provider_name then return ctx.provider_name end
   local name, from = config.provider(ctx.opts.provider, ctx:load_config())
   if not name then
     error(status.usage("no provider: give --provider NAME (" .. concat(config.PROVIDERS, ", ")
@@ -68,6 +69,7 @@ function _M.name(ctx)
     error(status.usage(format("unknown provider %q (known: %s)", name, concat(config.PROVIDERS, ", "))), 0)
   end
   ctx.out:debug(format("provider %s (from %s)", name, from))
+  ctx.provider_name = name
   return name
 end
 
@@ -155,12 +157,23 @@ function _M.able(what)
   return able
 end
 
---- Raises a usage error unless the provider has the capability.
-function Handle:require(what, label, hint)
-  if self.capabilities and self.capabilities[what] then return end
+-- Raises a usage error unless the provider has the capability.
+local function check(name, caps, what, label, hint)
+  if caps and caps[what] then return end
   local others = _M.able(what)
-  error(status.usage(format("%s does not support %s%s%s", self.name, label or what,
+  error(status.usage(format("%s does not support %s%s%s", name, label or what,
     #others > 0 and ("; providers that do: " .. concat(others, ", ")) or "", hint and ("; " .. hint) or "")), 0)
+end
+
+--- need(ctx, what [, label [, hint]]): the capability checked from the
+-- provider's name alone (ksms.client.info), before any credential is
+-- asked for. hint: a string, or a function of the capabilities.
+function _M.need(ctx, what, label, hint)
+  local name = _M.name(ctx)
+  local caps = require("ksms.client").info(name).capabilities
+  if type(hint) == "function" then hint = hint(caps) end
+  check(name, caps, what, label, hint)
+  return name, caps
 end
 
 --- Closes the client and its transport (errors ignored).

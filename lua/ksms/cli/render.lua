@@ -35,6 +35,8 @@ function _M.error(ctx, what, err, sent)
       end
       if err.maybe_sent then
         out:note("ksms: the provider may have accepted it; check its history before sending again")
+      elseif code == status.NOT_SENT then
+        out:note("ksms: nothing was sent (it failed before the request left); safe to retry")
       end
     end
   end

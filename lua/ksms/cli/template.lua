@@ -14,20 +14,27 @@ local ipairs, pairs = ipairs, pairs
 
 local _M = { _VERSION = "0.2.0" }
 
---- compile(text, columns) -> render | nil, message. columns: { name -> index }.
+--- compile(text, columns) -> render, fixed | nil, message. columns:
+-- { name -> index }. fixed: the template's constant text, as a list of
+-- { text = s, at = byte position in the template } (what every row sends
+-- whatever its fields: bulk checks it before the first row).
 function _M.compile(text, columns)
-  local pieces, slots = {}, {}
+  local pieces, slots, fixed = {}, {}, {}
   local pos, literal = 1, {}
+  local function keep(s, at) if s ~= "" then fixed[#fixed + 1] = { text = s, at = at } end end
   while true do
     local a = find(text, "[{}]", pos)
     if not a then
       literal[#literal + 1] = sub(text, pos)
+      keep(sub(text, pos), pos)
       break
     end
     literal[#literal + 1] = sub(text, pos, a - 1)
+    keep(sub(text, pos, a - 1), pos)
     local c, nxt = sub(text, a, a), sub(text, a + 1, a + 1)
     if c == nxt then -- {{ or }}
       literal[#literal + 1] = c
+      keep(c, a)
       pos = a + 2
     elseif c == "}" then
       return nil, format("a lone '}' at character %d (write }} for a literal brace)", a)
@@ -58,7 +65,7 @@ function _M.compile(text, columns)
       if idx then out[i] = fields[idx] or "" else out[i] = pieces[i] end
     end
     return concat(out)
-  end
+  end, fixed
 end
 
 --- The column indexes of a header row: { name -> index }, or nil, message.

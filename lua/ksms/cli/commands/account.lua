@@ -8,6 +8,7 @@ local render = require "ksms.cli.render"
 local status = require "ksms.cli.status"
 local send = require "ksms.cli.commands.send"
 local dryrun = require "ksms.cli.dryrun"
+local provider = require "ksms.cli.provider"
 
 local ipairs, tostring, error = ipairs, tostring, error
 local format = string.format
@@ -30,8 +31,8 @@ local function account_call(ctx, h, what, method, ...)
 end
 
 local function run_balance(ctx)
+  provider.need(ctx, "balance")
   local h = ctx:open()
-  h:require("balance")
   local res, code = account_call(ctx, h, "balance", "balance")
   if not res then return code end
   return render.ok(ctx, "balance", res,
@@ -39,9 +40,10 @@ local function run_balance(ctx)
 end
 
 local function run_report(ctx)
+  provider.need(ctx, "report", "delivery reports by id", function(caps)
+    return caps.reports == "push" and "OneShot pushes reports over its session: run `ksms listen`" or nil
+  end)
   local h = ctx:open()
-  h:require("report", "delivery reports by id",
-    h.capabilities.reports == "push" and "OneShot pushes reports over its session: run `ksms listen`" or nil)
   local id = ctx.args[1]
   if not id or id == "" then usage("give the message id: ksms report ID") end
   local res, code = account_call(ctx, h, "report", "report", id)
@@ -54,8 +56,8 @@ local function run_report(ctx)
 end
 
 local function run_senders(ctx)
+  provider.need(ctx, "sender_numbers", "listing caller numbers")
   local h = ctx:open()
-  h:require("sender_numbers", "listing caller numbers")
   local res, code = account_call(ctx, h, "senders", "sender_numbers", ctx.args[1])
   if not res then return code end
   local lines = {}
@@ -67,8 +69,8 @@ local function run_senders(ctx)
 end
 
 local function run_register(ctx)
+  provider.need(ctx, "register_sender", "registering caller numbers")
   local h = ctx:open()
-  h:require("register_sender", "registering caller numbers")
   local number = ctx.args[1]
   if not number then usage("give the number: ksms register-sender NUMBER --comment TEXT") end
   if not ctx.opts.comment then usage("give --comment TEXT (the provider requires one)") end
@@ -79,8 +81,8 @@ end
 
 local function run_history(ctx)
   local o = ctx.opts
+  provider.need(ctx, "history", "history")
   local h = ctx:open()
-  h:require("history", "history")
   local q = { date = o.date, days = o.days, start = o.start, count = o.count, send_type = o.type,
     status = o.status, to = o.to, from = o.from, kind = o.kind }
   if q.date then

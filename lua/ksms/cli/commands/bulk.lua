@@ -23,9 +23,10 @@ local provider = require "ksms.cli.provider"
 local core = require "ksms.core"
 local phone = require "ksms.rules.phone"
 local trim = require("ksms.cli.input").trim
+local text_rules = require "ksms.rules.text"
 
 local ipairs, pcall, error, tostring, type = ipairs, pcall, error, tostring, type
-local format, concat, find, max = string.format, table.concat, string.find, math.max
+local format, concat, find, max, sub, upper = string.format, table.concat, string.find, math.max, string.sub, string.upper
 local collectgarbage, monotonic, os_date = collectgarbage, core.monotonic, os.date
 
 local _M = { _VERSION = "0.2.0" }
@@ -38,8 +39,40 @@ local function is_interrupt(e)
   return type(e) == "string" and find(e, "interrupted!", 1, true) ~= nil
 end
 
+-- The template's fixed text (template.compile) checked against the
+-- provider's rules (ksms.rules.text, the limits of ksms.client.info):
+-- what no row's fields can mend stops the run before the first row.
+local function check_fixed(flag, source, fixed, limits, kind, subject)
+  local parts = {}
+  for i, seg in ipairs(fixed) do
+    parts[i] = seg.text
+    local ok, bad = core.charset_check(seg.text, limits.charset)
+    if not ok and type(bad) == "table" and bad[1] then
+      local before = text_rules.chars(sub(source, 1, seg.at - 1))
+      local named = {}
+      for j, b in ipairs(bad) do named[j] = format("'%s' at %d", b.char, before + b.pos) end
+      usage(format("%s: the template has characters %s cannot carry: %s (nothing was sent)", flag,
+        upper(limits.charset), concat(named, ", ")))
+    end
+  end
+  local constant = concat(parts)
+  local bytes = core.cp949_len(constant) or 0
+  if bytes == 0 then return end
+  if subject then
+    if limits.subject and bytes > limits.subject then
+      usage(format("%s: the template's fixed text alone is %d bytes; the subject takes at most %d (nothing was sent)",
+        flag, bytes, limits.subject))
+    end
+    return
+  end
+  local ok, chosen, err = pcall(text_rules.choose_kind, constant, kind or "auto", false, limits)
+  if ok and not chosen and err and (err.code == "too_long" or err.code == "kind") then
+    usage(format("%s: the template's fixed text alone: %s (nothing was sent)", flag, tostring(err.message)))
+  end
+end
+
 -- Pass 1: the header, the templates, and the number of rows.
-local function scan(path, o)
+local function scan(path, o, limits)
   local r, err = csv.open(path)
   if not r then usage("cannot read " .. path .. ": " .. tostring(err)) end
   local header, herr = r:next()
@@ -54,12 +87,16 @@ local function scan(path, o)
   end
   local text = input.text(o.text, o.text_file, "text")
   if text == nil or text == "" then r:close(); usage("give the message template: --text TEXT (with {column} placeholders)") end
-  local render_text, terr = template.compile(text, columns)
-  if not render_text then r:close(); usage("--text: " .. terr) end
+  local render_text, fixed = template.compile(text, columns)
+  if not render_text then r:close(); usage("--text: " .. fixed) end
+  local ok, cerr = pcall(check_fixed, "--text", text, fixed, limits, o.kind)
+  if not ok then r:close(); error(cerr, 0) end
   local render_subject
   if o.subject then
-    render_subject, terr = template.compile(o.subject, columns)
-    if not render_subject then r:close(); usage("--subject: " .. terr) end
+    render_subject, fixed = template.compile(o.subject, columns)
+    if not render_subject then r:close(); usage("--subject: " .. fixed) end
+    ok, cerr = pcall(check_fixed, "--subject", o.subject, fixed, limits, nil, true)
+    if not ok then r:close(); error(cerr, 0) end
   end
   local total = 0
   while true do
@@ -72,7 +109,7 @@ local function scan(path, o)
   end
   r:close()
   return { header = header, header_line = concat(header, ","), phone_index = phone_index,
-    render_text = render_text, render_subject = render_subject, total = total }
+    render_text = render_text, render_subject = render_subject, total = total, text = text }
 end
 
 local function error_detail(err)
@@ -113,13 +150,21 @@ local function run(ctx)
   local h = ctx:open()
   local from = o.from or h.from
   if not from or from == "" then usage("give --from NUMBER (a registered caller number), or from = in the config") end
-  local info = scan(path, o)
+  local info = scan(path, o, require("ksms.client").info(h.name).limits)
   local out = ctx.out
 
   local state = o.journal and journal.load(o.journal) or journal.empty()
   if state.columns and state.columns ~= info.header_line then
     usage(format("%s was written for a CSV with columns %q; %s has %q. Use a new journal for a different file.",
       o.journal, state.columns, path, info.header_line))
+  end
+  -- What shapes every message, never a secret: a re-run with other text
+  -- would mix two messages in one journal.
+  local fp = journal.fingerprint({ provider = h.name, from = from, text = info.text, subject = o.subject or "",
+    kind = o.kind or "auto", phone_column = o.phone_column or "phone" })
+  if state.template and state.template ~= fp and not o.force then
+    usage(format("%s was written for another template or options (%s; now %s): the rows it records were sent "
+      .. "with other text. Use a new journal, or --force to go on with this one.", o.journal, state.template, fp))
   end
   local writer
   if not dry then
@@ -130,6 +175,7 @@ local function run(ctx)
       writer:comment("ksms bulk journal v1: row, recipient, outcome (pending | ok | failed | maybe_sent), detail")
       writer:columns(info.header_line)
     end
+    if state.template ~= fp then writer:template(fp) end
     writer:comment(format("run %s provider=%s file=%s rows=%d", os_date("!%Y-%m-%dT%H:%M:%SZ"), h.name, path, info.total))
   end
   if state.unknown.count > 0 then
@@ -140,7 +186,7 @@ local function run(ctx)
   end
 
   local counts = { ok = 0, failed = 0, maybe_sent = 0, skipped_done = 0, skipped_failed = 0,
-    skipped_unknown = 0, accepted_unknown = 0, would_send = 0, requests = 0 }
+    skipped_unknown = 0, accepted_unknown = 0, would_send = 0, requests = 0, not_sent = 0, sent = 0 }
   local unknown_list, failed_list = {}, {}
   local function list_unknown(row, to, outcome, detail)
     if #unknown_list < LIST_LIMIT then
@@ -175,6 +221,7 @@ local function run(ctx)
     end
     local outcome = status.row_outcome(err)
     counts[outcome] = counts[outcome] + 1
+    if outcome == "failed" and status.not_sent(err, h:sent() == 0) then counts.not_sent = counts.not_sent + 1 end
     writer:record(b.row, b.to, outcome, error_detail(err))
     if outcome == "maybe_sent" then list_unknown(b.row, b.to, outcome, error_detail(err))
     else list_failed(b.row, b.to, error_detail(err)) end
@@ -220,6 +267,7 @@ local function run(ctx)
       dry_batch(batch)
     else
       for _, b in ipairs(batch) do writer:record(b.row, b.to, "pending", "") end
+      counts.sent = counts.sent + #batch
       inflight = batch
       local msgs = {}
       for i, b in ipairs(batch) do msgs[i] = b.msg end
@@ -243,7 +291,7 @@ local function run(ctx)
     end
     local kb = collectgarbage("count")
     if kb > peak_kb then peak_kb = kb end
-    bar:update(processed, detail_text())
+    bar:update(processed, detail_text(), nil, dry and processed or counts.sent)
   end
 
   local function loop()
@@ -293,7 +341,7 @@ local function run(ctx)
           end
         end
       end
-      if #batch == 0 then bar:update(processed, detail_text()) end
+      if #batch == 0 then bar:update(processed, detail_text(), nil, dry and processed or counts.sent) end
     end
     send_batch(batch)
     r:close()
@@ -313,7 +361,7 @@ local function run(ctx)
       counts.maybe_sent = counts.maybe_sent + #inflight
     end
   end
-  bar:finish(processed, detail_text())
+  bar:finish(processed, detail_text(), dry and processed or counts.sent)
   if writer then
     if interrupted then writer:comment("interrupted") end
     writer:close()
@@ -326,18 +374,23 @@ local function run(ctx)
   local code = status.OK
   if abort_message then code = status.USAGE
   elseif interrupted or unknown_total > 0 then code = status.UNKNOWN
-  elseif counts.failed > 0 then code = status.REFUSED end
+  elseif counts.failed > 0 then
+    -- Every failure a network one before anything left: safe to retry.
+    code = counts.not_sent == counts.failed and status.NOT_SENT or status.REFUSED
+  end
   local elapsed = monotonic() - started
 
   if out.json then
     local doc = { ok = code == status.OK, command = "bulk", exit_code = code, provider = h.name, file = path,
       journal = o.journal, dry_run = dry, rows = info.total, processed = processed,
-      sent_ok = counts.ok, failed = counts.failed, maybe_sent = counts.maybe_sent,
+      sent_ok = counts.ok, failed = counts.failed, not_sent = counts.not_sent, maybe_sent = counts.maybe_sent,
       skipped_done = counts.skipped_done, skipped_failed = counts.skipped_failed,
       skipped_unknown = counts.skipped_unknown, accepted_unknown = counts.accepted_unknown,
       unknown = unknown_list, unknown_total = unknown_total, failures = failed_list,
       interrupted = interrupted or nil, error = abort_message,
-      elapsed = elapsed, rows_per_second = processed / max(elapsed, 1e-6), memory_kb = peak_kb }
+      -- the rate of rows handed to the provider, not of rows skipped
+      sent = not dry and counts.sent or nil,
+      elapsed = elapsed, rows_per_second = (dry and processed or counts.sent) / max(elapsed, 1e-6), memory_kb = peak_kb }
     if dry then
       doc.would_send, doc.requests, doc.shown = counts.would_send, counts.requests, shown_docs
     end
@@ -393,6 +446,7 @@ _M.commands = {
       { name = "resend-unknown", kind = "bool", help = "send again the rows that may have been sent" },
       { name = "accept-unknown", kind = "bool", help = "record the rows that may have been sent as sent" },
       { name = "retry-failed", kind = "bool", help = "send again rows the provider refused (known not sent)" },
+      { name = "force", kind = "bool", help = "go on with a journal written for another template or options" },
       { name = "show", kind = "number", arg = "N", help = "dry run: requests printed in full (default 3)" },
       { name = "no-progress", kind = "bool", help = "no progress on stderr (KSMS_PROGRESS=bar|lines|none)" },
     }, { flags.DRY_RUN }, flags.PROVIDER_OPTIONS),
@@ -403,8 +457,14 @@ recipient, pending | ok | failed | maybe_sent, provider id or error),
 flushed at once; "pending" is written before a batch is sent. A re-run with
 the same journal skips rows that are ok or failed, and skips and lists
 rows that may have been sent: maybe_sent, or pending with no outcome (the
-run was killed while sending). Exit 0 all sent, 1 some rows refused,
-2 bad input (nothing sent), 3 some rows may have been sent.]],
+run was killed while sending). The template's fixed text is checked
+against the provider's charset and length before the first row; the
+journal records a fingerprint (FNV-1a, not cryptographic, of the template
+and the options, never a secret) and a re-run with another template stops
+unless --force. Exit 0 all sent, 1 some rows refused,
+2 bad input (nothing sent), 3 some rows may have been sent, 4 the only
+failures were network ones before anything left (--retry-failed sends
+those rows again).]],
     examples = {
       "ksms bulk customers.csv --provider senders --from 0212345678 --text '{name}님, 주문 {order}이 발송되었습니다' --journal customers.journal",
       "ksms bulk customers.csv --provider senders --from 0212345678 --text '{name}님 안녕하세요' --dry-run",

@@ -147,8 +147,8 @@ end
 
 local function run_send(ctx)
   local o = ctx.opts
+  check_owners(o, provider.name(ctx))
   local h = ctx:open()
-  check_owners(o, h.name)
   local text = input.text(o.text, o.text_file, "text")
   if text == nil then usage("give --text TEXT (or --text - to read stdin, or --text-file PATH)") end
   local msg = { from = caller(o, h), text = text, subject = o.subject, kind = o.kind, at = reservation(o, h) }
@@ -195,9 +195,8 @@ end
 
 local function run_alimtalk(ctx)
   local o = ctx.opts
+  check_owners(o, provider.need(ctx, "alimtalk", "AlimTalk"))
   local h = ctx:open()
-  check_owners(o, h.name)
-  h:require("alimtalk", "AlimTalk")
   if not o.template then usage("give --template CODE (the approved template)") end
   local to, from = recipients(o), caller(o, h)
   if h.capabilities.session then
@@ -213,9 +212,8 @@ end
 
 local function run_friendtalk(ctx)
   local o = ctx.opts
+  check_owners(o, provider.need(ctx, "friendtalk", "FriendTalk"))
   local h = ctx:open()
-  check_owners(o, h.name)
-  h:require("friendtalk", "FriendTalk")
   local to, from = recipients(o), caller(o, h)
   local text = input.need(input.text(o.text, o.text_file, "text"), "give --text TEXT")
   if h.capabilities.session then
