@@ -39,14 +39,14 @@ local function suggest(name, flags)
 end
 _M.suggest = suggest
 
--- "unknown option --x (did you mean --y?)": the name only, never a value.
+--- "unknown option --x (did you mean --y?)": the name only, never a value.
 function _M.unknown_option(a, flags)
   local name = a:match("^%-%-?([^=]*)")
   local hint = name and suggest(name, flags)
   return format("unknown option %s%s", a:match("^[^=]*"), hint and (" (did you mean --" .. hint .. "?)") or "")
 end
 
--- The first argument before the command that names no flag, or nil.
+--- The first argument before the command that names no flag, or nil.
 function _M.first_unknown(argv, flags)
   local by_name = index(flags)
   for _, a in ipairs(argv) do

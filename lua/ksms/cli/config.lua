@@ -137,7 +137,7 @@ function _M.load(path)
   return { sections = sections, path = path }
 end
 
--- The option names in the file's sections that hold secrets (api_key,
+--- The option names in the file's sections that hold secrets (api_key,
 -- password, ...: ksms.secrets), "section.name" each; empty when none.
 function _M.secret_keys(conf)
   local found = {}
@@ -150,7 +150,7 @@ function _M.secret_keys(conf)
   return found
 end
 
--- The permission bits of a file as octal digits ("600"), or nil when stat
+--- The permission bits of a file as octal digits ("600"), or nil when stat
 -- cannot tell. The path goes to the shell single-quoted.
 function _M.file_mode(path)
   local quoted = "'" .. (path:gsub("'", "'\\''")) .. "'"
@@ -162,7 +162,7 @@ function _M.file_mode(path)
   return nil
 end
 
--- A warning when a config file with secrets is readable by group or others
+--- A warning when a config file with secrets is readable by group or others
 -- (nil when it is not, or the mode is unknown).
 function _M.permission_warning(conf)
   if not conf.path then return nil end

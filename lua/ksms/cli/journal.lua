@@ -48,7 +48,7 @@ local function fnv1a32(s)
 end
 _M.fnv1a32 = fnv1a32
 
--- fingerprint(fields) -> "fnv1a32:xxxxxxxx" of a { name = value } table,
+--- fingerprint(fields) -> "fnv1a32:xxxxxxxx" of a { name = value } table,
 -- in sorted order. The caller passes no secret (bulk: the template, the
 -- subject, the kind, the caller number, the provider, the phone column).
 function _M.fingerprint(fields)

@@ -27,7 +27,7 @@ _M.UNCERTAIN = UNCERTAIN
 local CONNECT_PHASE = { dns = true, connect = true, tls = true, timeout = true, not_connected = true }
 _M.CONNECT_PHASE = CONNECT_PHASE
 
--- not_sent(err [, sent]) -> true when nothing left, for certain: the
+--- not_sent(err [, sent]) -> true when nothing left, for certain: the
 -- category is network or timeout, the code a connect-phase one, no part
 -- was accepted, and maybe_sent is false -- or absent while the caller saw
 -- nothing leave (sent == false: OneShot's connect error, raised before a
