@@ -16,8 +16,14 @@
 #                        (shebang: $(LUA)) into $(PREFIX)/bin
 
 LUA       ?= lua5.4
-LUA_PC    ?= $(if $(filter luajit,$(LUA)),luajit,lua5.4)
-LUA_ABI   ?= $(if $(filter luajit,$(LUA)),5.1,5.4)
+# The interpreters ksms builds for, each with its pkg-config package (the
+# headers) and its ABI (the lib/lua/X.Y and share/lua/X.Y directories).
+KNOWN_LUAS := lua5.1 lua5.2 lua5.3 lua5.4 luajit
+ifeq ($(filter $(LUA),$(KNOWN_LUAS)),)
+$(error LUA=$(LUA) is not an interpreter ksms knows; use one of: $(KNOWN_LUAS))
+endif
+LUA_PC    ?= $(if $(filter luajit,$(LUA)),luajit,$(LUA))
+LUA_ABI   ?= $(if $(filter luajit,$(LUA)),5.1,$(patsubst lua%,%,$(LUA)))
 PREFIX    ?= /usr/local
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)

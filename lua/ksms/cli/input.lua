@@ -16,7 +16,7 @@ _M.trim = require("ksms.providers.common").trim
 local function chomp(s) return (s:gsub("\r?\n$", "")) end
 
 function _M.stdin()
-  return chomp(io_read("a") or "")
+  return chomp(io_read("*a") or "")
 end
 
 -- text(opts, name) -> the --NAME value, or stdin for "-", or --NAME-file.
@@ -28,7 +28,7 @@ function _M.text(value, file, flag)
   if file ~= nil then
     local f, err = io_open(file, "rb")
     if not f then error(status.usage(("--%s-file: %s"):format(flag, err)), 0) end
-    local s = f:read("a")
+    local s = f:read("*a")
     f:close()
     return chomp(s)
   end
