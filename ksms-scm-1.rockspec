@@ -16,9 +16,13 @@ zlib, AES-128-CBC, Base64, CP949 counting and the OneShot frame codec.
   license = "MIT",
 }
 dependencies = {
-  "lua >= 5.1",
-  "lua-cjson",
+  -- Lua 5.1, 5.2, 5.3 and 5.4 and LuaJIT 2.1 (which luarocks sees as 5.1):
+  -- `make test` runs the specs under each of them.
+  "lua >= 5.1, < 5.5",
+  "lua-cjson >= 2.1.0", -- cjson.safe and cjson.new (per-module settings)
   "luaexpat", -- Cafe24's history is XML (only that call loads it)
+  -- LuaSocket is optional: only the OneShot "luasocket" socket adapter
+  -- (ksms.oneshot.sockets.luasocket) loads it; OpenResty uses cosockets.
 }
 external_dependencies = {
   ZLIB = { header = "zlib.h" },

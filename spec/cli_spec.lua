@@ -57,7 +57,7 @@ local function ksms(args, env, stdin)
   local cmd = ("cd %s && env -u LUA_PATH -u LUA_CPATH %s %s %s%s 2>%s; echo \"::$?\""):format(
     q(workdir), env or "", q(bin), args, in_part, q(err_path))
   local p = assert(io.popen(cmd))
-  local all = p:read("a")
+  local all = p:read("*a")
   p:close()
   local out, code = all:match("^(.*)::(%d+)%s*$")
   local err = H.read_file(err_path)
@@ -106,7 +106,7 @@ local function spawn(args, env, out_path, err_path)
   local cmd = ("cd %s && (exec env -u LUA_PATH -u LUA_CPATH %s %s %s >%s 2>%s) & echo $!"):format(
     q(workdir), env or "", q(bin), args, q(out_path), q(err_path))
   local p = assert(io.popen(cmd))
-  local pid = tonumber(p:read("l"))
+  local pid = tonumber(p:read("*l"))
   p:close()
   return pid
 end
@@ -701,7 +701,7 @@ describe("the ksms command", function()
       local pid = spawn("listen --provider oneshot", OSENV, out_path, err_path)
       assert.is_true(wait_for(function()
         local f = io.open(err_path, "rb")
-        local text = f and f:read("a") or ""
+        local text = f and f:read("*a") or ""
         if f then f:close() end
         return text:find("bound", 1, true) ~= nil
       end, 10))

@@ -26,7 +26,7 @@ io.write(string.format("%g %g %g\n", core.sleep(-1), core.sleep(0 / 0), core.sle
 for _, v in ipairs { "math.huge", "1e300", "2^63", "86400.5" } do
   local p = io.popen(("timeout 0.5 %s -e 'require(\"ksms.core\").sleep(%s)' 2>&1; echo \"rc=$?\"")
     :format(arg[-1], v))
-  io.write(v, " ", p:read("a"))
+  io.write(v, " ", p:read("*a"))
   p:close()
 end
 ]])

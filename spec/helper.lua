@@ -7,7 +7,7 @@ local H = {}
 
 function H.read_file(path)
   local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
@@ -26,7 +26,7 @@ end
 -- Runs a shell command, returns its stdout and whether it exited 0.
 function H.run(cmd)
   local p = assert(io.popen(cmd .. "; echo \"::$?\""))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   local body, status = out:match("^(.*)::(%d+)%s*$")
   return body, tonumber(status) == 0

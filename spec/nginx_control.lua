@@ -142,7 +142,7 @@ http {
     socket.sleep(0.05)
   end
   local log = io.open(prefix .. "/logs/error.log") 
-  local text = log and log:read("a") or ""
+  local text = log and log:read("*a") or ""
   self:stop()
   error("nginx did not start: " .. text)
 end
@@ -154,7 +154,7 @@ end
 function Nginx:error_log()
   local f = io.open(self.prefix .. "/logs/error.log")
   if not f then return "" end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end

@@ -50,7 +50,7 @@ end
 local function peak_rss_kb()
   local f = io.open("/proc/self/status", "r")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return tonumber(s:match("VmHWM:%s*(%d+)"))
 end

@@ -6,7 +6,7 @@ describe("comments in lua/ and csrc/", function()
     for path in io.popen("find lua csrc -name '*.lua' -o -name '*.c' -o -name '*.h' | sort"):lines() do
       files = files + 1
       local f = assert(io.open(path, "rb"))
-      local text = f:read("a")
+      local text = f:read("*a")
       f:close()
       for cited in text:gmatch("shared/[%w_%.%-/]*") do
         local c = io.open((cited:gsub("[%.%)]+$", "")), "rb")

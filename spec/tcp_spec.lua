@@ -59,13 +59,13 @@ describe("ksms.core tcp", function()
     os.remove(port_file)
     H.write_file(script, SERVER)
     proc = io.popen(("lua5.4 %s %s >/dev/null 2>&1 & echo $!"):format(script, port_file))
-    local pid = proc:read("l")
+    local pid = proc:read("*l")
     proc:close()
     proc = pid
     local deadline = now() + 10
     while now() < deadline do
       local f = io.open(port_file)
-      if f then port = tonumber(f:read("a")); f:close(); break end
+      if f then port = tonumber(f:read("*a")); f:close(); break end
       socket.sleep(0.02)
     end
     assert(port, "test server did not start")

@@ -3,6 +3,7 @@
 # missing. Run as root it uses apt-get; otherwise it names what is missing.
 set -e
 PKGS="build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev
+lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev
 libcurl4-openssl-dev libssl-dev zlib1g-dev openssl lua-cjson lua-busted
 lua-socket lua-sec lua-expat lua-zlib luarocks valgrind libc-bin binutils
 nginx-light libnginx-mod-http-lua clang libclang-rt-14-dev"

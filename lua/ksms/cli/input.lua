@@ -20,7 +20,7 @@ local function chomp(s) return (s:gsub("\r?\n$", "")) end
 --- Reads all of stdin, one trailing newline dropped (`--text -`).
 -- @treturn string
 function _M.stdin()
-  return chomp(io_read("a") or "")
+  return chomp(io_read("*a") or "")
 end
 
 --- text(opts, name) -> the --NAME value, or stdin for "-", or --NAME-file.
@@ -32,7 +32,7 @@ function _M.text(value, file, flag)
   if file ~= nil then
     local f, err = io_open(file, "rb")
     if not f then error(status.usage(("--%s-file: %s"):format(flag, err)), 0) end
-    local s = f:read("a")
+    local s = f:read("*a")
     f:close()
     return chomp(s)
   end

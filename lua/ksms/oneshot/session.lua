@@ -96,7 +96,7 @@ local function load_images(images)
     if type(item) == "string" then
       local f, ferr = io.open(item, "rb")
       if not f then return bad("image %d cannot be read: %s", i, tostring(ferr)) end
-      data = f:read("a")
+      data = f:read("*a")
       f:close()
     end
     if type(data) ~= "string" then misuse("ksms: image " .. i .. " is a path or { data = }") end

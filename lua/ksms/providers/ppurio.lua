@@ -101,7 +101,7 @@ local function load_images(image)
     if type(item) == "string" then
       local f, err = io_open(item, "rb")
       if not f then return invalid("image", "image %d cannot be read: %s", i, tostring(err)) end
-      data = f:read("a")
+      data = f:read("*a")
       f:close()
       filename = basename(item)
     elseif type(item) == "table" and type(item.data) == "string" then
