@@ -15,7 +15,7 @@ local clock = os.clock
 local ITER = tonumber(os.getenv("BENCH_ITER") or "") or 100000
 
 -- The document's MsgSendReq example (shared/vectors, 3.3.6).
-local frames = cjson.decode(assert(io.open("spec/data/oneshot_doc_frames.json")):read("a")).frames
+local frames = cjson.decode(assert(io.open("spec/data/oneshot_doc_frames.json")):read("*a")).frames
 local doc
 for _, f in ipairs(frames) do
   if f.json:find('"MsgSendReq"', 1, true) then doc = f end
@@ -43,7 +43,7 @@ local tmp = os.tmpname()
 local f = assert(io.open(tmp, "wb")); f:write(doc.json); f:close()
 local function c_loop()
   local p = assert(io.popen("bench/bin/zlib_loop " .. tmp .. " " .. per_round))
-  local out = p:read("a"); p:close()
+  local out = p:read("*a"); p:close()
   local d = assert(tonumber(out:match("deflate_ns ([%d.]+)")), "zlib_loop failed: " .. out)
   return 1e9 / d, 1e9 / tonumber(out:match("inflate_ns ([%d.]+)"))
 end

@@ -56,7 +56,7 @@ local function c_floor_us()
   local tmp = os.tmpname()
   local f = assert(io.open(tmp, "wb")); f:write(probe); f:close()
   local p = assert(io.popen("bench/bin/zlib_loop " .. tmp .. " 50000"))
-  local out = p:read("a"); p:close()
+  local out = p:read("*a"); p:close()
   os.remove(tmp)
   local d, i = tonumber(out:match("deflate_ns ([%d.]+)")), tonumber(out:match("inflate_ns ([%d.]+)"))
   if not d or not i then return nil end

@@ -350,7 +350,7 @@ do
   local codec = require "ksms.oneshot.codec"
   local KEY, IV = "ksms-oneshot-key", "ksms-oneshot-iv!" -- spec/fakes/oneshot.lua
   local BIND_METHODS = { BindRes = true, UnBindRes = true }
-  local EVENT_TYPES = { bound = true, bind_failed = true, result = true, requeued = true, report = true,
+  local EVENT_TYPES = { bound = true, sent = true, bind_failed = true, result = true, requeued = true, report = true,
     spam = true, change_phone = true, upload_step = true, upload_done = true, upload_failed = true,
     alive_res = true, unbound = true, dead = true, protocol_error = true }
 

@@ -21,7 +21,7 @@ local FAKE_KEY, FAKE_IV = "ksms-oneshot-key", "ksms-oneshot-iv!" -- spec/fakes/o
 
 local function read(path)
   local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
