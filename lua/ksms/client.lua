@@ -134,7 +134,7 @@ function Client:_run(plans, concurrency, operation, metas)
     for i, out in ipairs(results) do
       local meta = metas and metas[i] or {}
       events.emit(self.on_event, events.event(self.provider, operation or "send", out, duration,
-        meta.kind, type(out.recipients) == "number" and out.recipients or meta.recipients, 1))
+        meta.kind, type(out.recipients) == "number" and out.recipients or meta.recipients, 1), self.log)
     end
   end
   return results
@@ -298,7 +298,20 @@ _M.options = {
   now = "function", -- epoch seconds, for reservations
   require_tls = "boolean", -- see check_require_tls
   on_event = "function", -- called once per provider operation (ksms.events, docs/metrics.md)
+  logger = "function", -- logger(level, message, fields): where ksms's log lines go (ksms.events.logger)
 }
+
+-- The client's log: the caller's logger (or the default), every message
+-- through the client's masker, the provider in the fields.
+local function masked_log(provider, logger, masker)
+  events.check(format("ksms.client(%q)", provider), logger, "logger")
+  local log = events.logger(logger)
+  return function(level, message, fields)
+    fields = fields or {}
+    fields.provider = fields.provider or provider
+    log(level, masker:mask(message), fields)
+  end
+end
 
 --- ksms.client(provider, options) -> client
 -- options: the provider's credentials (api_key, ...), base_url (scheme,
@@ -308,7 +321,9 @@ _M.options = {
 -- nginx, libcurl elsewhere, see ksms.transport), concurrency (default 8),
 -- now (a function returning epoch seconds, for reservations), require_tls
 -- (true: raise rather than use an http:// URL, see check_require_tls),
--- on_event (a function called once per provider operation, ksms.events).
+-- on_event (a function called once per provider operation, ksms.events),
+-- logger (logger(level, message, fields): where the client's log lines go,
+-- secrets masked; default ngx.log inside nginx, else stderr).
 -- An option neither the client nor the adapter declares raises: a typo
 -- such as baseurl would otherwise send to the provider's default host.
 function _M.new(provider, options)
@@ -366,6 +381,7 @@ function _M.new(provider, options)
     capabilities = adapter.capabilities, limits = adapter.limits,
     concurrency = options.concurrency or 8, masker = masker,
     on_event = events.check(format("ksms.client(%q)", provider), options.on_event),
+    log = masked_log(provider, options.logger, masker),
   }, Client)
 end
 

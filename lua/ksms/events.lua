@@ -71,13 +71,34 @@ end
 
 local last_logged, unlogged = nil, 0
 
--- The default log of a raising hook.
+local NGX_LEVEL = { error = "ERR", warn = "WARN", notice = "NOTICE", info = "INFO" }
+
+-- Where ksms's few log lines go without a logger: ngx.log inside nginx,
+-- else stderr.
 local function default_log(level, msg)
   local ngx = rawget(_G, "ngx")
   if type(ngx) == "table" and type(ngx.log) == "function" and ngx.ERR then
-    ngx.log(ngx.ERR, msg)
+    ngx.log(ngx[NGX_LEVEL[level] or "ERR"], msg)
   else
     io.stderr:write(msg, "\n")
+  end
+end
+_M.default_log = default_log
+
+--- logger(fn) -> log(level, message [, fields]): the `logger` option every
+-- client, the OneShot session and the nginx binder take, made safe: fn is
+-- called as fn(level, message, fields) with level "error" | "warn" |
+-- "notice" | "info", message a masked one-line text and fields a table
+-- ({ provider =, event = "callback_error" | "protocol_error" |
+-- "bind_refused" | "disconnect" | "hook_error" | "lock_acquired" | ... });
+-- a logger that raises is ignored (ksms goes on, silently). Without fn,
+-- the default (ngx.log inside nginx, else stderr).
+-- @tparam[opt] function fn
+-- @treturn function
+function _M.logger(fn)
+  if fn == nil then return default_log end
+  return function(level, message, fields)
+    pcall(fn, level, message, fields or {})
   end
 end
 
@@ -96,7 +117,7 @@ function _M.emit(hook, ev, log)
   local skipped = unlogged
   last_logged, unlogged = now, 0
   ;(log or default_log)("error", "ksms: on_event raised (ignored): " .. tostring(err)
-    .. (skipped > 0 and (" (" .. skipped .. " more not logged)") or ""))
+    .. (skipped > 0 and (" (" .. skipped .. " more not logged)") or ""), { event = "hook_error" })
 end
 
 --- event(provider, operation, out, duration, kind, recipients, attempt) ->
@@ -115,10 +136,11 @@ function _M.event(provider, operation, out, duration, kind, recipients, attempt)
   }
 end
 
---- check(what, fn): misuse unless fn is nil or a function.
-function _M.check(what, fn)
+--- check(what, fn [, name]): misuse unless fn (the option name, default
+-- on_event) is nil or a function.
+function _M.check(what, fn, name)
   if fn ~= nil and type(fn) ~= "function" then
-    require("ksms.errors").misuse(what .. ": on_event must be a function")
+    require("ksms.errors").misuse(what .. ": " .. (name or "on_event") .. " must be a function")
   end
   return fn
 end

@@ -13,7 +13,8 @@
 --       -- and outcome_ttl = 600, pending_ttl = 3600, lock_ttl = 10,
 --       -- lock_interval = 0.5, queue_poll = 0.02, prefetch, drain_timeout = 3,
 --       -- close_timeout = 2, outside_window = "hold" | "refuse", prefix,
---       -- connect_timeout, write_timeout, read_timeout,
+--       -- connect_timeout, write_timeout, read_timeout, on_event, logger
+--       -- (logger(level, message, fields): the binder's log lines; default ngx.log),
 --       -- clock, and any ksms.oneshot.protocol option (ksms.oneshot.driver
 --       -- has them all; the binder runs that driver over a cosocket,
 --       -- ksms.oneshot.sockets.cosocket)
@@ -66,6 +67,7 @@ local driver = require "ksms.oneshot.driver"
 local cosocket = require "ksms.oneshot.sockets.cosocket"
 local protocol = require "ksms.oneshot.protocol"
 local message = require "ksms.oneshot.message"
+local events = require "ksms.events"
 local errors = require "ksms.errors"
 local cjson = require "cjson"
 local in_window = require("ksms.oneshot.window").in_window
@@ -77,7 +79,20 @@ local min, max, ceil = math.min, math.max, math.ceil
 local sort = table.sort
 local timer_at, timer_every, exiting, sleep = ngx.timer.at, ngx.timer.every, ngx.worker.exiting, ngx.sleep
 local now, update_time = ngx.now, ngx.update_time
-local log, ERR, WARN, NOTICE = ngx.log, ngx.ERR, ngx.WARN, ngx.NOTICE
+local ngx_log, ERR, WARN, NOTICE = ngx.log, ngx.ERR, ngx.WARN, ngx.NOTICE
+local LEVEL_NAME = { [ERR] = "error", [WARN] = "warn", [NOTICE] = "notice" }
+
+-- The binder's log lines: to start{ logger = } when given (ksms.events.logger:
+-- a raising logger is ignored), else to ngx.log.
+local function log(st, level, ...)
+  if st.logger then
+    local parts = { ... }
+    for i = 1, #parts do parts[i] = tostring(parts[i]) end
+    st.logger(LEVEL_NAME[level] or "error", table.concat(parts), { provider = "oneshot", event = "binder" })
+  else
+    ngx_log(level, ...)
+  end
+end
 
 local _M = { _VERSION = "0.2.0" }
 
@@ -151,7 +166,7 @@ local function feed(st)
     local ok, entry = pcall(decode, raw)
     if not ok or type(entry) ~= "table" or type(entry.h) ~= "string" or type(entry.m) ~= "table" then
       q:count("bad_entries")
-      log(ERR, "ksms.ngx.oneshot: dropped an unreadable queue entry")
+      log(st, ERR, "ksms.ngx.oneshot: dropped an unreadable queue entry")
     else
       local h = entry.h
       q:claim(h, raw)
@@ -224,14 +239,14 @@ local function stop(st)
     publish(st, false)
     q:release(st.token, next(st.taken) == nil)
     st.leader = false
-    log(NOTICE, "ksms.ngx.oneshot: released the binder lock")
+    log(st, NOTICE, "ksms.ngx.oneshot: released the binder lock")
   end
 end
 
 local function schedule(st, delay)
   local ok, err = timer_at(delay, binder, st)
   if not ok then
-    log(ERR, "ksms.ngx.oneshot: cannot schedule the binder: ", err)
+    log(st, ERR, "ksms.ngx.oneshot: cannot schedule the binder: ", err)
     stop(st)
     return
   end
@@ -243,14 +258,14 @@ local function run(premature, st)
   if premature or exiting() or not st.leader then return stop(st) end
   local ok, err = s:open()
   if not ok then
-    log(WARN, "ksms.ngx.oneshot: ", tostring(err))
+    log(st, WARN, "ksms.ngx.oneshot: ", tostring(err))
     return schedule(st, s:reconnect_wait())
   end
   while true do
     -- The lock itself, each round: tick may not have run if this worker
     -- was stalled, and a newer holder must not see us send.
     if st.leader and q:holder() ~= st.token then
-      log(ERR, "ksms.ngx.oneshot: the binder lock was lost (stalled longer than lock_ttl?)")
+      log(st, ERR, "ksms.ngx.oneshot: the binder lock was lost (stalled longer than lock_ttl?)")
       st.leader = false
     end
     if exiting() or not st.leader then return stop(st) end
@@ -269,7 +284,7 @@ local function run(premature, st)
   end
   q:count("lost")
   publish(st, false)
-  log(WARN, "ksms.ngx.oneshot: connection lost: ", tostring(s.last_error))
+  -- (the driver logs the lost connection or the failed connect)
   if exiting() or not st.leader then return stop(st) end
   return schedule(st, s:reconnect_wait())
 end
@@ -278,7 +293,7 @@ binder = function(premature, st)
   st.pending, st.running = false, true
   local ok, err = pcall(run, premature, st)
   if not ok then
-    log(ERR, "ksms.ngx.oneshot: the binder failed: ", tostring(err))
+    log(st, ERR, "ksms.ngx.oneshot: the binder failed: ", tostring(err))
     pcall(stop, st)
   end
   st.running = false
@@ -309,7 +324,7 @@ local function recover(st)
   if n > 0 then q:count("recovered_maybe_sent", n) end
   if #raws > 0 then q:count("recovered", #raws) end
   if n + #raws > 0 then
-    log(WARN, "ksms.ngx.oneshot: recovered ", #raws, " queued and ", n, " maybe-sent messages of a previous binder")
+    log(st, WARN, "ksms.ngx.oneshot: recovered ", #raws, " queued and ", n, " maybe-sent messages of a previous binder")
   end
 end
 
@@ -320,7 +335,7 @@ local function tick(premature, st)
   local q, cfg = st.q, st.cfg
   if st.leader then
     if not q:refresh(st.token, cfg.lock_ttl) then
-      log(ERR, "ksms.ngx.oneshot: the binder lock was lost (stalled longer than lock_ttl?)")
+      log(st, ERR, "ksms.ngx.oneshot: the binder lock was lost (stalled longer than lock_ttl?)")
       st.leader = false
       if not st.running then hand_back(st) end
     elseif not st.pending and not st.running then
@@ -332,7 +347,7 @@ local function tick(premature, st)
   if q:acquire(st.token, cfg.lock_ttl) then
     st.leader = true
     q:count("acquired")
-    log(NOTICE, "ksms.ngx.oneshot: this worker holds the binder lock")
+    log(st, NOTICE, "ksms.ngx.oneshot: this worker holds the binder lock")
     recover(st)
     schedule(st, 0)
   end
@@ -394,7 +409,10 @@ function _M.start(opts)
   end
   sopts.clock = sopts.clock or ngx.time
   st.sess = driver.new("ksms.ngx.oneshot.start", sopts, cosocket)
-  st.sess.log = function(level, msg) log(level == "error" and ERR or WARN, "ksms.ngx.oneshot: ", msg) end
+  st.logger = opts.logger and events.logger(opts.logger) or nil
+  if not st.logger then
+    st.sess.log = function(level, msg) ngx_log(level == "error" and ERR or WARN, "ksms.ngx.oneshot: ", msg) end
+  end
   started[opts.dict] = st
   -- Not a worker (the master, a cache helper, the privileged agent): the
   -- handler side works, no binder runs here.

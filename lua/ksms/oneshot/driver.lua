@@ -42,7 +42,11 @@
 -- written), on_requeued(rec), and on_event(ev) (ksms.events): one event per
 -- message outcome (operation "send", or "alimtalk" / "friendtalk" by its
 -- kind), per pushed report, spam notice and number change, per connect and
--- bind attempt ("bind") and per bound connection lost ("disconnect").
+-- bind attempt ("bind") and per bound connection lost ("disconnect"),
+-- and logger(level, message, fields) (ksms.events.logger): where the
+-- driver's log lines go (callback errors, protocol errors, refused binds,
+-- lost connections and their reconnect); without it the blocking session
+-- logs nothing and the nginx binder logs to ngx.log.
 --
 -- A callback that raises (on_result too) is recorded in last_error
 -- (category "unknown", code "callback") and logged through the log hook
@@ -58,7 +62,7 @@ local events = require "ksms.events"
 local in_window = require("ksms.oneshot.window").in_window
 
 local type, pairs, pcall, setmetatable, tostring = type, pairs, pcall, setmetatable, tostring
-local min = math.min
+local min, format = math.min, string.format
 local monotonic = core.monotonic
 local random = core.random -- the OS random source: LuaJIT never seeds math.random
 local misuse, new_error = errors.misuse, errors.new
@@ -74,7 +78,7 @@ local OPTIONS = { host = "string", port = "number", on_report = "function", on_s
   on_change_phone = "function", on_sending = "function", on_requeued = "function",
   reconnect_delay = "number", connect_timeout = "number", write_timeout = "number",
   read_timeout = "number", auto_reconnect = "boolean",
-  outside_window = "string", clock = "function", on_event = "function" }
+  outside_window = "string", clock = "function", on_event = "function", logger = "function" }
 _M.options = OPTIONS
 
 -- A socket error as a ksms error: an adapter's string, or its error object
@@ -120,7 +124,10 @@ function _M.new(name, opts, adapter, extra)
     submitted = {},     -- rec -> monotonic time of submit (with on_event)
     binds = 0, ever_bound = false, -- connect attempts since the last bind
 
-    log = nil,          -- log(level, message): "warn" | "error"; the nginx binder sets it
+    -- log(level, message, fields): the caller's logger (ksms.events.logger);
+    -- without one the blocking session is silent and the nginx binder logs
+    -- to ngx.log.
+    log = opts.logger and events.logger(opts.logger) or nil,
   }, D)
 end
 
@@ -133,7 +140,7 @@ function D:_call(what, fn, a, b)
   if ok then return true end
   self.last_error = new_error { category = "unknown", code = "callback", provider = "oneshot",
     message = what .. " raised: " .. tostring(err) }
-  if self.log then self.log("error", what .. " raised: " .. tostring(err)) end
+  if self.log then self.log("error", what .. " raised: " .. tostring(err), { provider = "oneshot", event = "callback_error" }) end
   return false
 end
 
@@ -148,7 +155,8 @@ function D:_warn(err)
   end
   local skipped = self.unwarned or 0
   self.warned_at, self.unwarned = now, 0
-  self.log("warn", tostring(err) .. (skipped > 0 and (" (" .. skipped .. " more protocol errors not logged)") or ""))
+  self.log("warn", tostring(err) .. (skipped > 0 and (" (" .. skipped .. " more protocol errors not logged)") or ""),
+    { provider = "oneshot", event = "protocol_error" })
 end
 
 -- One on_event event (ksms.events); the hook is pcalled.
@@ -196,7 +204,7 @@ function D:_emit(ev)
   elseif t == "bind_failed" then
     self.last_error = ev.err
     self:_bind_event(ev.err)
-    if self.log then self.log("warn", "bind refused: " .. tostring(ev.err)) end
+    if self.log then self.log("warn", "bind refused: " .. tostring(ev.err), { provider = "oneshot", event = "bind_refused" }) end
     self:_lost(ev.err, ev.retry_after)
   elseif t == "dead" then
     self:_lost(new_error { category = "network", code = ev.reason, provider = "oneshot", retryable = true,
@@ -243,9 +251,16 @@ function D:_lost(err, delay)
     self:_event("disconnect", { category = e.category, code = e.code }, 0, nil, 0, 1)
   end
   self.conn:close()
+  local was_bound = self.bound
   self.conn, self.bound = nil, false
   self.last_error = err or self.last_error
   self.reconnect_at = jitter(delay or self.reconnect_delay)
+  if self.log and was_bound then
+    local e = err or self.last_error
+    self.log("warn", "connection lost: " .. tostring(e) .. (self.auto_reconnect and
+      (format(" (reconnecting in %.0f s)", self.reconnect_at - monotonic())) or ""),
+      { provider = "oneshot", event = "disconnect" })
+  end
   self:_emit_all(self.p:disconnected(monotonic()))
   if not self.auto_reconnect then self:_drop_unsent() end
 end
@@ -282,6 +297,7 @@ function D:open()
   if not ok then
     err = net_error(err, "connect", "cannot connect to " .. o.host .. ":" .. tostring(o.port) .. ": ")
     self.last_error = err
+    if self.log then self.log("warn", tostring(err), { provider = "oneshot", event = "connect_failed" }) end
     self:_bind_event(err)
     self.reconnect_at = jitter(self.reconnect_delay)
     return nil, err
