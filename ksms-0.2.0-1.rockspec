@@ -10,16 +10,20 @@ description = {
   summary = "Korean SMS, LMS, MMS and KakaoTalk messages through five providers",
   detailed = [[
 ksms sends Korean SMS/LMS/MMS and KakaoTalk AlimTalk/FriendTalk messages
-through Senders, KTH ppurio, MessageMe, Cafe24 and SMTNT OneShot, from Lua 5.4
-and from OpenResty (LuaJIT). A small C core (ksms.core) does the byte work:
+through Senders, KTH ppurio, MessageMe, Cafe24 and SMTNT OneShot, from Lua 5.1
+to 5.4, LuaJIT and OpenResty. A small C core (ksms.core) does the byte work:
 zlib, AES-128-CBC, Base64, CP949 counting and the OneShot frame codec.
 ]],
   license = "MIT",
 }
 dependencies = {
-  "lua >= 5.1",
-  "lua-cjson",
+  -- Lua 5.1, 5.2, 5.3 and 5.4 and LuaJIT 2.1 (which luarocks sees as 5.1):
+  -- `make test` runs the specs under each of them.
+  "lua >= 5.1, < 5.5",
+  "lua-cjson >= 2.1.0", -- cjson.safe and cjson.new (per-module settings)
   "luaexpat", -- Cafe24's history is XML (only that call loads it)
+  -- LuaSocket is optional: only the OneShot "luasocket" socket adapter
+  -- (ksms.oneshot.sockets.luasocket) loads it; OpenResty uses cosockets.
 }
 external_dependencies = {
   ZLIB = { header = "zlib.h" },

@@ -9,8 +9,8 @@ description = {
   summary = "Korean SMS, LMS, MMS and KakaoTalk messages through five providers",
   detailed = [[
 ksms sends Korean SMS/LMS/MMS and KakaoTalk AlimTalk/FriendTalk messages
-through Senders, KTH ppurio, MessageMe, Cafe24 and SMTNT OneShot, from Lua 5.4
-and from OpenResty (LuaJIT). A small C core (ksms.core) does the byte work:
+through Senders, KTH ppurio, MessageMe, Cafe24 and SMTNT OneShot, from Lua 5.1
+to 5.4, LuaJIT and OpenResty. A small C core (ksms.core) does the byte work:
 zlib, AES-128-CBC, Base64, CP949 counting and the OneShot frame codec.
 ]],
   license = "MIT",

@@ -6,7 +6,7 @@ PKGS="build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev
 lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev
 libcurl4-openssl-dev libssl-dev zlib1g-dev openssl lua-cjson lua-busted
 lua-socket lua-sec lua-expat lua-zlib luarocks valgrind libc-bin binutils
-nginx-light libnginx-mod-http-lua clang libclang-rt-14-dev"
+nginx-light libnginx-mod-http-lua curl clang libclang-rt-14-dev"
 # make docs (the LDoc API reference)
 PKGS="$PKGS lua-ldoc"
 missing=""

@@ -1,0 +1,55 @@
+-- nginx_oneshot_example_spec.lua - examples/nginx/oneshot.conf runs as it
+-- is: a real nginx with it (only its listen port changed, in a copy under
+-- build/nginx/) binds to the fake OneShot server with the credentials the
+-- environment gives, sends through /sms, and answers a request without
+-- its fields with a 400, not a 500.
+local fake_control = require "fake_control"
+local H = require "spec_helper"
+local socket = require "socket"
+local cjson = require "cjson"
+
+local NGINX = "/usr/sbin/nginx"
+
+local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function post(port, body)
+  local c = assert(socket.connect("127.0.0.1", port))
+  c:settimeout(15)
+  assert(c:send(("POST /sms HTTP/1.0\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"):format(#body, body)))
+  local data, _, partial = c:receive("*a")
+  c:close()
+  data = data or partial
+  return tonumber(data:match("^HTTP/1%.%d (%d+)")), data:match("\r\n\r\n(.*)$")
+end
+
+describe("examples/nginx/oneshot.conf", function()
+  it("binds with the environment's credentials, sends, and turns a missing field into a 400", function()
+    local fake = fake_control.start("oneshot")
+    local o = fake:session_options {}
+    local port = H.free_port()
+    os.execute("mkdir -p build/nginx")
+    local conf = H.read_file("examples/nginx/oneshot.conf"):gsub("listen 8080;", "listen 127.0.0.1:" .. port .. ";")
+    conf = conf:gsub("pid build/nginx/oneshot%.pid;", "pid build/nginx/oneshot-spec.pid;")
+    H.write_file("build/nginx/oneshot-spec.conf", conf)
+    local env = ("ONESHOT_HOST=%s ONESHOT_PORT=%d ONESHOT_ID=%s ONESHOT_PASSWORD=%s ONESHOT_KEY=%s ONESHOT_IV=%s"):format(
+      shell_quote(o.host), o.port, shell_quote(o.id), shell_quote(o.password), shell_quote(o.key), shell_quote(o.iv))
+    local out, ok = H.run(env .. " " .. NGINX .. " -p \"$PWD\" -e build/nginx/error.log -c build/nginx/oneshot-spec.conf 2>&1")
+    assert.is_true(ok, out)
+    local status, body
+    local pass, err = pcall(function()
+      status, body = post(port, cjson.encode { to = "010-1234-5678", from = "1566-6639", text = "hello" })
+      assert.equal(200, status, body)
+      assert.is_true(cjson.decode(body).ok, body)
+      local msgs = fake:requests("MsgSendReq")
+      assert.equal(1, #msgs)
+      assert.equal("01012345678", msgs[1].body.PhoneNo)
+      status = post(port, cjson.encode { to = "010-1234-5678" })
+      assert.equal(400, status)
+      status = post(port, "not json")
+      assert.equal(400, status)
+    end)
+    os.execute("kill $(cat build/nginx/oneshot-spec.pid) 2>/dev/null; sleep 0.3")
+    fake:stop()
+    assert(pass, err)
+  end)
+end)
