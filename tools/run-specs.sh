@@ -8,13 +8,14 @@ mkdir -p "$(dirname "$log")"
 # The subset `make test` runs under Lua 5.1, 5.2 and 5.3 (the whole suite
 # runs under 5.4 and LuaJIT), about 30 s each: the C core and its codecs,
 # its HTTP and TCP clients, every provider's client against its fake, the
-# OneShot client and session against the fake, and the CLI (all of
+# OneShot client and session against the fake, on_event, ksms.metrics and
+# the logger, and the CLI (all of
 # cli_spec but its 20-second large-file memory check and its 3-second
 # killed-run resume; busted's --filter-out takes Lua patterns).
 SUBSET="aes base64 frame json text zlib core_module errors rules
 oneshot_codec oneshot_message oneshot_protocol http tcp
 senders ppurio messageme cafe24 client_boundary
-oneshot_session oneshot_client cli cli_json"
+oneshot_session oneshot_client events metrics logger cli cli_json"
 SUBSET_OUT="keeps memory flat on a large file"
 SUBSET_OUT2="a run killed mid%-send resumes"
 
