@@ -132,7 +132,7 @@ valgrind: $(SO)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD   := build/fuzz
-FUZZ_CFLAGS  := -std=gnu11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+FUZZ_CFLAGS   = -std=gnu11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                 -fsanitize-recover=undefined $(shell pkg-config --cflags lua5.4 $(PKGS))
 FUZZ_LIBS     = $(shell pkg-config --libs lua5.4) $(LIBS) -ldl -lm
 FUZZ_OBJS    := $(patsubst csrc/%.c,$(FUZZ_BUILD)/obj/%.o,$(SRCS))
