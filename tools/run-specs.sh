@@ -23,7 +23,7 @@ SUBSET_OUT2="a run killed mid%-send resumes"
 # runs in a process that never loads the sanitized core: nginx (always
 # build/luajit) and the rock build (luarocks compiles its own). The
 # ordinary passes run them.
-NOT_SANITIZED="nginx_oneshot nginx_metrics nginx_oneshot_example install"
+NOT_SANITIZED="nginx_oneshot nginx_metrics install"
 
 if [ "$which" = sanitized ]; then
   files=""
