@@ -8,7 +8,7 @@ libcurl4-openssl-dev libssl-dev zlib1g-dev openssl lua-cjson lua-busted
 lua-socket lua-sec lua-expat lua-zlib luarocks valgrind libc-bin binutils
 nginx-light libnginx-mod-http-lua curl clang libclang-rt-14-dev"
 # make docs (the LDoc API reference)
-PKGS="$PKGS lua-ldoc"
+PKGS="$PKGS lua-ldoc lua-dbi-sqlite3"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
