@@ -63,6 +63,9 @@ build = {
     ["ksms.providers.ppurio_codes"] = "lua/ksms/providers/ppurio_codes.lua",
     ["ksms.providers.cafe24"] = "lua/ksms/providers/cafe24.lua",
     ["ksms.providers.cafe24_codes"] = "lua/ksms/providers/cafe24_codes.lua",
+    -- delivery tracking of the outbox (docs/outbox.md)
+    ["ksms.outbox.track"] = "lua/ksms/outbox/track.lua",
+    ["ksms.outbox.lookup"] = "lua/ksms/outbox/lookup.lua",
     ["ksms.oneshot.codec"] = "lua/ksms/oneshot/codec.lua",
     ["ksms.oneshot.schema"] = "lua/ksms/oneshot/schema.lua",
     ["ksms.oneshot.session"] = "lua/ksms/oneshot/session.lua",

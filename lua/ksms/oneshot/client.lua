@@ -277,6 +277,42 @@ function Client:friendtalk(msg)
   return self:send(kakao_msg(msg, "friendtalk", FRIENDTALK))
 end
 
+--- client:add_report_handler(fn) -> remove(): fn(report_event) is called
+-- for every pushed report, after the session's own on_report (the
+-- ksms.oneshot.protocol report event: user_msg_id, result, ok, ...). A
+-- report is acknowledged once every handler has returned; one that raises
+-- leaves it unacknowledged, so the server pushes it again after a
+-- reconnect. The outbox uses it to record delivery (ksms.outbox.track).
+-- @tparam function fn
+-- @treturn function remove (idempotent)
+function Client:add_report_handler(fn)
+  if type(fn) ~= "function" then misuse("ksms: add_report_handler needs a function") end
+  local handlers = self.report_handlers
+  if not handlers then
+    handlers = {}
+    self.report_handlers = handlers
+    -- The driver reads opts.on_report at each report, so chaining here
+    -- reaches reports pushed from now on. A copy: the caller's options
+    -- table may make other clients.
+    local opts = {}
+    for k, v in pairs(self.session.opts) do opts[k] = v end
+    self.session.opts = opts
+    local own = opts.on_report
+    opts.on_report = function(ev)
+      if own then own(ev) end
+      local list = {}
+      for i = 1, #handlers do list[i] = handlers[i] end -- a handler may remove itself
+      for i = 1, #list do list[i](ev) end
+    end
+  end
+  handlers[#handlers + 1] = fn
+  return function()
+    for i = #handlers, 1, -1 do
+      if handlers[i] == fn then table.remove(handlers, i); return end
+    end
+  end
+end
+
 --- Unbinds and closes the session; queued messages end as not sent.
 function Client:close() self.session:close() end
 Client.__close = Client.close

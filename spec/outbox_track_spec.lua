@@ -1,0 +1,299 @@
+-- ob:track and ob:reconcile (ksms.outbox.track): real clients against the
+-- real fakes (ppurio reports, Cafe24 history, OneShot pushed reports,
+-- Senders without a lookup), records in the memory store and in real
+-- SQLite files. Sent and maybe_sent records are made the way the worker
+-- makes them: the message is sent for real, then the store records the
+-- outcome (queued -> sending -> sent | maybe_sent, provider_id = the id).
+local ksms = require "ksms"
+local outbox = require "ksms.outbox"
+local fake_control = require "fake_control"
+
+local FROM = "02-1234-5678"
+
+local function tmpfile()
+  local p = os.tmpname()
+  os.remove(p)
+  return p .. ".outbox"
+end
+
+-- The worker's path for one record, with a real send.
+local function send_record(ob, name, msg, key)
+  local rec = assert(ob:enqueue(msg, { key = key, client = name }))
+  local st = ob.store
+  assert.is_true(st:update(rec.key, { "queued" }, "sending", {}))
+  local res, err = ob.clients[name]:send(msg)
+  if res then
+    assert.is_true(st:update(rec.key, { "sending" }, "sent", { provider_id = res.id, code = res.code }))
+  elseif err.maybe_sent then
+    assert.is_true(st:update(rec.key, { "sending" }, "maybe_sent", { error = err }))
+  else
+    error("the send failed: " .. tostring(err))
+  end
+  return ob:status(rec.key), res, err
+end
+
+local STORES = { "memory", "sqlite" }
+
+for _, kind in ipairs(STORES) do
+  describe("ob:track and ob:reconcile (" .. kind .. " store)", function()
+    local fakes, clients, path = {}, {}, nil
+
+    local function open()
+      local spec = "memory"
+      if kind == "sqlite" then
+        if path then os.remove(path); os.remove(path .. "-wal"); os.remove(path .. "-shm") end
+        path = tmpfile()
+        spec = "sqlite:" .. path
+      end
+      return assert(outbox.open { store = spec, clients = clients })
+    end
+
+    setup(function()
+      for _, name in ipairs { "ppurio", "cafe24", "senders", "oneshot" } do
+        fakes[name] = fake_control.start(name)
+      end
+      clients.ppurio = ksms.client("ppurio", { client_id = "ksmstest", api_key = "test-ppurio-key",
+        base_url = fakes.ppurio.base_url, timeout = 5 })
+      clients.cafe24 = ksms.client("cafe24", { user_id = "ksmstest", secure_key = "test-cafe24-key",
+        base_url = fakes.cafe24.base_url, history_url = fakes.cafe24.history_url, timeout = 5 })
+      clients.senders = ksms.client("senders", { api_key = "test-senders-key", base_url = fakes.senders.base_url,
+        timeout = 5 })
+      clients.oneshot = ksms.client("oneshot", fakes.oneshot:session_options { reconnect_delay = 0.2 })
+    end)
+
+    teardown(function()
+      for _, c in pairs(clients) do c:close() end
+      fake_control.stop_all()
+      if path then os.remove(path); os.remove(path .. "-wal"); os.remove(path .. "-shm") end
+    end)
+
+    before_each(function()
+      for name, f in pairs(fakes) do if name ~= "oneshot" then f:reset() end end
+    end)
+
+    it("settles ppurio records from report(cmid): delivered, undelivered, and an undocumented code stays sent",
+      function()
+        local ob = open()
+        local a = send_record(ob, "ppurio", { to = "01011112222", from = "0212345678", text = "one" }, "p-a")
+        local b = send_record(ob, "ppurio", { to = "01033334444", from = "0212345678", text = "two" }, "p-b")
+        local c = send_record(ob, "ppurio", { to = "01055556666", from = "0212345678", text = "three" }, "p-c")
+        assert.equal("sent", a.state)
+        assert.is_string(a.provider_id)
+        fakes.ppurio:state { reports = { [b.provider_id] = "4410", [c.provider_id] = "7777" } }
+        local s = assert(ob:track { clients = { ppurio = clients.ppurio }, rounds = 1 })
+        assert.equal(3, s.lookups)
+        assert.equal(1, s.delivered)
+        assert.equal(1, s.undelivered)
+        assert.equal(1, s.pending)
+        local ra, rb, rc = ob:status("p-a"), ob:status("p-b"), ob:status("p-c")
+        assert.equal("delivered", ra.state)
+        assert.equal("4100", tostring(ra.code))
+        assert.equal("undelivered", rb.state)
+        assert.equal("4410", tostring(rb.code))
+        assert.equal("recipient", rb.error.category)
+        assert.equal("ppurio", rb.error.provider)
+        assert.equal("sent", rc.state)
+        -- The report lookups went to the fake: one per sent record.
+        assert.equal(3, #fakes.ppurio:requests("/ppurio/1/message/report/ksmstest"))
+        -- Once the code is a documented one, the next round settles it.
+        fakes.ppurio:state { reports = { [c.provider_id] = "6600" } }
+        s = assert(ob:track { clients = { ppurio = clients.ppurio }, until_idle = true, interval = 0.05,
+          deadline = os.time() + 10 })
+        assert.equal(1, s.delivered)
+        assert.equal(0, s.pending)
+        assert.equal("delivered", ob:status("p-c").state)
+        ob:close()
+      end)
+
+    it("bounds ppurio polling per round and never raises on what the report answers", function()
+      local ob = open()
+      for i = 1, 5 do
+        send_record(ob, "ppurio", { to = "01011112222", from = "0212345678", text = "n" .. i }, "q-" .. i)
+      end
+      fakes.ppurio:script { path = "/ppurio/1/message/report/ksmstest", body = "{not json", times = 2 }
+      local before = #fakes.ppurio:requests("/ppurio/1/message/report/ksmstest")
+      local s = assert(ob:track { clients = { ppurio = clients.ppurio }, rounds = 1, per_round = 2 })
+      assert.equal(2, s.lookups)
+      assert.equal(2, #fakes.ppurio:requests("/ppurio/1/message/report/ksmstest") - before)
+      assert.equal(2, s.errors)
+      assert.equal(0, s.delivered)
+      s = assert(ob:track { clients = { ppurio = clients.ppurio }, rounds = 3, per_round = 2, interval = 0 })
+      -- The two whose answers were not JSON are asked again: all five settle.
+      assert.equal(0, s.errors)
+      assert.equal(5, s.delivered)
+      assert.equal(5, s.lookups)
+      s = assert(ob:track { clients = { ppurio = clients.ppurio }, until_idle = true, interval = 0,
+        deadline = os.time() + 10 })
+      assert.equal(0, s.lookups)
+      assert.equal(1, s.rounds)
+      assert.same({ delivered = 5 }, (function()
+        local n = 0
+        for rec in ob:list { state = "delivered" } do if rec.key:match("^q%-") then n = n + 1 end end
+        return { delivered = n }
+      end)())
+      ob:close()
+    end)
+
+    it("matches Cafe24 history by recipient, time and text: requested stays sent, then delivered or undelivered",
+      function()
+        local ob = open()
+        fakes.cafe24:state { delivery_delay = 2, failing_numbers = { "010-3333-4444" } }
+        send_record(ob, "cafe24", { to = "010-1111-2222", from = FROM, text = "hello" }, "c-ok")
+        send_record(ob, "cafe24", { to = "010-3333-4444", from = FROM, text = "hello" }, "c-fail")
+        -- The same text to the same number twice: two records, two entries.
+        send_record(ob, "cafe24", { to = "010-5555-6666", from = FROM, text = "again" }, "c-twice-1")
+        send_record(ob, "cafe24", { to = "010-5555-6666", from = FROM, text = "again" }, "c-twice-2")
+        -- A text the history never shows for that number: not matched.
+        local s = assert(ob:track { clients = { cafe24 = clients.cafe24 }, rounds = 1 })
+        assert.equal(4, s.lookups)
+        assert.equal(0, s.delivered + s.undelivered)
+        assert.equal(4, s.pending)
+        assert.equal("sent", ob:status("c-ok").state)
+        s = assert(ob:track { clients = { cafe24 = clients.cafe24 }, until_idle = true, interval = 0.5,
+          deadline = os.time() + 15 })
+        assert.equal(3, s.delivered)
+        assert.equal(1, s.undelivered)
+        local ok, bad = ob:status("c-ok"), ob:status("c-fail")
+        assert.equal("delivered", ok.state)
+        assert.matches("^c24:01011112222:%d+:1$", ok.provider_id)
+        assert.equal("undelivered", bad.state)
+        assert.equal("cafe24", bad.error.provider)
+        assert.matches("refunded", bad.error.message)
+        local t1, t2 = ob:status("c-twice-1"), ob:status("c-twice-2")
+        assert.equal("delivered", t1.state)
+        assert.equal("delivered", t2.state)
+        assert.are_not.equal(t1.provider_id, t2.provider_id)
+        -- Each history query named the recipient (one query per record a round, at most max_pages).
+        for _, req in ipairs(fakes.cafe24.history:requests("/sms_list.php")) do
+          local found = false
+          for _, pair in ipairs(req.form) do if pair[1] == "receivePhone" then found = true end end
+          assert.is_true(found)
+        end
+        ob:close()
+      end)
+
+    it("does not match Cafe24 history of another text, and never raises on a history it cannot read", function()
+      local ob = open()
+      send_record(ob, "cafe24", { to = "010-1111-2222", from = FROM, text = "first text" }, "h-1")
+      -- The fake's history holds "first text"; a record of other text is not matched.
+      local rec = assert(ob:enqueue({ to = "010-1111-2222", from = FROM, text = "never sent" },
+        { key = "h-2", client = "cafe24" }))
+      assert.is_true(ob.store:update(rec.key, { "queued" }, "sending", {}))
+      assert.is_true(ob.store:update(rec.key, { "sending" }, "sent", {}))
+      fakes.cafe24:script { path = "/sms_list.php", body = "<result><code>0000</code><data><record>", times = 1 }
+      fakes.cafe24:script { path = "/sms_list.php", body = string.rep("x", 100), status = 500, times = 1 }
+      local s = assert(ob:track { clients = { cafe24 = clients.cafe24 }, rounds = 1 })
+      assert.equal(2, s.errors)
+      assert.equal("sent", ob:status("h-1").state)
+      s = assert(ob:track { clients = { cafe24 = clients.cafe24 }, rounds = 1 })
+      assert.equal(1, s.delivered)
+      assert.equal(1, s.pending)
+      assert.equal("delivered", ob:status("h-1").state)
+      assert.equal("sent", ob:status("h-2").state)
+      ob:close()
+    end)
+
+    it("reconciles a Cafe24 maybe_sent record: sent with the matching entry, or not found with the search",
+      function()
+        local ob = open()
+        -- The provider takes the message, then the answer is lost.
+        fakes.cafe24:script { path = "/sms_sender.php", fault = "close", process = true, times = 1 }
+        local r1 = send_record(ob, "cafe24", { to = "010-7777-8888", from = FROM, text = "lost answer" }, "m-1")
+        assert.equal("maybe_sent", r1.state)
+        -- Never reached the provider.
+        fakes.cafe24:script { path = "/sms_sender.php", fault = "close", times = 1 }
+        local r2 = send_record(ob, "cafe24", { to = "010-7777-9999", from = FROM, text = "never arrived" }, "m-2")
+        assert.equal("maybe_sent", r2.state)
+        local rep = assert(ob:reconcile("m-1"))
+        assert.equal("sent", rep.outcome)
+        assert.equal("sent", rep.state)
+        assert.equal("sent", ob:status("m-1").state)
+        assert.equal("reconciled", ob:status("m-1").code)
+        assert.matches("^c24:01077778888:%d+:1$", ob:status("m-1").provider_id)
+        assert.equal(rep.evidence.ref, ob:status("m-1").provider_id)
+        assert.equal("010-7777-8888", rep.evidence.searched[1].entry.to)
+        assert.matches('"evidence"', ob.store:meta_get("reconcile:m-1"))
+        local rep2 = assert(ob:reconcile("m-2"))
+        assert.equal("not_found", rep2.outcome)
+        assert.equal("maybe_sent", rep2.state)
+        assert.equal("maybe_sent", ob:status("m-2").state)
+        assert.equal(0, rep2.evidence.searched[1].candidates)
+        assert.is_true(rep2.evidence.searched[1].pages >= 1)
+        assert.equal("01077779999", rep2.evidence.searched[1].to)
+        -- A settled record is not reconciled again; track then delivers it.
+        assert.equal("not_maybe_sent", assert(ob:reconcile("m-1")).outcome)
+        local s = assert(ob:track { clients = { cafe24 = clients.cafe24 }, rounds = 1 })
+        assert.equal(1, s.delivered)
+        assert.equal("delivered", ob:status("m-1").state)
+        ob:close()
+      end)
+
+    it("says where no lookup exists, and refuses unknown keys and misuse", function()
+      local ob = open()
+      fakes.senders:script { path = "/APIV2/sms_send", fault = "close", times = 1 }
+      local r = send_record(ob, "senders", { to = "01011112222", from = "0212345678", text = "x" }, "n-1")
+      assert.equal("maybe_sent", r.state)
+      local rep = assert(ob:reconcile("n-1"))
+      assert.equal("no_lookup", rep.outcome)
+      assert.equal("maybe_sent", rep.state)
+      assert.equal("senders", rep.provider)
+      fakes.ppurio:script { path = "/ppurio/1/message/sms/ksmstest", fault = "close", times = 1 }
+      r = send_record(ob, "ppurio", { to = "01011112222", from = "0212345678", text = "x" }, "n-2")
+      assert.equal("maybe_sent", r.state)
+      rep = assert(ob:reconcile("n-2"))
+      assert.equal("no_lookup", rep.outcome)
+      assert.matches("cmid", rep.evidence.reason)
+      local rec = assert(ob:enqueue({ to = "01011112222", from = "15666639", text = "x" },
+        { key = "n-3", client = "oneshot" }))
+      assert.is_true(ob.store:update(rec.key, { "queued" }, "sending", {}))
+      assert.is_true(ob.store:update(rec.key, { "sending" }, "maybe_sent", {}))
+      assert.equal("no_lookup", assert(ob:reconcile("n-3")).outcome)
+      local none, err = ob:reconcile("no-such-key")
+      assert.is_nil(none)
+      assert.equal("unknown_key", err.code)
+      assert.has_error(function() ob:reconcile(42) end)
+      assert.has_error(function() ob:track { interval = "soon" } end)
+      assert.has_error(function() ob:track { bogus = 1 } end)
+      -- Senders records stay sent: track lists it as having no lookup.
+      send_record(ob, "senders", { to = "01011112222", from = "0212345678", text = "y" }, "n-4")
+      local s = assert(ob:track { clients = { senders = clients.senders }, rounds = 1 })
+      assert.same({ "senders" }, s.no_lookup)
+      assert.equal(0, s.lookups)
+      assert.equal("sent", ob:status("n-4").state)
+      ob:close()
+    end)
+
+    it("records OneShot pushed reports by UserMsgId, and counts reports for no record", function()
+      local ob = open()
+      fakes.oneshot:reset()
+      fakes.oneshot:state { report_delay_ms = 300 }
+      -- What ob:run does for the OneShot clients it runs.
+      require("ksms.outbox.track").watch(ob, "oneshot", clients.oneshot)
+      -- A message sent outside the outbox: its report matches no record.
+      assert(clients.oneshot:send { to = "01033334444", from = "15666639", text = "not ours" })
+      local a = send_record(ob, "oneshot", { to = "01011112222", from = "15666639", text = "push me" }, "o-1")
+      assert.equal("sent", a.state)
+      assert.is_string(a.provider_id)
+      local s = assert(ob:track { clients = { oneshot = clients.oneshot }, until_idle = true, interval = 0.2,
+        deadline = os.time() + 10 })
+      assert.equal("delivered", ob:status("o-1").state)
+      assert.equal(1, s.reports)
+      assert.is_true(s.unmatched >= 1)
+      -- A failed delivery.
+      fakes.oneshot:state { report_result = 31 }
+      send_record(ob, "oneshot", { to = "01055556666", from = "15666639", text = "fail me" }, "o-2")
+      s = assert(ob:track { clients = { oneshot = clients.oneshot }, until_idle = true, interval = 0.2,
+        deadline = os.time() + 10 })
+      local b = ob:status("o-2")
+      assert.equal("undelivered", b.state)
+      assert.equal("oneshot", b.error.provider)
+      assert.equal(31, tonumber(b.code))
+      -- Every report was acknowledged.
+      local acked = 0
+      for _, r in ipairs(fakes.oneshot:reports()) do if r.status == "acked" then acked = acked + 1 end end
+      assert.equal(3, acked)
+      fakes.oneshot:state { report_result = 0 }
+      ob:close()
+    end)
+  end)
+end
