@@ -175,8 +175,10 @@ for _, kind in ipairs(STORES) do
     it("does not match Cafe24 history of another text, and never raises on a history it cannot read", function()
       local ob = open()
       send_record(ob, "cafe24", { to = "010-1111-2222", from = FROM, text = "first text" }, "h-1")
-      -- The fake's history holds "first text"; a record of other text is not matched.
-      local rec = assert(ob:enqueue({ to = "010-1111-2222", from = FROM, text = "never sent" },
+      -- The history holds "other text" for 010-2222-3333 (sent outside the
+      -- outbox); a record of another text to that number is not matched.
+      assert(clients.cafe24:send { to = "010-2222-3333", from = FROM, text = "other text" })
+      local rec = assert(ob:enqueue({ to = "010-2222-3333", from = FROM, text = "never sent" },
         { key = "h-2", client = "cafe24" }))
       assert.is_true(ob.store:update(rec.key, { "queued" }, "sending", {}))
       assert.is_true(ob.store:update(rec.key, { "sending" }, "sent", {}))
@@ -191,6 +193,25 @@ for _, kind in ipairs(STORES) do
       assert.equal("delivered", ob:status("h-1").state)
       assert.equal("sent", ob:status("h-2").state)
       ob:close()
+    end)
+
+    it("matches Cafe24 history only within the record's time window (skew)", function()
+      -- An outbox whose clock is an hour behind the provider's: the record's
+      -- times are an hour before the history entry's registration.
+      local spec = "memory"
+      local p2
+      if kind == "sqlite" then p2 = tmpfile(); spec = "sqlite:" .. p2 end
+      local ob = assert(outbox.open { store = spec, clients = clients, now = function() return os.time() - 3600 end })
+      send_record(ob, "cafe24", { to = "010-4444-5555", from = FROM, text = "clock" }, "w-1")
+      local s = assert(ob:track { clients = { cafe24 = clients.cafe24 }, rounds = 1 })
+      assert.equal(1, s.lookups)
+      assert.equal(0, s.delivered)
+      assert.equal("sent", ob:status("w-1").state)
+      s = assert(ob:track { clients = { cafe24 = clients.cafe24 }, rounds = 1, skew = 2 * 3600 })
+      assert.equal(1, s.delivered)
+      assert.equal("delivered", ob:status("w-1").state)
+      ob:close()
+      if p2 then os.remove(p2); os.remove(p2 .. "-wal"); os.remove(p2 .. "-shm") end
     end)
 
     it("reconciles a Cafe24 maybe_sent record: sent with the matching entry, or not found with the search",
@@ -293,6 +314,47 @@ for _, kind in ipairs(STORES) do
       for _, r in ipairs(fakes.oneshot:reports()) do if r.status == "acked" then acked = acked + 1 end end
       assert.equal(3, acked)
       fakes.oneshot:state { report_result = 0 }
+      ob:close()
+    end)
+
+    it("keeps a OneShot report that comes before its outcome is recorded, and applies it later", function()
+      local ob = open()
+      fakes.oneshot:reset()
+      fakes.oneshot:state { report_delay_ms = 0 }
+      local track = require "ksms.outbox.track"
+      track.watch(ob, "oneshot", clients.oneshot)
+      local msg = { to = "01011112222", from = "15666639", text = "early report" }
+      local rec = assert(ob:enqueue(msg, { key = "e-1", client = "oneshot" }))
+      assert.is_true(ob.store:update(rec.key, { "queued" }, "sending", {}))
+      local res = assert(clients.oneshot:send(msg))
+      -- The report arrives while the record is still sending (the store
+      -- has no provider_id for it yet): unmatched, acknowledged, kept.
+      clients.oneshot.session:poll(0.5)
+      local d = ob._delivery
+      assert.equal(1, d.reports)
+      assert.equal("sending", ob:status("e-1").state)
+      -- Once the outcome is recorded with its UserMsgId the report matches.
+      assert.is_true(ob.store:update(rec.key, { "sending" }, "sent", { provider_id = res.id }))
+      -- A report for a record in sending: kept, then applied by track.
+      -- (The UserMsgId is chosen and recorded before the send here, so the
+      -- report finds the record whenever it comes.)
+      local msg2 = { to = "01033334444", from = "15666639", text = "second", user_msg_id = "e2-umid" }
+      local rec2 = assert(ob:enqueue(msg2, { key = "e-2", client = "oneshot" }))
+      assert.is_true(ob.store:update(rec2.key, { "queued" }, "sending", { provider_id = "e2-umid" }))
+      local res2 = assert(clients.oneshot:send(msg2))
+      assert.equal("e2-umid", res2.id)
+      clients.oneshot.session:poll(0.5)
+      assert.equal(2, d.stashed)
+      assert.equal("sending", ob:status("e-2").state)
+      assert.is_true(ob.store:update(rec2.key, { "sending" }, "sent", {}))
+      local s = assert(ob:track { clients = { oneshot = clients.oneshot }, rounds = 1 })
+      assert.equal(2, s.reports)
+      assert.equal("delivered", ob:status("e-2").state)
+      assert.equal("delivered", ob:status("e-1").state)
+      -- Both were acknowledged when they came.
+      local acked = 0
+      for _, r in ipairs(fakes.oneshot:reports()) do if r.status == "acked" then acked = acked + 1 end end
+      assert.equal(2, acked)
       ob:close()
     end)
   end)

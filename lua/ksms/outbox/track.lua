@@ -56,6 +56,7 @@ local json = cjson.new() -- our own: the caller's cjson settings never change ou
 
 local KIND = lookup.KIND
 local STASH_MAX = 1000 -- pushed reports kept while their record is still being sent
+local STASH_TTL = 600  -- seconds a report for no record is kept (its outcome may be recorded late)
 
 local function now_of(ob)
   local f = ob.now
@@ -135,21 +136,27 @@ local function stash(d, name, ev)
     d.head = d.head + 1
     if d.stash[old] then d.stash[old] = nil; d.dropped = d.dropped + 1 end
   end
-  d.stash[k] = { name = name, ev = ev }
+  d.stash[k] = { name = name, ev = ev, at = os_time() }
   d.order[#d.order + 1] = k
   d.stashed = d.stashed + 1
 end
 
--- Retries the stashed reports; returns how many are still waiting.
+-- Retries the stashed reports; returns how many wait for a record still
+-- being sent (those for no record do not keep track from being idle).
 local function flush_stash(ob)
   local d = delivery_of(ob)
-  local order, kept = d.order, {}
+  local order, kept, waiting = d.order, {}, 0
+  local t = os_time()
   for i = d.head, #order do
     local k = order[i]
     local s = d.stash[k]
     if s then
       local how = apply_report(ob, s.name, s.ev)
-      if how == "later" or how == nil then kept[#kept + 1] = k
+      if how == "later" or how == nil then
+        kept[#kept + 1] = k
+        waiting = waiting + 1
+      elseif how == "unmatched" and t - s.at < STASH_TTL then
+        kept[#kept + 1] = k
       else
         d.stash[k] = nil
         if how == "applied" then d.applied = d.applied + 1 end
@@ -157,7 +164,7 @@ local function flush_stash(ob)
     end
   end
   d.order, d.head = kept, 1
-  return #kept
+  return waiting
 end
 
 local watched = setmetatable({}, { __mode = "k" })
@@ -166,9 +173,11 @@ local watched = setmetatable({}, { __mode = "k" })
 -- (idempotent): a handler added with client:add_report_handler, after the
 -- client's own on_report. A report whose record cannot be written (the
 -- store failed) is left unacknowledged, so the server pushes it again
--- after a reconnect; one for a record still being sent waits in memory
--- (at most 1000) until its outcome is recorded; one for no record is
--- acknowledged and counted as unmatched.
+-- after a reconnect. One for a record still being sent, or for no record
+-- (counted as unmatched: its outcome may not be recorded yet, or it is a
+-- message sent outside the outbox), is acknowledged and kept in memory
+-- (at most 1000; a report for no record at most 10 minutes), and applied
+-- at the next track round or when ob:run returns.
 -- @param ob the Outbox
 -- @tparam string name the client's name in the outbox
 -- @param client a ksms.client("oneshot", ...)
@@ -185,7 +194,10 @@ function _M.watch(ob, name, client)
     d.reports = d.reports + 1
     local how, err = apply_report(o, w.name, ev)
     if how == nil then error(err, 0) end -- unacknowledged: pushed again later
-    if how == "unmatched" then d.unmatched = d.unmatched + 1
+    if how == "unmatched" then
+      -- Perhaps its outcome is not recorded yet: kept a while, then dropped.
+      d.unmatched = d.unmatched + 1
+      stash(d, w.name, ev)
     elseif how == "later" then stash(d, w.name, ev)
     elseif how == "applied" then d.applied = d.applied + 1 end
   end)
@@ -259,19 +271,22 @@ local function look(ob, c, rec, o)
 end
 
 -- Advances a client's pass over its sent records (in seq order, from
--- c.since) by at most per_round lookups and 20 times as many records
--- read. Returns nil, err when the store fails.
+-- c.since) by one page of at most 2 * per_round records, and at most
+-- per_round lookups. The page is read whole before any record is updated:
+-- a store's cursor need not survive updates of the rows it walks.
+-- Returns nil, err when the store fails.
 local function step(ob, c, o, s)
   local store, t = ob.store, now_of(ob)
   if not c.since then c.since, c.pass_pending = 0, 0 end
-  local limit = o.per_round * 20
+  local limit = o.per_round * 2
   local it, ierr = store:iterate { state = "sent", client = c.name, since = c.since, limit = limit }
   if not it then return nil, store_error(ierr, "the store could not list sent records") end
+  local page = {}
+  for rec in it do page[#page + 1] = rec end
   local looked, read = 0, 0
   local polled = KIND[c.client.provider] ~= "push"
-  while looked < o.per_round do
-    local rec = it()
-    if rec == nil then break end
+  for _, rec in ipairs(page) do
+    if looked >= o.per_round then break end
     read = read + 1
     if type(rec.seq) == "number" then c.since = rec.seq end
     local sent_at = rec.updated_at or rec.created_at
@@ -295,7 +310,7 @@ local function step(ob, c, o, s)
       end
     end
   end
-  if looked < o.per_round and read < limit then
+  if read == #page and #page < limit then
     -- The end of the sent records: the pass is complete.
     c.since, c.last_pending, c.passes = nil, c.pass_pending, (c.passes or 0) + 1
     c.in_pass = false
