@@ -317,6 +317,43 @@ for _, kind in ipairs(STORES) do
       ob:close()
     end)
 
+    it("end to end: ob:run sends, OneShot reports pushed during the run are recorded, track settles the rest",
+      function()
+        local ob = open()
+        fakes.oneshot:reset()
+        fakes.oneshot:state { report_delay_ms = 10 }
+        fakes.cafe24:state { failing_numbers = { "010-9999-0000" } }
+        for i = 1, 6 do
+          assert(ob:enqueue({ to = "0101111000" .. i, from = "15666639", text = "os " .. i },
+            { key = "r-o" .. i, client = "oneshot" }))
+        end
+        assert(ob:enqueue({ to = "01011112222", from = "0212345678", text = "pp" }, { key = "r-p", client = "ppurio" }))
+        assert(ob:enqueue({ to = "010-9999-0000", from = FROM, text = "c24" }, { key = "r-c", client = "cafe24" }))
+        assert(ob:enqueue({ to = "01011112222", from = "0212345678", text = "sd" }, { key = "r-s", client = "senders" }))
+        local summary = assert(ob:run { until_idle = true, concurrency = 4 })
+        assert.equal(9, summary.sent)
+        -- Let the last reports arrive on the session the run used.
+        local deadline = os.time() + 5
+        while os.time() < deadline do
+          local n = 0
+          for _, r in ipairs(fakes.oneshot:reports()) do if r.status == "acked" then n = n + 1 end end
+          if n == 6 then break end
+          clients.oneshot.session:poll(0.1)
+        end
+        local s = assert(ob:track { until_idle = true, interval = 0.1, deadline = os.time() + 10 })
+        assert.same({ "senders" }, s.no_lookup)
+        for i = 1, 6 do
+          local r = ob:status("r-o" .. i)
+          assert.equal("delivered", r.state, "r-o" .. i)
+          assert.is_string(r.provider_id)
+        end
+        assert.equal("delivered", ob:status("r-p").state)
+        assert.equal("undelivered", ob:status("r-c").state)
+        assert.equal("sent", ob:status("r-s").state)
+        assert.equal(0, s.pending)
+        ob:close()
+      end)
+
     it("keeps a OneShot report that comes before its outcome is recorded, and applies it later", function()
       local ob = open()
       fakes.oneshot:reset()
