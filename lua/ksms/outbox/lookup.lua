@@ -38,7 +38,7 @@ local function err_detail(err)
 end
 _M.err_detail = err_detail
 
----------------------------------------------------------------- ppurio
+-- ---- ppurio ----
 
 --- ppurio: the report for a cmid -> verdict, detail.
 -- The document's call_status codes are final (4100 and 6600 "전달" are
@@ -67,7 +67,7 @@ function _M.ppurio(client, cmid)
   return "undelivered", d
 end
 
----------------------------------------------------------------- Cafe24
+-- ---- Cafe24 ----
 
 -- "YYYY-MM-DD hh:mm:ss" (regDate) or "YYYYMMDDhhmm" (sendDateTime), Korea
 -- time, to epoch seconds; nil for anything else.

@@ -82,7 +82,7 @@ local function delivery_of(ob)
   return d
 end
 
----------------------------------------------------------------- settling
+-- ---- settling ----
 
 -- sent -> delivered | undelivered. true, false (the record moved on
 -- meanwhile), or nil, err (the store failed).
@@ -92,7 +92,7 @@ local function settle(store, rec, verdict, fields, from)
   return ok and true or false
 end
 
----------------------------------------------------------------- OneShot pushed reports
+-- ---- OneShot pushed reports ----
 
 -- What a pushed report records: its Result as the code, and for a failed
 -- delivery the protocol's error (category, code, message).
@@ -204,7 +204,7 @@ function _M.watch(ob, name, client)
   return true
 end
 
----------------------------------------------------------------- polling
+-- ---- polling ----
 
 local function check_opts(o, known, where)
   if o == nil then return {} end
@@ -396,7 +396,7 @@ function _M.track(ob, o)
   return s
 end
 
----------------------------------------------------------------- reconcile
+-- ---- reconcile ----
 
 local RECONCILE_OPTS = { clients = "table", skew = "number", max_pages = "number" }
 
