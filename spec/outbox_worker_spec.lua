@@ -228,7 +228,12 @@ describe("ksms.outbox worker", function()
       for i = 1, 5 do assert(ob:enqueue(msg("o" .. i), { key = "o" .. i })) end
       local sum = assert(ob:run { until_idle = true })
       assert.equal(5, sum.sent)
-      for i = 1, 5 do assert.equal("sent", ob:status("o" .. i).state) end
+      -- delivered when its pushed report came during the run (the outbox
+      -- records OneShot reports: ksms.outbox.track)
+      for i = 1, 5 do
+        local st = ob:status("o" .. i).state
+        assert.is_true(st == "sent" or st == "delivered", st)
+      end
       c:close()
       os1:stop()
     end)
