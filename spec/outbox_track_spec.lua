@@ -105,6 +105,38 @@ for _, kind in ipairs(STORES) do
         ob:close()
       end)
 
+    it("keeps ppurio records without a report yet, counts refused lookups, and reconciles by cmid", function()
+      local ob = open()
+      local function record(key, state, cmid)
+        local rec = assert(ob:enqueue({ to = "01011112222", from = "0212345678", text = key },
+          { key = key, client = "ppurio" }))
+        assert.is_true(ob.store:update(rec.key, { "queued" }, "sending", {}))
+        assert.is_true(ob.store:update(rec.key, { "sending" }, state, { provider_id = cmid }))
+      end
+      record("u-1", "sent", "20000101000000000") -- a cmid the provider has no report for
+      local s = assert(ob:track { clients = { ppurio = clients.ppurio }, rounds = 1 })
+      assert.equal(1, s.lookups)
+      assert.equal(0, s.errors)
+      assert.equal(1, s.pending)
+      assert.equal("sent", ob:status("u-1").state)
+      local wrong = ksms.client("ppurio", { client_id = "ksmstest", api_key = "not-the-key",
+        base_url = fakes.ppurio.base_url, timeout = 5 })
+      s = assert(ob:track { clients = { ppurio = wrong }, rounds = 1 })
+      assert.equal(1, s.errors)
+      wrong:close()
+      -- maybe_sent with a cmid (an application that recorded it): the report settles it.
+      local res = assert(clients.ppurio:send { to = "01011112222", from = "0212345678", text = "had it" })
+      record("u-2", "maybe_sent", res.id)
+      record("u-3", "maybe_sent", "20000101000000001")
+      local rep = assert(ob:reconcile("u-2"))
+      assert.equal("sent", rep.outcome)
+      assert.equal("4100", rep.evidence.call_status)
+      assert.equal("sent", ob:status("u-2").state)
+      assert.equal("not_found", assert(ob:reconcile("u-3")).outcome)
+      assert.equal("maybe_sent", ob:status("u-3").state)
+      ob:close()
+    end)
+
     it("bounds ppurio polling per round and never raises on what the report answers", function()
       local ob = open()
       for i = 1, 5 do

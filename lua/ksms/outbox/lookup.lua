@@ -53,11 +53,11 @@ function _M.ppurio(client, cmid)
   if not r then
     local d = err_detail(err)
     d.cmid = cmid
-    -- An answer with a result_code but no call_status: no report (yet).
-    if type(err) == "table" and err.provider == "ppurio" and err.category ~= "network"
-      and err.category ~= "timeout" and err.category ~= "protocol" and err.category ~= "auth" then
-      return "pending", d
-    end
+    -- result_code 300 (parameter error) without a call_status: the fake
+    -- and, as far as the document says, the provider have no report for
+    -- that cmid (yet). Anything else (a key refused, the network, an
+    -- answer that cannot be read) is a failed lookup.
+    if type(err) == "table" and err.category == "invalid_input" then return "pending", d end
     return "error", d
   end
   local d = { cmid = cmid, call_status = r.call_status, report_time = r.report_time,
