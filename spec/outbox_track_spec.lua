@@ -480,3 +480,39 @@ describe("ob:track's memory", function()
       :format(small, large))
   end)
 end)
+
+describe("client:add_report_handler (OneShot)", function()
+  it("runs after the client's own on_report, and stops when removed", function()
+    local fake = fake_control.start("oneshot", { state = { report_delay_ms = 10 } })
+    local own, added = 0, 0
+    local opts = fake:session_options { reconnect_delay = 0.2, on_report = function() own = own + 1 end }
+    local c = ksms.client("oneshot", opts)
+    local order = {}
+    local first_own = opts.on_report
+    local remove = c:add_report_handler(function(ev)
+      added = added + 1
+      order[#order + 1] = own -- the client's own handler ran first
+      assert.is_string(ev.user_msg_id)
+    end)
+    -- The caller's options table is not changed (it may make other clients).
+    assert.equal(first_own, opts.on_report)
+    local function wait_for(n)
+      local deadline = os.time() + 5
+      while own < n and os.time() < deadline do c.session:poll(0.05) end
+    end
+    assert(c:send { to = "01011112222", from = "15666639", text = "one" })
+    wait_for(1)
+    assert.equal(1, own)
+    assert.equal(1, added)
+    assert.same({ 1 }, order)
+    remove()
+    remove() -- idempotent
+    assert(c:send { to = "01011112222", from = "15666639", text = "two" })
+    wait_for(2)
+    assert.equal(2, own)
+    assert.equal(1, added)
+    assert.has_error(function() c:add_report_handler("no") end)
+    c:close()
+    fake:stop()
+  end)
+end)
