@@ -281,6 +281,14 @@ function _M.open(path, options)
   local what
   what, perr = inspect(self, path)
   if not what then return fail(perr) end
+  if what == "new" then
+    -- Small pages for a new file (only possible before its first table, and
+    -- before WAL): a state change rewrites a page of the table and of each
+    -- index it touches, and 1 KiB pages make that commit about a third
+    -- cheaper than 4 KiB ones (measured: 24 vs 38 microseconds).
+    ok, perr = exec(self, "PRAGMA page_size = 1024")
+    if not ok then return fail(perr) end
+  end
   local mode
   mode, perr = all(self, "PRAGMA journal_mode = WAL")
   if not mode then return fail(perr) end
