@@ -516,3 +516,51 @@ describe("client:add_report_handler (OneShot)", function()
     fake:stop()
   end)
 end)
+
+describe("ob:track when the store fails", function()
+  -- The memory store behind a store of one's own (the contract's table
+  -- form) whose update fails once `failing` is set, as a full disk does.
+  local function failing_store()
+    local mem = assert(require("ksms.outbox.memory").open(nil, {}))
+    local st = { failing = false }
+    for _, name in ipairs { "insert", "get", "update", "iterate", "counts", "meta_get", "meta_set", "find_ref",
+      "claim", "release", "owners", "recover", "close" } do
+      st[name] = function(self, ...)
+        if name == "update" and self.failing then
+          return nil, require("ksms.outbox.store").error("full", "database or disk is full", true)
+        end
+        return mem[name](mem, ...)
+      end
+    end
+    return st
+  end
+
+  it("returns nil, err with the summary, and leaves a OneShot report unacknowledged", function()
+    local pp = fake_control.start("ppurio")
+    local os1 = fake_control.start("oneshot", { state = { report_delay_ms = 200 } })
+    local ppurio = ksms.client("ppurio", { client_id = "ksmstest", api_key = "test-ppurio-key",
+      base_url = pp.base_url, timeout = 5 })
+    local oneshot = ksms.client("oneshot", os1:session_options { reconnect_delay = 0.2 })
+    local st = failing_store()
+    local ob = assert(outbox.open { store = st, clients = { ppurio = ppurio, oneshot = oneshot } })
+    send_record(ob, "ppurio", { to = "01011112222", from = "0212345678", text = "x" }, "f-1")
+    require("ksms.outbox.track").watch(ob, "oneshot", oneshot)
+    send_record(ob, "oneshot", { to = "01011112222", from = "15666639", text = "y" }, "f-2")
+    st.failing = true
+    local s, err = ob:track { clients = { ppurio = ppurio }, rounds = 1 }
+    assert.is_nil(s)
+    assert.equal("store", err.category)
+    assert.equal("full", err.code)
+    assert.equal(1, err.summary.lookups)
+    assert.equal("sent", ob:status("f-1").state)
+    -- The OneShot report comes while the store fails: not acknowledged.
+    local deadline = os.time() + 3
+    while os.time() < deadline do oneshot.session:poll(0.1) end
+    local reports = os1:reports()
+    assert.equal(1, #reports)
+    assert.are_not.equal("acked", reports[1].status)
+    assert.equal("sent", ob:status("f-2").state)
+    oneshot:close(); ppurio:close()
+    pp:stop(); os1:stop()
+  end)
+end)

@@ -235,7 +235,8 @@ end
 
 local function claimed_by_other(store, name, rec)
   return function(ref)
-    local other = store:find_ref(name, ref)
+    local other, err = store:find_ref(name, ref)
+    if other == nil and err ~= nil then return true end -- the store failed: match nothing
     return type(other) == "table" and other.key ~= rec.key
   end
 end
