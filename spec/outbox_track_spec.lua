@@ -564,3 +564,24 @@ describe("ob:track when the store fails", function()
     pp:stop(); os1:stop()
   end)
 end)
+
+describe("ob:track without bounds", function()
+  it("returns after ob:stop(), called from a callback (here the outbox's clock)", function()
+    -- ppurio: each round reads the clock (there are no records to ask about)
+    local c = ksms.client("ppurio", { client_id = "x", api_key = "k", base_url = "http://127.0.0.1:1" })
+    local ob
+    local calls = 0
+    ob = assert(outbox.open { store = "memory", clients = { ppurio = c }, now = function()
+      calls = calls + 1
+      if calls == 20 and ob then ob:stop() end
+      return os.time()
+    end })
+    local s = assert(ob:track { interval = 0.01 })
+    assert.is_true(s.rounds >= 1)
+    assert.is_true(calls >= 20)
+    -- A later track is not stopped by the earlier stop.
+    s = assert(ob:track { interval = 0, rounds = 3 })
+    assert.equal(3, s.rounds)
+    ob:close()
+  end)
+end)

@@ -21,7 +21,8 @@
 -- Rounds are interval seconds apart. track returns after `rounds` rounds,
 -- at `deadline` (epoch seconds, the outbox's clock), or with until_idle
 -- once a whole pass over every client's sent records found none that can
--- still be settled; with none of these it runs until its process ends.
+-- still be settled, or after ob:stop(); with none of these it runs until
+-- its process ends.
 --
 -- reconcile looks a `maybe_sent` record up where the provider can say
 -- whether it arrived (Cafe24's history; ppurio's report when the record
@@ -69,14 +70,17 @@ end
 
 local function store_error(err, what)
   if type(err) == "table" and err.category then return err end
-  return errors.new { category = "unknown", code = "store", message = what .. ": " .. tostring(err) }
+  return require("ksms.outbox.store").error("io", what .. ": " .. tostring(err))
 end
 
 -- The per-outbox state of pushed reports: counters and the stash.
 local function delivery_of(ob)
   local d = ob._delivery
   if not d then
-    d = { reports = 0, unmatched = 0, applied = 0, stashed = 0, dropped = 0, stash = {}, order = {}, head = 1 }
+    -- order[head..tail]: the stash's keys, oldest first (a count, not #:
+    -- the list has holes at its head).
+    d = { reports = 0, unmatched = 0, applied = 0, stashed = 0, dropped = 0, stash = {}, order = {},
+      head = 1, tail = 0 }
     ob._delivery = d
   end
   return d
@@ -130,14 +134,15 @@ end
 local function stash(d, name, ev)
   local k = name .. "\0" .. tostring(ev.user_msg_id)
   if d.stash[k] then return end
-  if #d.order - d.head + 1 >= STASH_MAX then
+  if d.tail - d.head + 1 >= STASH_MAX then
     local old = d.order[d.head]
     d.order[d.head] = nil
     d.head = d.head + 1
     if d.stash[old] then d.stash[old] = nil; d.dropped = d.dropped + 1 end
   end
   d.stash[k] = { name = name, ev = ev, at = os_time() }
-  d.order[#d.order + 1] = k
+  d.tail = d.tail + 1
+  d.order[d.tail] = k
   d.stashed = d.stashed + 1
 end
 
@@ -147,7 +152,7 @@ local function flush_stash(ob)
   local d = delivery_of(ob)
   local order, kept, waiting = d.order, {}, 0
   local t = os_time()
-  for i = d.head, #order do
+  for i = d.head, d.tail do
     local k = order[i]
     local s = d.stash[k]
     if s then
@@ -163,7 +168,7 @@ local function flush_stash(ob)
       end
     end
   end
-  d.order, d.head = kept, 1
+  d.order, d.head, d.tail = kept, 1, #kept
   return waiting
 end
 
@@ -367,7 +372,8 @@ function _M.track(ob, o)
   end
   local d = delivery_of(ob)
   local reports0, unmatched0 = d.applied, d.unmatched
-  while true do
+  ob.stopping = false -- ob:stop() (from a callback, a signal handler) ends it as it ends ob:run
+  while not ob.stopping do
     local waiting = flush_stash(ob)
     local idle = waiting == 0
     for _, c in ipairs(list) do
@@ -381,7 +387,7 @@ function _M.track(ob, o)
     s.rounds = s.rounds + 1
     s.reports, s.unmatched = d.applied - reports0, d.unmatched - unmatched0
     if o.rounds and s.rounds >= o.rounds then break end
-    if o.until_idle and idle then break end
+    if o.until_idle and idle or ob.stopping then break end
     local wait = opts.interval
     if o.deadline then
       local left = o.deadline - now_of(ob)
@@ -393,6 +399,7 @@ function _M.track(ob, o)
   local pending = 0
   for _, c in ipairs(list) do pending = pending + (c.in_pass and c.pass_pending or c.last_pending or 0) end
   s.pending = pending + flush_stash(ob)
+  ob.stopping = false
   s.reports, s.unmatched = d.applied - reports0, d.unmatched - unmatched0
   return s
 end
