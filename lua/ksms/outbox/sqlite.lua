@@ -320,10 +320,12 @@ function _M.open(path, options)
   end
   ok, perr = exec(self, SYNCHRONOUS[sync])
   if not ok then return fail(perr) end
+  -- Every time, not only for a new file: IF NOT EXISTS and OR IGNORE make
+  -- it a no-op on a complete outbox, two processes creating one at once
+  -- agree, and a file from before an index was added gets it.
+  ok, perr = tx(self, create, self.now())
+  if not ok then return fail(perr) end
   if what == "new" then
-    -- IF NOT EXISTS and OR IGNORE: two processes creating it at once agree.
-    ok, perr = tx(self, create, self.now())
-    if not ok then return fail(perr) end
     what, perr = inspect(self, path)
     if not what then return fail(perr) end
   end
