@@ -1,0 +1,387 @@
+-- ksms.outbox under real faults, with real processes: a worker process
+-- (spec/outbox_worker.lua) on a real SQLite file, sending through a real
+-- Senders client to the fake Senders server with latency, killed with
+-- kill -9 at random points a hundred times; two worker processes racing on
+-- one store; a disk that fills up (`ulimit -f` in a child); a corrupted
+-- file and foreign files at open. What reached the provider is the fake's
+-- request log: every message's text carries its key.
+--
+-- KSMS_OUTBOX_KILL_ROUNDS (100) and KSMS_OUTBOX_SEED (the time) replay a run;
+-- a failing assertion names the seed.
+local outbox = require "ksms.outbox"
+local ksms = require "ksms"
+local socket = require "socket"
+local fake_control = require "fake_control"
+local H = require "spec_helper"
+
+local LUA = os.getenv("KSMS_TEST_LUA") or "lua5.4"
+local ROUNDS = tonumber(os.getenv("KSMS_OUTBOX_KILL_ROUNDS")) or 100
+local SEED = tonumber(os.getenv("KSMS_OUTBOX_SEED")) or os.time()
+local CONCURRENCY = 4
+local LATENCY_MS = 20
+local PER_ROUND = 3                 -- new keys per round of the kill loop
+local SEND_PATH = "/APIV2/sms_send"
+
+local here = (debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or ".") .. "/"
+local WORKER = here .. "outbox_worker.lua"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(H.exec_ok("mkdir -p " .. q(d)))
+  return d
+end
+
+local function file_or_empty(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function file_size(path)
+  local f = io.open(path, "rb")
+  if not f then return 0 end
+  local n = f:seek("end")
+  f:close()
+  return n
+end
+
+-- Whether the process runs (an exited, unreaped one does not count).
+local function alive(pid)
+  local s = file_or_empty("/proc/" .. pid .. "/stat")
+  local state = s:match("^%d+ %b() (%a)")
+  return state ~= nil and state ~= "Z" and state ~= "X"
+end
+
+-- Starts a worker process in the background (exec all the way: the pid is
+-- the interpreter's); returns its pid and the paths of its stdout, stderr.
+local function spawn(dir, name, args)
+  local out, err = dir .. "/" .. name .. ".out", dir .. "/" .. name .. ".err"
+  local p = assert(io.popen(("(exec %s %s %s >%s 2>%s) & echo $!"):format(
+    LUA, q(WORKER), args, q(out), q(err))))
+  local pid = tonumber(p:read("*l"))
+  p:close()
+  assert(pid, "no pid")
+  return pid, out, err
+end
+
+local function kill9(pid)
+  os.execute("kill -9 " .. pid .. " 2>/dev/null")
+  H.wait_until("worker " .. pid .. " to die", 10, function() return not alive(pid) end)
+end
+
+local function message(key)
+  return { to = "01012345678", from = "0212345678", text = "ksms outbox key " .. key }
+end
+
+-- key -> how many requests carrying it reached the fake.
+local function provider_seen(fake)
+  local seen = {}
+  for _, r in ipairs(fake:requests(SEND_PATH)) do
+    local _, fields = H.form_of(r)
+    local key = (fields.msg or ""):match("^ksms outbox key (%S+)")
+    if key then seen[key] = (seen[key] or 0) + 1 end
+  end
+  return seen
+end
+
+local function total(counts)
+  local n = 0
+  for _, c in pairs(counts) do n = n + c end
+  return n
+end
+
+describe("the outbox with real processes", function()
+  local fake, dir, client
+
+  setup(function()
+    fake = fake_control.start("senders", { balance = 10000000 })
+    dir = tmpdir()
+    client = ksms.client("senders", { api_key = "test-senders-key", base_url = fake.base_url, timeout = 10 })
+  end)
+
+  teardown(function()
+    if fake then fake:stop() end
+    if dir and dir:match("^/tmp/") then os.execute("rm -rf " .. q(dir)) end
+  end)
+
+  before_each(function()
+    fake:reset()
+    fake:script { path = SEND_PATH, latency_ms = LATENCY_MS }
+  end)
+
+  local function open(path)
+    return outbox.open { store = "sqlite:" .. path, clients = { senders = client } }
+  end
+
+  it("a worker killed with kill -9 at random points, a hundred times: no key sent twice, "
+     .. "the unknown never more than the concurrency per kill, every key accounted for", function()
+    math.randomseed(SEED)
+    local why = " (KSMS_OUTBOX_SEED=" .. SEED .. ")"
+    local path = dir .. "/kill.db"
+    local keys, prev_maybe = {}, 0
+    local stats = { killed_before_open = 0, killed_after_open = 0, finished = 0, max_new_maybe = 0 }
+    local url = q(fake.base_url)
+
+    -- The store as a restarted process finds it: open (which settles what
+    -- the dead worker left in `sending`) and check it against the fake.
+    local function check(round)
+      local ob, err = open(path)
+      assert(ob, "open after kill, round " .. round .. ": " .. tostring(err) .. why)
+      local counts = ob:counts()
+      assert.equal(0, counts.sending or 0, "records left in sending after open, round " .. round .. why)
+      local maybe = counts.maybe_sent or 0
+      local new_maybe = maybe - prev_maybe
+      assert(new_maybe >= 0 and new_maybe <= CONCURRENCY,
+        ("round %d: %d records became maybe_sent at one kill (concurrency %d)%s"):format(round, new_maybe, CONCURRENCY, why))
+      if new_maybe > stats.max_new_maybe then stats.max_new_maybe = new_maybe end
+      prev_maybe = maybe
+      assert.equal(#keys, total(counts), "records in the store" .. why)
+      local seen = provider_seen(fake)
+      for _, key in ipairs(keys) do
+        local n = seen[key] or 0
+        assert(n <= 1, ("round %d: key %s reached the provider %d times%s"):format(round, key, n, why))
+        local rec = ob:status(key)
+        assert(rec, "round " .. round .. ": key " .. key .. " lost" .. why)
+        local state = rec.state
+        -- Reached the provider: never queued again. Sent: it did reach it.
+        if n == 1 then
+          assert(state == "sent" or state == "maybe_sent",
+            ("round %d: key %s reached the provider but is %s%s"):format(round, key, state, why))
+        end
+        if state == "sent" then
+          assert(n == 1, ("round %d: key %s is sent but the provider never saw it%s"):format(round, key, why))
+        end
+        assert(state == "queued" or state == "sent" or state == "maybe_sent",
+          ("round %d: key %s in state %s%s"):format(round, key, tostring(state), why))
+      end
+      return ob, seen
+    end
+
+    local t0 = socket.gettime()
+    for round = 1, ROUNDS do
+      local ob = check(round)
+      for k = 1, PER_ROUND do
+        local key = ("r%dk%d"):format(round, k)
+        local rec, err = ob:enqueue(message(key), { key = key })
+        assert(rec, "enqueue " .. key .. ": " .. tostring(err))
+        assert.equal("queued", rec.state)
+        keys[#keys + 1] = key
+      end
+      ob:close()
+      local pid, out = spawn(dir, "kill", "run " .. q(path) .. " " .. url .. " " .. CONCURRENCY)
+      -- Anywhere from before the store is open to after the queue is empty.
+      socket.sleep(math.random() * 0.12)
+      local said = file_or_empty(out)
+      kill9(pid)
+      if said:find("DONE", 1, true) then
+        stats.finished = stats.finished + 1
+      elseif said:find("OPEN", 1, true) then
+        stats.killed_after_open = stats.killed_after_open + 1
+      else
+        stats.killed_before_open = stats.killed_before_open + 1
+      end
+    end
+    local ob, seen = check(ROUNDS + 1)
+    local loop_seconds = socket.gettime() - t0
+    assert(stats.killed_after_open >= ROUNDS / 10, "too few kills landed while the worker worked" .. why)
+
+    -- The operator's decisions, with the fake's log as evidence; then a
+    -- worker that is left to finish.
+    local resolved = 0
+    for _, key in ipairs(keys) do
+      if ob:status(key).state == "maybe_sent" then
+        local rec, err = ob:resolve(key, (seen[key] or 0) == 1 and "sent" or "resend")
+        assert(rec, "resolve " .. key .. ": " .. tostring(err))
+        resolved = resolved + 1
+      end
+    end
+    ob:close()
+    local pid, out, err = spawn(dir, "final", "run " .. q(path) .. " " .. url .. " " .. CONCURRENCY)
+    H.wait_until("the last worker", 30, function() return not alive(pid) end)
+    assert(file_or_empty(out):find("DONE", 1, true), "the last worker: " .. file_or_empty(err))
+
+    ob = assert(open(path))
+    seen = provider_seen(fake)
+    local counts = ob:counts()
+    assert.equal(#keys, counts.sent, "every key sent in the end" .. why)
+    for _, key in ipairs(keys) do
+      assert.equal("sent", ob:status(key).state)
+      assert.equal(1, seen[key], "key " .. key .. why)
+    end
+    ob:close()
+    io.stderr:write(("\n  kill loop: %d rounds in %.1f s, %d keys; killed before open %d, while working %d, "
+      .. "finished first %d; %d maybe_sent resolved, at most %d per kill (concurrency %d)\n"):format(
+      ROUNDS, loop_seconds, #keys, stats.killed_before_open, stats.killed_after_open, stats.finished,
+      resolved, stats.max_new_maybe, CONCURRENCY))
+  end)
+
+  it("two worker processes racing on one store never send a key twice", function()
+    for race = 1, 3 do
+      local path = dir .. "/race" .. race .. ".db"
+      local ob = assert(open(path))
+      local keys = {}
+      for i = 1, 120 do
+        local key = ("race%dk%d"):format(race, i)
+        assert(ob:enqueue(message(key), { key = key }))
+        keys[i] = key
+      end
+      ob:close()
+      fake:reset()
+      fake:script { path = SEND_PATH, latency_ms = LATENCY_MS }
+      local args = q(path) .. " " .. q(fake.base_url) .. " " .. CONCURRENCY
+      -- Together, then the second one starting while the first sends.
+      local a, a_out, a_err = spawn(dir, "race_a", "run " .. args)
+      if race > 1 then socket.sleep(0.03 * (race - 1)) end
+      local b, b_out, b_err = spawn(dir, "race_b", "run " .. args)
+      H.wait_until("both workers", 30, function() return not alive(a) and not alive(b) end)
+      local done_a = file_or_empty(a_out):match("DONE (%d+)")
+      local done_b = file_or_empty(b_out):match("DONE (%d+)")
+      assert(done_a, "worker a: " .. file_or_empty(a_err))
+      assert(done_b, "worker b: " .. file_or_empty(b_err))
+      local seen = provider_seen(fake)
+      ob = assert(open(path))
+      for _, key in ipairs(keys) do
+        assert.equal(1, seen[key], "race " .. race .. ": key " .. key .. " reached the provider "
+          .. tostring(seen[key]) .. " times")
+        assert.equal("sent", ob:status(key).state, "race " .. race .. ": key " .. key)
+      end
+      assert.equal(#keys, tonumber(done_a) + tonumber(done_b))
+      ob:close()
+    end
+  end)
+
+  it("a disk that fills up: enqueue returns nil, err, and every record accepted before is still there", function()
+    local path = dir .. "/full.db"
+    os.remove(path)
+    local ob = assert(open(path))
+    local accepted = {}
+    for i = 1, 5 do
+      local key = "before-" .. i
+      assert(ob:enqueue(message(key), { key = key }))
+      accepted[#accepted + 1] = key
+    end
+    ob:close()
+    -- The limit is in 512-byte blocks (dash); a WAL file and the 32 KiB
+    -- shared-memory index must fit, then about 200 KiB more.
+    local blocks = math.floor((math.max(file_size(path), 32768) + 200 * 1024) / 512)
+    local cmd = ("sh -c %s 2>&1"):format(q(("trap '' XFSZ; ulimit -f %d; exec %s %s fill %s fill"):format(
+      blocks, LUA, q(WORKER), q(path))))
+    local out, ok = H.run(cmd)
+    assert(ok, "the filling process: " .. out)
+    local n_ok, failed_key = 0, nil
+    for key in out:gmatch("OK (%S+)") do
+      accepted[#accepted + 1] = key
+      n_ok = n_ok + 1
+    end
+    local err = out:match("ERR ([^\n]*)")
+    assert(err, "enqueue never failed: " .. out:sub(-400))
+    assert(n_ok >= 1, "nothing accepted under the limit: " .. out:sub(1, 400))
+    failed_key = "fill-" .. (n_ok + 1)
+    assert(not err:find("^open"), "the store did not open under the limit: " .. err)
+
+    -- With room again: everything accepted is there, the refused record is not.
+    ob = assert(open(path))
+    for _, key in ipairs(accepted) do
+      local rec = ob:status(key)
+      assert(rec, "accepted record " .. key .. " lost after the disk filled (" .. err .. ")")
+      assert.equal("queued", rec.state)
+      assert.equal("ksms outbox key " .. key, rec.message.text:sub(1, #("ksms outbox key " .. key)))
+    end
+    assert.is_nil(ob:status(failed_key), "the refused record " .. failed_key .. " was stored")
+    assert.equal(#accepted, total(ob:counts()))
+    assert(ob:enqueue(message("after"), { key = "after" }))
+    ob:close()
+    io.stderr:write(("\n  disk full: %d records accepted under ulimit -f %d, then: %s\n"):format(n_ok, blocks, err))
+  end)
+
+  describe("a file that is not a sound outbox is refused at open", function()
+    local function refused(path, what)
+      local ok, ob, err = pcall(open, path)
+      assert(ok, what .. ": open raised: " .. tostring(ob))
+      if ob then ob:close() end
+      assert.is_nil(ob, what .. " opened")
+      local text = type(err) == "table" and err.message or err
+      assert.is_string(text, what .. ": no message")
+      return text
+    end
+
+    local function made_outbox(name, records)
+      local path = dir .. "/" .. name .. ".db"
+      os.remove(path)
+      local ob = assert(open(path))
+      local pad = (" x"):rep(300)
+      for i = 1, records do
+        local key = name .. i
+        local m = message(key)
+        m.text = m.text .. pad
+        assert(ob:enqueue(m, { key = key }))
+      end
+      ob:close()
+      return path
+    end
+
+    local function overwrite(path, offset, bytes)
+      local f = assert(io.open(path, "r+b"))
+      f:seek("set", offset)
+      f:write(bytes)
+      f:close()
+    end
+
+    local function garbage(n)
+      local t = {}
+      for i = 1, n do t[i] = string.char((i * 151 + 7) % 256) end
+      return table.concat(t)
+    end
+
+    it("its header overwritten", function()
+      local path = made_outbox("header", 50)
+      overwrite(path, 0, garbage(100))
+      local text = refused(path, "a file with its header overwritten")
+      assert.matches("not a database", text:lower(), 1, true)
+    end)
+
+    it("bytes overwritten inside", function()
+      local path = made_outbox("inside", 200)
+      local size = file_size(path)
+      assert(size > 8 * 4096, "a small store: " .. size)
+      -- Every page but the first: the schema still reads, the data does not.
+      for page = 1, math.floor(size / 4096) - 1 do
+        overwrite(path, page * 4096, garbage(64))
+      end
+      local text = refused(path, "a file with bytes overwritten")
+      local lower = text:lower()
+      assert(lower:find("corrupt", 1, true) or lower:find("malformed", 1, true),
+        "not a clear error: " .. text)
+    end)
+
+    it("another application's SQLite database, left as it was", function()
+      local path = dir .. "/foreign.db"
+      os.remove(path)
+      local DBI = require "DBI"
+      local db = assert(DBI.Connect("SQLite3", path))
+      db:autocommit(true)
+      assert(db:prepare("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)"):execute())
+      assert(db:prepare("INSERT INTO users (name) VALUES (?)"):execute("kim"))
+      db:close()
+      local before = H.read_file(path)
+      local text = refused(path, "a foreign SQLite database")
+      assert.matches("outbox", text:lower(), 1, true)
+      assert.equal(before, H.read_file(path), "the foreign database was changed")
+    end)
+
+    it("a text file, left as it was", function()
+      local path = dir .. "/notes.txt"
+      local body = ("these are my notes, not an outbox\n"):rep(200)
+      H.write_file(path, body)
+      local text = refused(path, "a text file")
+      assert(text:lower():find("not a database", 1, true) or text:lower():find("not an outbox", 1, true),
+        "not a clear error: " .. text)
+      assert.equal(body, H.read_file(path), "the text file was changed")
+    end)
+  end)
+end)
