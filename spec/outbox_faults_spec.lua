@@ -57,21 +57,29 @@ local function alive(pid)
   return state ~= nil and state ~= "Z" and state ~= "X"
 end
 
--- Starts a worker process in the background (exec all the way: the pid is
--- the interpreter's); returns its pid and the paths of its stdout, stderr.
+-- Starts a worker process; returns a handle { pid, pipe } and the paths of
+-- its stdout, stderr. The spec process is its parent (io.popen, exec all the
+-- way: the pid is the interpreter's), so reap() collects it: an orphan
+-- would stay a zombie where PID 1 does not reap, and a zombie's pid still
+-- counts as a live owner to the outbox.
 local function spawn(dir, name, args)
   local out, err = dir .. "/" .. name .. ".out", dir .. "/" .. name .. ".err"
-  local p = assert(io.popen(("(exec %s %s %s >%s 2>%s) & echo $!"):format(
-    LUA, q(WORKER), args, q(out), q(err))))
-  local pid = tonumber(p:read("*l"))
-  p:close()
+  local pipe = assert(io.popen(("echo PID $$; exec %s %s %s >%s 2>%s"):format(
+    LUA, q(WORKER), args, q(out), q(err)), "r"))
+  local pid = tonumber((pipe:read("*l") or ""):match("^PID (%d+)$"))
   assert(pid, "no pid")
-  return pid, out, err
+  return { pid = pid, pipe = pipe }, out, err
 end
 
-local function kill9(pid)
-  os.execute("kill -9 " .. pid .. " 2>/dev/null")
-  H.wait_until("worker " .. pid .. " to die", 10, function() return not alive(pid) end)
+-- Waits for the worker to exit (at most seconds) and reaps it.
+local function reap(w, seconds)
+  H.wait_until("worker " .. w.pid .. " to exit", seconds or 10, function() return not alive(w.pid) end)
+  w.pipe:close()
+end
+
+local function kill9(w)
+  os.execute("kill -9 " .. w.pid .. " 2>/dev/null")
+  reap(w)
 end
 
 local function message(key)
@@ -202,7 +210,7 @@ describe("the outbox with real processes", function()
     end
     ob:close()
     local pid, out, err = spawn(dir, "final", "run " .. q(path) .. " " .. url .. " " .. CONCURRENCY)
-    H.wait_until("the last worker", 30, function() return not alive(pid) end)
+    reap(pid, 30)
     assert(file_or_empty(out):find("DONE", 1, true), "the last worker: " .. file_or_empty(err))
 
     ob = assert(open(path))
@@ -238,7 +246,8 @@ describe("the outbox with real processes", function()
       local a, a_out, a_err = spawn(dir, "race_a", "run " .. args)
       if race > 1 then socket.sleep(0.03 * (race - 1)) end
       local b, b_out, b_err = spawn(dir, "race_b", "run " .. args)
-      H.wait_until("both workers", 30, function() return not alive(a) and not alive(b) end)
+      reap(a, 30)
+      reap(b, 30)
       local done_a = file_or_empty(a_out):match("DONE (%d+)")
       local done_b = file_or_empty(b_out):match("DONE (%d+)")
       assert(done_a, "worker a: " .. file_or_empty(a_err))
