@@ -91,6 +91,7 @@ typedef struct http_client {
   char *ca_file;
   char *proxy;               /* "" = no proxy, whatever the environment */
   int defaults_ref;          /* { user_agent =, who = "ksms.core" } for prepare */
+  int busy;                  /* inside request_many's callbacks: no re-entry, no close */
 } http_client;
 
 typedef struct http_xfer {
@@ -109,6 +110,8 @@ typedef struct http_xfer {
   long connect_timeout_ms, timeout_ms;
   const char *pre_code;      /* set when it failed before sending (file) */
   int pre_err;               /* the prepared request carries its error (p.err) */
+  int cancelled;             /* on_start returned false: never sent */
+  int pushed;                /* its outcome is in the results table already */
   /* progress, written by the callbacks */
   int attempts;              /* pre-request callback calls */
   int resend_refused;
@@ -920,15 +923,89 @@ static void http_finish(http_client *c, http_xfer *x, CURLcode result) {
   x->done = 1;
 }
 
+/* request_many's streaming callbacks (both optional): on_start(i) just
+ * before request i is handed to libcurl (false exactly: it is not sent),
+ * on_done(i, res | err) as soon as request i's outcome is known. They run
+ * under lua_pcall, so a raise never unwinds through the multi loop with
+ * handles attached: the first one is kept, no further request starts, the
+ * attached ones finish (their on_done still called), and request_many
+ * raises it at the end. */
+typedef struct http_hooks {
+  lua_State *L;
+  int on_start, on_done;     /* stack indices, 0 when absent */
+  int results, preps;        /* the results table, the prepared requests */
+  int failed;                /* a callback raised: its error is at error_ref */
+  int error_ref;
+} http_hooks;
+
+static void http_push_result(lua_State *L, http_xfer *x, int *is_response);
+
+/* Calls fn(i [, outcome]) protected; keeps the first raise. Returns the
+ * call's first result as a boolean-ish: 0 for false exactly, else 1. */
+static int http_hook_call(http_hooks *h, int fn, int i, int with_outcome) {
+  lua_State *L = h->L;
+  lua_pushvalue(L, fn);
+  lua_pushinteger(L, i);
+  if (with_outcome) lua_pushvalue(L, -3);
+  int rc = lua_pcall(L, with_outcome ? 2 : 1, 1, 0);
+  if (rc != LUA_OK) {
+    if (!h->failed) {
+      h->failed = 1;
+      h->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+      lua_pop(L, 1);
+    }
+    return 1;
+  }
+  int go = !(lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1));
+  lua_pop(L, 1);
+  return go;
+}
+
+/* Transfer k's outcome is known: push it into the results and tell on_done.
+ * The transfer's buffers are freed at once, so a long streamed batch holds
+ * only the outcomes, not every response body twice. */
+static void http_hook_done(http_hooks *h, http_batch *b, int k) {
+  lua_State *L = h->L;
+  http_xfer *x = &b->x[k];
+  if (x->pre_err) {
+    lua_rawgeti(L, h->preps, k + 1);
+    lua_getfield(L, -1, "err");
+    lua_remove(L, -2);
+  } else {
+    http_push_result(L, x, NULL);
+  }
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, h->results, k + 1);
+  x->pushed = 1;
+  http_xfer_free(x);
+  if (h->on_done) http_hook_call(h, h->on_done, k + 1, 1);
+  lua_pop(L, 1);
+}
+
 /* Runs the batch's transfers, at most conc at a time, each next one added
  * as one finishes. Every easy handle is detached when it returns. */
-static void http_run(http_client *c, http_batch *b, int conc) {
+static void http_run(http_client *c, http_batch *b, int conc, http_hooks *h) {
   int next = 0, active = 0;
   for (;;) {
-    while (active < conc && next < b->n) {
-      http_xfer *x = &b->x[next++];
-      if (x->pre_code || x->pre_err) continue;
+    while (active < conc && next < b->n && !(h && h->failed)) {
+      int k = next++;
+      http_xfer *x = &b->x[k];
+      if (x->pre_code || x->pre_err) {
+        if (h) http_hook_done(h, b, k);
+        continue;
+      }
+      if (h && h->on_start) {
+        int go = http_hook_call(h, h->on_start, k + 1, 0);
+        if (h->failed) { next--; break; } /* not started: request_many raises */
+        if (!go) {
+          x->cancelled = 1;
+          http_hook_done(h, b, k);
+          continue;
+        }
+      }
       if (http_attach(c, x) == 0) active++;
+      else if (h) http_hook_done(h, b, k);
     }
     if (active == 0) return;
     int running = 0;
@@ -941,8 +1018,10 @@ static void http_run(http_client *c, http_batch *b, int conc) {
       CURLcode result = m->data.result;
       char *priv = NULL;
       curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
-      http_finish(c, (http_xfer *)(void *)priv, result);
+      http_xfer *x = (http_xfer *)(void *)priv;
+      http_finish(c, x, result);
       active--;
+      if (h) http_hook_done(h, b, (int)(x - b->x));
     }
     if (mc != CURLM_OK) {
       /* The multi handle itself failed: end what is still attached. */
@@ -952,11 +1031,12 @@ static void http_run(http_client *c, http_batch *b, int conc) {
           x->out_of_memory = mc == CURLM_OUT_OF_MEMORY;
           http_finish(c, x, CURLE_OUT_OF_MEMORY);
           active--;
+          if (h) http_hook_done(h, b, i);
         }
       }
       continue;
     }
-    if (active < conc && next < b->n) continue; /* a slot is free */
+    if (active < conc && next < b->n && !(h && h->failed)) continue; /* a slot is free */
     if (active > 0) curl_multi_poll(c->multi, NULL, 0, HTTP_POLL_MS, NULL);
   }
 }
@@ -1192,12 +1272,22 @@ static void http_push_error(lua_State *L, http_xfer *x) {
   lua_setfield(L, -2, "curl_code");
 }
 
-/* Pushes x's response table, or its error object. Returns 1 for a response. */
-static int http_push_result(lua_State *L, http_xfer *x) {
+/* Pushes x's response table, or its error object; *is_response (when
+ * given) tells which. */
+static void http_push_result(lua_State *L, http_xfer *x, int *is_response) {
+  if (is_response) *is_response = 0;
+  if (x->cancelled) {
+    err_push(L, "cancelled", "cancelled", "not sent: the caller's on_start returned false");
+    lua_remove(L, -2);
+    http_set_bool(L, "maybe_sent", 0);
+    http_set_bool(L, "retryable", 0);
+    return;
+  }
   if (x->pre_code || x->result != CURLE_OK) {
     http_push_error(L, x);
-    return 0;
+    return;
   }
+  if (is_response) *is_response = 1;
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, (lua_Integer)x->status);
   lua_setfield(L, -2, "status");
@@ -1210,7 +1300,6 @@ static int http_push_result(lua_State *L, http_xfer *x) {
   else lua_pushliteral(L, "");
   lua_setfield(L, -2, "body");
   luaL_setmetatable(L, HTTP_RESPONSE_MT);
-  return 1;
 }
 
 /* res.headers, built from res.raw_headers the first time it is read. */
@@ -1232,6 +1321,7 @@ static int http_response_index(lua_State *L) {
 static http_client *http_check_open(lua_State *L) {
   http_client *c = luaL_checkudata(L, 1, HTTP_CLIENT_MT);
   if (!c->multi) luaL_error(L, "ksms.core: the http client is closed");
+  if (c->busy) luaL_error(L, "ksms.core: the http client is busy (called from its own request_many callback)");
   return c;
 }
 
@@ -1250,6 +1340,7 @@ static void http_client_release(lua_State *L, http_client *c) {
  * __close (Lua 5.4 to-be-closed variables). */
 static int http_client_close(lua_State *L) {
   http_client *c = luaL_checkudata(L, 1, HTTP_CLIENT_MT);
+  if (c->busy) luaL_error(L, "ksms.core: the http client cannot close inside its own request_many callback");
   http_client_release(L, c);
   return 0;
 }
@@ -1299,8 +1390,9 @@ static int http_client_request(lua_State *L) {
     lua_getfield(L, 4, "err");
     return 2;
   }
-  http_run(c, b, 1);
-  int ok = http_push_result(L, &b->x[0]);
+  http_run(c, b, 1, NULL);
+  int ok;
+  http_push_result(L, &b->x[0], &ok);
   http_xfer_free(&b->x[0]);
   if (ok) return 1;
   lua_pushnil(L);
@@ -1308,16 +1400,20 @@ static int http_client_request(lua_State *L) {
   return 2;
 }
 
-/* client:request_many(reqs [, { concurrency = 8 }]) -> { res | err, ... }
+/* client:request_many(reqs [, { concurrency = 8, on_start = fn(i), on_done = fn(i, res | err) }])
+ *   -> { res | err, ... }
  * Same length and order as reqs; every request is prepared before any is
  * sent; at most concurrency transfers at once, the next one started as one
- * finishes. */
+ * finishes. on_start and on_done: see http_hooks. */
 static int http_client_request_many(lua_State *L) {
-  static const char *const opt_keys[] = {"concurrency", NULL};
+  static const char *const opt_keys[] = {"concurrency", "on_start", "on_done", NULL};
   http_client *c = http_check_open(L);
   luaL_checktype(L, 2, LUA_TTABLE);
   int conc = HTTP_DEFAULT_CONCURRENCY;
-  if (!lua_isnoneornil(L, 3)) {
+  lua_settop(L, 3);
+  lua_pushnil(L);                              /* 4: on_start */
+  lua_pushnil(L);                              /* 5: on_done */
+  if (!lua_isnil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
     http_check_keys(L, 3, opt_keys, "request_many option", -1);
     lua_getfield(L, 3, "concurrency");
@@ -1328,39 +1424,55 @@ static int http_client_request_many(lua_State *L) {
       conc = (int)v;
     }
     lua_pop(L, 1);
+    static const char *const hooks[] = {"on_start", "on_done"};
+    for (int i = 0; i < 2; i++) {
+      lua_getfield(L, 3, hooks[i]);
+      if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+        luaL_argerror(L, 3, i == 0 ? "on_start must be a function" : "on_done must be a function");
+      lua_replace(L, 4 + i);
+    }
   }
-  lua_settop(L, 2);
   int n = (int)lua_rawlen(L, 2);
-  lua_createtable(L, n, 0);                    /* 3: the results */
+  lua_createtable(L, n, 0);                    /* 6: the results */
   if (n == 0) return 1;
-  lua_createtable(L, n, 0);                    /* 4: the prepared requests */
-  http_push_prepare(L);                        /* 5 */
+  lua_createtable(L, n, 0);                    /* 7: the prepared requests */
+  http_push_prepare(L);                        /* 8 */
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i);
-    http_call_prepare(L, c, 5, -1, i);
-    lua_rawseti(L, 4, i);
+    http_call_prepare(L, c, 8, -1, i);
+    lua_rawseti(L, 7, i);
     lua_pop(L, 1);
   }
-  http_batch *b = http_batch_new(L, n);        /* 6 */
+  http_batch *b = http_batch_new(L, n);        /* 9 */
   for (int i = 1; i <= n; i++) {
-    lua_rawgeti(L, 4, i);
+    lua_rawgeti(L, 7, i);
     http_load(L, c, &b->x[i - 1], -1);
     lua_pop(L, 1);
   }
   if (!c->multi) luaL_error(L, "ksms.core: the http client is closed");
-  http_run(c, b, conc);
+  http_hooks hooks = {L, lua_isnil(L, 4) ? 0 : 4, lua_isnil(L, 5) ? 0 : 5, 6, 7, 0, LUA_NOREF};
+  int streaming = hooks.on_start || hooks.on_done;
+  if (streaming) c->busy = 1;
+  http_run(c, b, conc, streaming ? &hooks : NULL);
+  c->busy = 0;
+  if (hooks.failed) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hooks.error_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, hooks.error_ref);
+    return lua_error(L); /* the batch userdata's __gc frees what is left */
+  }
   for (int i = 0; i < n; i++) {
+    if (b->x[i].pushed) continue;
     if (b->x[i].pre_err) {
-      lua_rawgeti(L, 4, i + 1);
+      lua_rawgeti(L, 7, i + 1);
       lua_getfield(L, -1, "err");
       lua_remove(L, -2);
     } else {
-      http_push_result(L, &b->x[i]);
+      http_push_result(L, &b->x[i], NULL);
     }
-    lua_rawseti(L, 3, i + 1);
+    lua_rawseti(L, 6, i + 1);
     http_xfer_free(&b->x[i]);
   }
-  lua_settop(L, 3);
+  lua_settop(L, 6);
   return 1;
 }
 

@@ -402,6 +402,24 @@ H.call = guarded(function()
   reply(out)
 end)
 
+-- POST { provider, options, msgs, concurrency, cancel }: send_many with
+-- the streaming hooks; returns the order of the calls and the outcomes.
+H.stream = guarded(function()
+  local q = body_json()
+  local client = ksms.client(q.provider, q.options)
+  local log, live, peak, started = {}, 0, 0, {}
+  local outs = client:send_many(q.msgs, { concurrency = q.concurrency,
+    on_sending = function(i)
+      live, started[i] = live + 1, true
+      if live > peak then peak = live end
+      log[#log + 1] = "s" .. i
+      if i == q.cancel then return false end
+    end,
+    on_outcome = function(i, o) if started[i] then live = live - 1 end; log[#log + 1] = "o" .. i .. (o.ok and "" or ":" .. o.category) end })
+  client:close()
+  reply { log = log, outs = outs, peak = peak }
+end)
+
 -- POST { opts, reqs, many, concurrency }: the transport alone.
 H.transport = guarded(function()
   local q = body_json()
@@ -653,7 +671,7 @@ describe("ksms inside nginx", function()
   lua_ssl_trusted_certificate %s;
   init_worker_by_lua_block { require("ksms_spec_handlers").init_worker() }
 ]]):format(dir .. "/trusted.pem"),
-      locations = loc("/call", "call") .. loc("/transport", "transport") .. loc("/codec", "codec")
+      locations = loc("/call", "call") .. loc("/stream", "stream") .. loc("/transport", "transport") .. loc("/codec", "codec")
         .. loc("/report", "report") .. loc("/timer", "timer") .. [[
     location = /logphase {
       content_by_lua_block { require("ksms_spec_handlers").content_then_log() }
@@ -898,6 +916,28 @@ describe("ksms inside nginx", function()
     for i = 1, 8 do assert.is_true(m.results[1].res[i].ok) end
     assert.equal(4, senders:stats().max_in_flight)
     assert.is_true(elapsed < 1.5, "elapsed " .. elapsed) -- two rounds of 0.3 s
+    senders:reset()
+  end)
+
+  it("streams send_many through cosockets: on_sending before each request, on_outcome as each ends", function()
+    senders:reset()
+    senders:script { path = "/APIV2/sms_send", latency_ms = 150 }
+    local msgs = {}
+    for i = 1, 7 do msgs[i] = { to = ("010-1111-%04d"):format(i), from = "02-1234-5678", text = "s" .. i } end
+    msgs[2].to = "12"
+    local r = post(nginx, "/stream", { provider = "senders", options = opts(senders), msgs = msgs,
+      concurrency = 2, cancel = 5 })
+    assert.equal("o2:recipient", r.log[1])
+    assert.equal("cancelled", r.outs[5].category)
+    for _, i in ipairs { 1, 3, 4, 6, 7 } do assert.is_true(r.outs[i].ok, i) end
+    assert.equal(2, r.peak, table.concat(r.log, " "))
+    local first_o, last_s = nil, nil
+    for k, e in ipairs(r.log) do
+      if k > 1 and e:sub(1, 1) == "o" and not first_o then first_o = k end
+      if e:sub(1, 1) == "s" then last_s = k end
+    end
+    assert.is_true(first_o < last_s, table.concat(r.log, " "))
+    assert.equal(5, #senders:requests("/APIV2/sms_send"))
     senders:reset()
   end)
 

@@ -88,45 +88,95 @@ function _M.transport_outcome(provider, err)
   }
 end
 
+-- The error of a message held back before its request was handed over:
+-- its expires_at passed, or on_sending said no. Nothing was sent.
+local function held_back(provider, why)
+  if why == "expired" then
+    return errors.new { category = "expired", code = "expired", provider = provider, retryable = false,
+      maybe_sent = false, message = "not sent: the message's expires_at passed before it was handed to the transport" }
+  end
+  return errors.new { category = "cancelled", code = "cancelled", provider = provider, retryable = false,
+    maybe_sent = false, message = "not sent: on_sending returned false" }
+end
+
+-- A plan's outcome from the outcomes of its requests (outs[first..last]).
+function Client:_settle(plan, outs, first, last)
+  local slice = {}
+  for k = first, last do
+    local o = outs[k]
+    if errors.is(o) or (type(o) == "table" and o.category and not o.status) then
+      o = _M.transport_outcome(self.provider, o)
+    end
+    slice[#slice + 1] = o
+  end
+  if #slice == 1 and errors.is(slice[1]) then
+    -- One request that failed in transport: that is the outcome, and
+    -- the adapter's finish never sees it (only ksms.providers.common's
+    -- combine, for plans of several requests, gets errors among them).
+    return self:_outcome(slice[1])
+  end
+  local res, err = plan.finish(slice)
+  return self:_outcome(res or err)
+end
+
 -- Runs a list of plans; returns one outcome per plan (result or error).
 -- With on_event, one event per plan (ksms.events): operation names it,
 -- metas[i] = { kind, recipients } what the caller knows of plan i.
-function Client:_run(plans, concurrency, operation, metas)
+-- stream (optional) = { on_sending(i), on_outcome(i, out), expires = { [i] = epoch } }:
+-- plan i's first request is handed to the transport only after
+-- on_sending(i) (false: it is not, nor are its others) and while its
+-- expires_at has not passed; on_outcome(i, out) as soon as its last
+-- request ends. Both run inside the transport's request_many callbacks.
+function Client:_run(plans, concurrency, operation, metas, stream)
   local t0 = self.on_event and events.monotonic()
-  local reqs, slices = {}, {}
+  local reqs, slices, plan_of = {}, {}, {}
   for i, plan in ipairs(plans) do
     local first = #reqs + 1
-    for _, r in ipairs(plan.requests) do reqs[#reqs + 1] = r end
+    for _, r in ipairs(plan.requests) do reqs[#reqs + 1] = r; plan_of[#reqs] = i end
     slices[i] = { first, #reqs }
   end
   local outs
-  if #reqs == 1 then
-    local res, err = self.transport:request(reqs[1])
-    outs = { res or err }
-  elseif #reqs > 1 then
-    outs = self.transport:request_many(reqs, { concurrency = concurrency or self.concurrency })
-  else
-    outs = {}
-  end
   local results = {}
-  for i, plan in ipairs(plans) do
-    local slice = {}
-    for k = slices[i][1], slices[i][2] do
-      local o = outs[k]
-      if errors.is(o) or (type(o) == "table" and o.category and not o.status) then
-        o = _M.transport_outcome(self.provider, o)
-      end
-      slice[#slice + 1] = o
+  if stream then
+    outs = {}
+    local held, left = {}, {}
+    for i, sl in ipairs(slices) do left[i] = sl[2] - sl[1] + 1 end
+    local expires, now = stream.expires, self.ctx.now
+    local on_sending, on_outcome = stream.on_sending, stream.on_outcome
+    local function on_start(k)
+      local i = plan_of[k]
+      if k ~= slices[i][1] then return not held[i] end
+      local at = expires and expires[i]
+      if at and now() >= at then held[i] = "expired"; return false end
+      if on_sending and on_sending(i) == false then held[i] = "cancelled"; return false end
+      return true
     end
-    if #slice == 1 and errors.is(slice[1]) then
-      -- One request that failed in transport: that is the outcome, and
-      -- the adapter's finish never sees it (only ksms.providers.common's
-      -- combine, for plans of several requests, gets errors among them).
-      results[i] = self:_outcome(slice[1])
+    local function on_done(k, o)
+      outs[k] = o
+      local i = plan_of[k]
+      left[i] = left[i] - 1
+      if left[i] > 0 then return end
+      local out
+      if held[i] then out = self:_outcome(held_back(self.provider, held[i]))
+      else out = self:_settle(plans[i], outs, slices[i][1], slices[i][2]) end
+      results[i] = out
+      for j = slices[i][1], slices[i][2] do outs[j] = nil end -- a long stream keeps only outcomes
+      if on_outcome then on_outcome(i, out) end
+    end
+    if #reqs > 0 then
+      self.transport:request_many(reqs, { concurrency = concurrency or self.concurrency,
+        on_start = on_start, on_done = on_done })
+    end
+  else
+    if #reqs == 1 then
+      local res, err = self.transport:request(reqs[1])
+      outs = { res or err }
+    elseif #reqs > 1 then
+      outs = self.transport:request_many(reqs, { concurrency = concurrency or self.concurrency })
     else
-      local res, err = plan.finish(slice)
-      results[i] = self:_outcome(res or err)
+      outs = {}
     end
+    for i, plan in ipairs(plans) do results[i] = self:_settle(plan, outs, slices[i][1], slices[i][2]) end
   end
   if self.on_event then
     -- send_many's requests run at once: each message's duration is the batch's.
@@ -165,35 +215,87 @@ function Client:_meta(msg, kind)
   return { kind = type(msg.kind) == "string" and msg.kind or kind, recipients = events.recipients_of(msg.to) }
 end
 
---- client:send{ to, from, text, subject, image, at, kind, ... } -> result | nil, err
+--- client:send{ to, from, text, subject, image, at, kind, expires_at, ... } -> result | nil, err
+-- expires_at (epoch seconds, by the client's now): past it, nothing is
+-- sent and the error's category is `expired`.
 function Client:send(msg)
-  return self:_one("send", self:_meta(msg), self.adapter.plan_send(self.cfg, msg, self.ctx))
+  local plan, err = self.adapter.plan_send(self.cfg, msg, self.ctx)
+  if plan and msg.expires_at and self.ctx.now() >= msg.expires_at then
+    plan, err = nil, held_back(self.provider, "expired")
+  end
+  return self:_one("send", self:_meta(msg), plan, err)
 end
 
---- client:send_many(messages [, { concurrency = 8 }]) -> { outcome, ... }
+--- Checks a message as send does (the same errors; misuse raises), sending nothing.
+-- The outbox checks what it is given with this before storing it.
+-- @tparam table msg a message as for send
+-- @return true, or nil, err
+function Client:check(msg)
+  local plan, err = self.adapter.plan_send(self.cfg, msg, self.ctx)
+  if plan then return true end
+  return nil, self:_outcome(err)
+end
+
+local SEND_MANY_OPTIONS = { concurrency = "number", on_sending = "function", on_outcome = "function" }
+
+--- client:send_many(messages [, { concurrency = 8, on_sending, on_outcome }]) -> { outcome, ... }
 -- Each outcome is a result (ok = true) or an error object, in the order of
 -- messages. A message refused before sending gets its error; the others
 -- are still sent. Programmer errors in any message raise before anything
 -- is sent.
+--
+-- Streaming: on_sending(i) is called just before message i's request is
+-- handed to the transport (returning false exactly holds it back: its
+-- outcome is a `cancelled` error, nothing sent); on_outcome(i, outcome)
+-- once per message as soon as its outcome is known (at once, before
+-- anything is sent, for a message refused by the checks). A message whose
+-- expires_at has passed when its turn comes is not sent (`expired`). A
+-- callback that raises stops new requests; those already handed over end
+-- (on_outcome still called) and then the raise goes on to the caller.
+-- Both need a transport with request_many's on_start and on_done (ksms's
+-- libcurl and nginx transports have them).
 function Client:send_many(messages, opts)
   if type(messages) ~= "table" then misuse("ksms: send_many needs a list of messages") end
-  local concurrency = opts and opts.concurrency
+  local concurrency, on_sending, on_outcome
+  if opts ~= nil then
+    if type(opts) ~= "table" then misuse("ksms: send_many options must be a table") end
+    errors.check_options("ksms: send_many", opts, SEND_MANY_OPTIONS)
+    concurrency, on_sending, on_outcome = opts.concurrency, opts.on_sending, opts.on_outcome
+    for name, fn in pairs { on_sending = on_sending, on_outcome = on_outcome } do
+      if type(fn) ~= "function" then misuse("ksms: send_many's " .. name .. " must be a function") end
+    end
+  end
   if concurrency ~= nil and (type(concurrency) ~= "number" or concurrency < 1) then
     misuse("ksms: concurrency must be a positive number")
   end
-  local plans, outcomes, where, metas = {}, {}, {}, {}
+  local plans, outcomes, where, metas, expires = {}, {}, {}, {}, nil
+  local refused = {}
   for i, msg in ipairs(messages) do
     local plan, err = self.adapter.plan_send(self.cfg, msg, self.ctx)
     if plan then
       plans[#plans + 1] = plan
       where[#plans] = i
       metas[#plans] = self:_meta(msg)
+      if msg.expires_at then
+        expires = expires or {}
+        expires[#plans] = msg.expires_at
+      end
     else
       outcomes[i] = self:_outcome(err)
+      refused[#refused + 1] = i
     end
   end
-  local results = self:_run(plans, concurrency, "send_many", metas)
-  for k, out in ipairs(results) do outcomes[where[k]] = out end
+  local stream
+  if on_sending or on_outcome or expires then
+    if on_outcome then for _, i in ipairs(refused) do on_outcome(i, outcomes[i]) end end
+    stream = {
+      expires = expires,
+      on_sending = on_sending and function(k) return on_sending(where[k]) end,
+      on_outcome = on_outcome and function(k, out) on_outcome(where[k], out) end,
+    }
+  end
+  local results = self:_run(plans, concurrency, "send_many", metas, stream)
+  for k = 1, #plans do outcomes[where[k]] = results[k] end
   return outcomes
 end
 

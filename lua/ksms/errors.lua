@@ -57,6 +57,9 @@ _M.categories = {
   recipient = true, message_length = true, schedule = true, template = true,
   channel = true, rate_limit = true, duplicate = true, server = true,
   network = true, timeout = true, protocol = true, unknown = true,
+  -- Not sent, by the caller's own terms: the message's expires_at passed
+  -- before it was handed to the transport, or send_many's on_sending said no.
+  expired = true, cancelled = true,
 }
 
 --- Builds an error object; fields as above, extra fields are kept.

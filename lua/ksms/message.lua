@@ -17,8 +17,10 @@ local misuse = require("ksms.errors").misuse
 
 local _M = { _VERSION = "0.2.0" }
 
+-- expires_at (epoch seconds): the client sends nothing for the message
+-- once it has passed (ksms.client's send_many, the OneShot session).
 local COMMON_FIELDS = { to = true, from = true, text = true, subject = true, image = true,
-  at = true, kind = true }
+  at = true, kind = true, expires_at = true }
 
 local function check_fields(msg, extra, what)
   if type(msg) ~= "table" then misuse(format("ksms: %s needs a message table", what)) end
@@ -79,6 +81,9 @@ function _M.normalize_send(msg, spec, ctx)
   check_fields(msg, spec.extra_fields, "send")
   if type(msg.text) ~= "string" then misuse("ksms: send needs 'text' (a string)") end
   if msg.subject ~= nil and type(msg.subject) ~= "string" then misuse("ksms: 'subject' must be a string") end
+  if msg.expires_at ~= nil and type(msg.expires_at) ~= "number" then
+    misuse("ksms: 'expires_at' must be a number (epoch seconds)")
+  end
   local to, err = _M.recipients(msg.to, nil, "send")
   if not to then return nil, err end
   local from

@@ -94,22 +94,48 @@ function Client:_check(list)
 end
 
 -- Submits every message (one per recipient) and waits for all outcomes.
--- The list was checked (_check) and the session is ready.
-function Client:_run(list, timeout)
+-- The list was checked (_check) and the session is ready. hooks (optional):
+-- on_sending(i) just before message i's frame is written (its return is
+-- ignored: the frame is encoded by then), on_outcome(i, out) as soon as
+-- its outcome is known. The first raise of either is raised once every
+-- message has its outcome (or the wait ends).
+function Client:_run(list, timeout, hooks)
   local outcomes, pending = {}, 0
   local session = self.session
+  local on_sending, on_outcome = hooks and hooks.on_sending, hooks and hooks.on_outcome
+  local failure
+  local function guarded(fn, ...)
+    if failure then return end
+    local ok, e = pcall(fn, ...)
+    if not ok then failure = e end
+  end
   for i, msg in ipairs(list) do
-    local function on_result(r, e) outcomes[i] = r or e; pending = pending - 1 end
-    local ok, err = session:submit(msg, on_result)
-    if ok then pending = pending + 1 else outcomes[i] = err end
+    local function on_result(r, e)
+      outcomes[i] = stamped(r, e) or e
+      pending = pending - 1
+      if on_outcome then guarded(on_outcome, i, outcomes[i]) end
+    end
+    local sending = on_sending and function() guarded(on_sending, i) end
+    local ok, err = session:submit(msg, on_result, sending)
+    if ok then
+      pending = pending + 1
+    else
+      stamped(nil, err)
+      outcomes[i] = err
+      if on_outcome then guarded(on_outcome, i, outcomes[i]) end
+    end
   end
   if pending > 0 then self.session:flush(timeout or 120) end
   for i = 1, #list do
     -- Still queued or in flight: the session may yet send it, so a caller
     -- must not resend it blindly.
-    outcomes[i] = stamped(outcomes[i] or errors.new { category = "unknown", code = "no_outcome", maybe_sent = true,
-      message = "no outcome in time; it may still be sent, and its outcome arrives through the session's poll" })
+    if not outcomes[i] then
+      outcomes[i] = select(2, stamped(nil, errors.new { category = "unknown", code = "no_outcome", maybe_sent = true,
+        message = "no outcome in time; it may still be sent, and its outcome arrives through the session's poll" }))
+      if on_outcome then guarded(on_outcome, i, outcomes[i]) end
+    end
   end
+  if failure then error(failure, 0) end
   return outcomes
 end
 
@@ -140,10 +166,27 @@ function Client:send(msg)
     message = ("%d of %d recipients failed: %s"):format(#failed, #outs, first.message) }
 end
 
---- client:send_many(messages [, { timeout }]) -> { outcome, ... } in order.
+local SEND_MANY_OPTIONS = { timeout = "number", concurrency = "number", on_sending = "function", on_outcome = "function" }
+
+--- client:send_many(messages [, { timeout, on_sending, on_outcome }]) -> { outcome, ... } in order.
 -- Misuse in any message raises before any is queued (as ksms.client).
+-- on_sending(i) is called just before message i's frame is written and
+-- on_outcome(i, outcome) as soon as its outcome is known, as for the HTTP
+-- clients; on_sending's return value is ignored here (the session has
+-- encoded the frame by then), and concurrency is accepted for the same
+-- shape but the session's pacing (the granted Speed) decides.
+-- msg.expires_at is honoured in the session's queue.
 function Client:send_many(messages, opts)
   if type(messages) ~= "table" then misuse("ksms: send_many needs a list of messages") end
+  if opts ~= nil then
+    if type(opts) ~= "table" then misuse("ksms: send_many options must be a table") end
+    errors.check_options("ksms: send_many", opts, SEND_MANY_OPTIONS)
+    for _, name in ipairs { "on_sending", "on_outcome" } do
+      if opts[name] ~= nil and type(opts[name]) ~= "function" then
+        misuse("ksms: send_many's " .. name .. " must be a function")
+      end
+    end
+  end
   for i, msg in ipairs(messages) do
     if type(msg) ~= "table" then misuse(("ksms: send_many: message %d is not a table"):format(i)) end
     if msg.at ~= nil then misuse("ksms: OneShot has no reservations (client.capabilities.reservation)") end
@@ -154,9 +197,26 @@ function Client:send_many(messages, opts)
     local outs = {}
     stamped(nil, err)
     for i = 1, #messages do outs[i] = err end
+    if opts and opts.on_outcome then for i = 1, #messages do opts.on_outcome(i, err) end end
     return outs
   end
-  return self:_run(messages, opts and opts.timeout)
+  return self:_run(messages, opts and opts.timeout, opts)
+end
+
+--- client:check(msg) -> true | nil, err: the checks send makes (misuse raises), sending nothing.
+function Client:check(msg)
+  if type(msg) ~= "table" then misuse("ksms: check needs a message table") end
+  if msg.at ~= nil then misuse("ksms: OneShot has no reservations (client.capabilities.reservation)") end
+  local list = { msg }
+  if type(msg.to) == "table" then
+    list = {}
+    for i, to in ipairs(msg.to) do list[i] = copy_with(msg, to) end
+  end
+  for _, m in ipairs(list) do
+    local body, e = build(m, self.limits)
+    if not body then return stamped(nil, e) end
+  end
+  return true
 end
 
 -- AlimTalk / FriendTalk in the HTTP providers' fields, mapped onto the

@@ -115,7 +115,7 @@ function _M.new(name, opts, adapter, extra)
   local p = protocol.new(popts)
   return setmetatable({
     name = name, opts = opts, p = p, adapter = adapter, conn = nil, bound = false, closed = false,
-    grant = nil, outside = false, holding = false, callbacks = {}, reconnect_at = nil, last_error = nil,
+    grant = nil, outside = false, holding = false, callbacks = {}, on_sendings = {}, reconnect_at = nil, last_error = nil,
     reconnect_delay = opts.reconnect_delay or 30, connect_timeout = opts.connect_timeout or 10,
     write_timeout = opts.write_timeout or 10, auto_reconnect = opts.auto_reconnect ~= false,
     read_timeout = opts.read_timeout or (popts.keepalive_interval or 25) + (popts.alive_timeout or 10) + 60,
@@ -176,6 +176,7 @@ function D:_emit(ev)
     local rec = ev.rec
     local cb = self.callbacks[rec]
     self.callbacks[rec] = nil
+    self.on_sendings[rec] = nil
     local t0 = self.submitted[rec]
     self.submitted[rec] = nil
     if self.opts.on_event then
@@ -186,6 +187,11 @@ function D:_emit(ev)
     end
     if cb then self:_call("on_result", cb, outcome_of(ev)) end
   elseif t == "sent" then
+    local mine = self.on_sendings[ev.rec]
+    if mine then
+      self.on_sendings[ev.rec] = nil
+      self:_call("on_sending", mine, ev.rec)
+    end
     local fn = self.opts.on_sending
     if fn then self:_call("on_sending", fn, ev.rec) end
   elseif t == "report" or t == "spam" or t == "change_phone" then
@@ -389,21 +395,30 @@ end
 -- ---- messages ----
 
 --- Queues a message; on_result(res, err) is called with its outcome.
+-- msg.expires_at (epoch seconds, by the clock option): a message still
+-- queued then is never written and ends as `expired`.
 -- @tparam table msg
 -- @tparam[opt] function on_result
+-- @tparam[opt] function on_sending called just before its bytes are written
 -- @return the message's id, or nil, err (queue full)
-function D:submit(msg, on_result)
+function D:submit(msg, on_result, on_sending)
   if self.closed then misuse(self.name .. ": closed") end
   if on_result ~= nil and type(on_result) ~= "function" then misuse(self.name .. ": on_result must be a function") end
+  if on_sending ~= nil and type(on_sending) ~= "function" then misuse(self.name .. ": on_sending must be a function") end
   local grant = self.grant
   if self.outside_window == "refuse" and grant and not in_window(grant, self.clock()) then
     return nil, new_error { category = "schedule", code = "outside_window", provider = "oneshot",
       retryable = true, message = ("outside the sending window the server grants (%s:00-%s:00 KST)")
         :format(tostring(grant.begin_time), tostring(grant.end_time)) }
   end
-  local rec, err = self.p:submit(msg)
+  local deadline
+  if type(msg) == "table" and type(msg.expires_at) == "number" then
+    deadline = monotonic() + (msg.expires_at - self.clock())
+  end
+  local rec, err = self.p:submit(msg, deadline)
   if not rec then return nil, err end
   self.callbacks[rec] = on_result or false
+  if on_sending then self.on_sendings[rec] = on_sending end
   if self.opts.on_event then self.submitted[rec] = monotonic() end
   return true
 end
@@ -460,6 +475,7 @@ function D:take_queued()
     local rec = events[i].rec
     list[i] = { rec = rec, on_result = self.callbacks[rec] }
     self.callbacks[rec] = nil
+    self.on_sendings[rec] = nil
     self.submitted[rec] = nil
   end
   return list

@@ -50,6 +50,7 @@ local FIELDS = {
   to = true, from = true, text = true, subject = true, kind = true, id = true, sub_id = true,
   user_msg_id = true, user_msg_sub_id = true, -- the protocol's names for id and sub_id
   user_data = true, tran_id = true, reseller_code = true, files = true, kakao = true, rcs = true,
+  expires_at = true, -- epoch seconds: the session writes nothing for it after (not in the body)
 }
 _M.fields = FIELDS
 
@@ -112,6 +113,9 @@ local function check_misuse(msg)
   if msg.to == nil then misuse("ksms.oneshot: submit needs 'to'") end
   if msg.from == nil then misuse("ksms.oneshot: submit needs 'from'") end
   if type(msg.text) ~= "string" then misuse("ksms.oneshot: submit needs 'text' (a string)") end
+  if msg.expires_at ~= nil and type(msg.expires_at) ~= "number" then
+    misuse("ksms.oneshot: 'expires_at' must be a number (epoch seconds)")
+  end
   local kind = msg.kind
   if kind ~= nil and kind ~= "auto" and not KINDS[kind] then
     misuse("ksms.oneshot: unknown kind '" .. tostring(kind) .. "'")

@@ -10,7 +10,7 @@
 --   events, out        = p:poll(now)             -- at p:next_deadline() or later
 --   out                = p:ack(event, [now])     -- after handling a report,
 --                                                -- spam or change_phone event
---   rec | nil, err     = p:submit(msg)           -- queue a message (built and
+--   rec | nil, err     = p:submit(msg, [deadline]) -- queue a message (built and
 --                                                -- checked by ksms.oneshot.message)
 --   handle | nil, err  = p:upload(data, ext)     -- queue an MMS image upload
 --   out                = p:close(now)            -- UnBindReq (when bound)
@@ -457,8 +457,10 @@ end
 --- p:submit(msg) -> rec | nil, err: msg is built and checked by
 -- ksms.oneshot.message (misuse raises at the caller's line), then numbered
 -- (when it has no id), refused when its id is queued or in flight or the
--- queue is full, and queued.
-function P:submit(msg)
+-- queue is full, and queued. deadline (optional, in poll's now units): a
+-- message still queued then is never written; it ends with an `expired`
+-- result event.
+function P:submit(msg, deadline)
   local body, kind = build(msg, self.limits)
   if not body then return nil, kind end
   if self.qtail - self.qhead + 1 >= self.queue_limit then
@@ -477,7 +479,7 @@ function P:submit(msg)
   end
   -- kind: what the result reports (the session's results read rec.kind).
   local rec = { id = id, sub_id = sub_id, key = key, msg_type = body.MsgType, kind = kind, body = body,
-    attempts = 0, state = "queued", to = body.PhoneNo }
+    attempts = 0, state = "queued", to = body.PhoneNo, deadline = deadline }
   self.ids[key] = rec
   self:_push_back(rec)
   return rec
@@ -828,7 +830,19 @@ function P:poll(now)
     out[#out + 1] = self:_frame("UploadFileNameReq", { FileExtension = up.ext })
   end
   local pacer = self.pacer
-  while not self.held and self.qhead <= self.qtail and pacer:take(now) do
+  while not self.held and self.qhead <= self.qtail do
+    local head = self.q[self.qhead]
+    if head.deadline and now >= head.deadline then
+      -- Past its expires_at and never written: it ends here, not sent.
+      local rec = self:_pop()
+      self.ids[rec.key] = nil
+      rec.state = "dropped"
+      events[#events + 1] = { type = "result", rec = rec, user_msg_id = rec.id, sub_id = rec.sub_id, ok = false,
+        outcome = errors.new { category = "expired", code = "expired", provider = "oneshot", retryable = false,
+          maybe_sent = false, message = "not sent: the message's expires_at passed while it was queued" } }
+    elseif not pacer:take(now) then
+      break
+    else
     local rec = self:_pop()
     rec.attempts = rec.attempts + 1
     rec.state = "sent"
@@ -840,6 +854,7 @@ function P:poll(now)
     out[#out + 1] = self:_frame("MsgSendReq", rec.body)
     events[#events + 1] = { type = "sent", rec = rec, user_msg_id = rec.id, sub_id = rec.sub_id,
       attempt = rec.attempts }
+    end
   end
   if #out == 0 and not self.alive_sent_at and now - self.last_tx >= self.keepalive_interval then
     self.alive_sent_at = now

@@ -281,22 +281,29 @@ function T:_exchange(p)
   return res
 end
 
+local MANY_OPTIONS = { concurrency = true, on_start = true, on_done = true }
+
 --- transport:request(req) -> res | nil, err
 function T:request(req)
   open(self)
   return self:_exchange(http1.prepare(req, self, 0))
 end
 
---- transport:request_many(reqs [, { concurrency = 8 }]) -> list in order.
+--- transport:request_many(reqs [, { concurrency = 8, on_start, on_done }]) -> list in order.
 -- Light threads (ngx.thread.spawn) pull the next request as one ends.
+-- on_start(i) is called just before request i is sent (false exactly: it
+-- is not, and its outcome is a `cancelled` error), on_done(i, res | err)
+-- as soon as its outcome is known; as in the libcurl transport, the first
+-- raise of either stops new requests, lets the running ones end (their
+-- on_done still called) and is raised at the end.
 function T:request_many(reqs, opts)
   open(self)
   if type(reqs) ~= "table" then error("ksms.transport.ngx: request_many needs a list of requests", 2) end
-  local conc = DEFAULTS.concurrency
+  local conc, on_start, on_done = DEFAULTS.concurrency, nil, nil
   if opts ~= nil then
     if type(opts) ~= "table" then error("ksms.transport.ngx: request_many options must be a table", 2) end
     for k in pairs(opts) do
-      if k ~= "concurrency" then error("ksms.transport.ngx: unknown request_many option '" .. tostring(k) .. "'", 2) end
+      if not MANY_OPTIONS[k] then error("ksms.transport.ngx: unknown request_many option '" .. tostring(k) .. "'", 2) end
     end
     local c = opts.concurrency
     if c ~= nil then
@@ -305,19 +312,40 @@ function T:request_many(reqs, opts)
       end
       conc = c
     end
+    on_start, on_done = opts.on_start, opts.on_done
+    if on_start ~= nil and type(on_start) ~= "function" then error("ksms.transport.ngx: on_start must be a function", 2) end
+    if on_done ~= nil and type(on_done) ~= "function" then error("ksms.transport.ngx: on_done must be a function", 2) end
   end
   -- Every request is checked before any is sent.
   local n, preps, out = #reqs, {}, {}
   for i = 1, n do preps[i] = http1.prepare(reqs[i], self, i) end
   local nxt, failure = 0, nil
+  local function done(i, o)
+    out[i] = o
+    if on_done then
+      local ok, e = pcall(on_done, i, o)
+      if not ok then failure = failure or e end
+    end
+  end
   local function worker()
-    while true do
+    while not failure do
       nxt = nxt + 1
       local i = nxt
       if i > n then return end
-      local ok, res, err = pcall(self._exchange, self, preps[i])
-      if not ok then failure = failure or res; return end
-      out[i] = res or err
+      local go = true
+      if on_start then
+        local ok, r = pcall(on_start, i)
+        if not ok then failure = failure or r; return end
+        go = r ~= false
+      end
+      if not go then
+        done(i, errors.new { category = "cancelled", code = "cancelled", provider = "ksms", retryable = false,
+          maybe_sent = false, message = "not sent: the caller's on_start returned false" })
+      else
+        local ok, res, err = pcall(self._exchange, self, preps[i])
+        if not ok then failure = failure or res; return end
+        done(i, res or err)
+      end
     end
   end
   conc = min(conc, n)
