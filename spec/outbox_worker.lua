@@ -57,7 +57,8 @@ elseif mode == "fill" then
     local key = prefix .. "-" .. i
     local rec, eerr = ob:enqueue(message(key, pad), { key = key })
     if not rec then
-      say("ERR " .. tostring(eerr and eerr.message or eerr))
+      say(("ERR %s/%s: %s"):format(tostring(eerr and eerr.category), tostring(eerr and eerr.code),
+        tostring(eerr and eerr.message or eerr)))
       os.exit(0)
     end
     say("OK " .. key)
