@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <signal.h>
 #include <sys/types.h>
@@ -130,14 +131,31 @@ static int core_getpid(lua_State *L) {
   return 1;
 }
 
-/* core.pid_alive(pid) -> boolean: whether a process with that id exists on
+/* Whether /proc says pid is a zombie (exited, not yet reaped by its
+ * parent): kill() still finds it, but it holds no file and runs no code.
+ * Where /proc is absent the answer is no. */
+static int core_pid_zombie(pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *close = strrchr(buf, ')'); /* the command name may hold spaces and ')' */
+  return close && close[1] == ' ' && close[2] == 'Z';
+}
+
+/* core.pid_alive(pid) -> boolean: whether a process with that id runs on
  * this host: kill(pid, 0), where EPERM (it exists, owned by another user)
- * counts as alive. pid must be a positive integer: 0 and negative ids name
- * process groups to kill(), so they raise. */
+ * counts as alive and a zombie (exited, unreaped) as dead. pid must be a
+ * positive integer: 0 and negative ids name process groups to kill(), so
+ * they raise. */
 static int core_pid_alive(lua_State *L) {
   lua_Integer pid = core_checkinteger(L, 1);
   luaL_argcheck(L, pid > 0 && pid == (lua_Integer)(pid_t)pid, 1, "not a process id");
   int alive = kill((pid_t)pid, 0) == 0 || errno == EPERM;
+  if (alive && core_pid_zombie((pid_t)pid)) alive = 0;
   lua_pushboolean(L, alive);
   return 1;
 }

@@ -211,21 +211,20 @@ local function create(self, now)
   return true
 end
 
--- The schema is ours (creating it in an empty file), or an error naming
--- what the file is instead.
-local function check_schema(self, path)
+-- What the file holds, read before anything is written (a foreign
+-- database is left exactly as it was): "new" (no table yet), "outbox", or
+-- nil, err naming what it is instead.
+local function inspect(self, path)
   local tables, err = all(self, "SELECT name FROM sqlite_master WHERE type = ?", "table")
   if not tables then
     err.message = path .. " cannot be read as an outbox: " .. err.message
     if err.code == "corrupt" then err.code = "not_an_outbox" end
     return nil, err
   end
+  if #tables == 0 then return "new" end
   local names = {}
   for _, t in ipairs(tables) do names[t.name] = true end
-  if #tables == 0 then
-    local ok, cerr = tx(self, create, self.now())
-    if not ok then return nil, cerr end
-  elseif not names.ksms_outbox_meta or not names.ksms_outbox then
+  if not names.ksms_outbox_meta or not names.ksms_outbox then
     return nil, store.error("not_an_outbox", path .. " is an SQLite database of something else, not a ksms outbox")
   end
   local rows, merr = all(self, "SELECT name, value FROM ksms_outbox_meta WHERE name IN (?, ?)", "application", "schema")
@@ -239,7 +238,7 @@ local function check_schema(self, path)
     return nil, store.error("schema_version", format("%s has outbox schema %s; this ksms reads schema %s",
       path, tostring(meta.schema), _M.SCHEMA))
   end
-  return true
+  return "outbox"
 end
 
 --- Opens (creating when new or empty) the outbox file at path.
@@ -279,6 +278,9 @@ function _M.open(path, options)
   -- PRAGMA values cannot be bound: busy is an integer checked above.
   local ok, perr = exec(self, format("PRAGMA busy_timeout = %d", busy))
   if not ok then return fail(perr) end
+  local what
+  what, perr = inspect(self, path)
+  if not what then return fail(perr) end
   local mode
   mode, perr = all(self, "PRAGMA journal_mode = WAL")
   if not mode then return fail(perr) end
@@ -288,8 +290,13 @@ function _M.open(path, options)
   end
   ok, perr = exec(self, SYNCHRONOUS[sync])
   if not ok then return fail(perr) end
-  ok, perr = check_schema(self, path)
-  if not ok then return fail(perr) end
+  if what == "new" then
+    -- IF NOT EXISTS and OR IGNORE: two processes creating it at once agree.
+    ok, perr = tx(self, create, self.now())
+    if not ok then return fail(perr) end
+    what, perr = inspect(self, path)
+    if not what then return fail(perr) end
+  end
   -- Writable? A write now, not at the first enqueue.
   ok, perr = exec(self, "INSERT OR REPLACE INTO ksms_outbox_meta (name, value) VALUES (?, ?)",
     "opened_at", tostring(self.now()))
@@ -378,10 +385,10 @@ function Store:iterate(q)
   if q.state ~= nil then sql = sql .. " AND state = ?"; extra[#extra + 1] = q.state end
   if q.client ~= nil then sql = sql .. " AND client = ?"; extra[#extra + 1] = q.client end
   sql = sql .. " ORDER BY seq LIMIT ?"
-  local page, i, done = {}, 1, false
+  local page, i, count, done = {}, 1, 0, false
   return function()
     if left and left <= 0 then return nil end
-    if i > #page then
+    if i > count then
       if done then return nil end
       local n = PAGE
       if left and left < n then n = left end
@@ -390,12 +397,13 @@ function Store:iterate(q)
       elseif #extra == 1 then rows = all(self, sql, since, extra[1], n)
       else rows = all(self, sql, since, n) end
       page, i = rows or {}, 1
-      if #page < n then done = true end
-      if #page == 0 then return nil end
-      since = page[#page].seq
+      count = #page
+      if count < n then done = true end
+      if count == 0 then return nil end
+      since = page[count].seq
     end
     local row = page[i]
-    page[i] = nil
+    page[i] = nil -- handed over: the page does not keep it
     i = i + 1
     if left then left = left - 1 end
     return record_of(row)

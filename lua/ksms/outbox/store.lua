@@ -63,9 +63,6 @@ json.decode_invalid_numbers(false)
 json.encode_invalid_numbers(false)
 json.encode_number_precision(14) -- the most lua-cjson 2.1.0 takes: epochs keep every digit
 
--- Errors of a store: category "store" (added to ksms.errors here).
-errors.categories.store = true
-
 --- A store error: code names it ("busy", "full", "not_an_outbox", ...).
 -- @tparam string code
 -- @tparam string message
