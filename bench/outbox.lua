@@ -12,9 +12,10 @@
 -- 3. BENCH_QUEUED (1,000,000) records queued by enqueue_many in batches of
 --    10,000: messages/s and the store's bytes per record; then a worker
 --    PROCESS opens that store, counts it, lists every record (ob:list) and
---    sends for BENCH_WORKER_SECONDS (3) against an nginx that answers at
+--    sends for BENCH_WORKER_SECONDS (1) against an nginx that answers at
 --    once, its VmRSS read at each step, beside the same worker on a store
---    of BENCH_QUEUED / 100 records. Flat memory: the ratio stays near 1.
+--    of BENCH_QUEUED / 50 records (at least 20,000, so that both are still
+--    sending when the time is up). Flat memory: the ratio stays near 1.
 --
 -- Run with `make bench-outbox` (nginx-light and libnginx-mod-http-lua).
 -- BENCH_MESSAGES, BENCH_QUEUED and BENCH_WORKER_SECONDS size it.
@@ -80,7 +81,7 @@ end
 
 local MESSAGES = tonumber(os.getenv("BENCH_MESSAGES") or "") or 10000
 local QUEUED = tonumber(os.getenv("BENCH_QUEUED") or "") or 1000000
-local WORKER_SECONDS = tonumber(os.getenv("BENCH_WORKER_SECONDS") or "") or 3
+local WORKER_SECONDS = tonumber(os.getenv("BENCH_WORKER_SECONDS") or "") or 1
 local BATCH = 10000
 local LUA = os.getenv("BENCH_LUA") or (jit and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+")))
 
@@ -179,6 +180,9 @@ local ok, err = pcall(function()
     print(("  (run's summary says %d sent)"):format(summary.sent))
   end
   slow:close()
+  msgs, items, recs, outs = nil, nil, nil, nil
+  collectgarbage()
+  collectgarbage()
 
   -- 3. A store of QUEUED records, and one of QUEUED / 100.
   local fast = client_at(nginx.base_url)
@@ -206,7 +210,7 @@ local ok, err = pcall(function()
     o:close()
     return rate, r_first, r_max
   end
-  local small_n = math.max(1000, math.floor(QUEUED / 100))
+  local small_n = math.max(20000, math.floor(QUEUED / 50))
   local big_path, small_path = dir .. "/big.db", dir .. "/small.db"
   local small_rate = fill(small_path, small_n)
   local big_rate, r_first, r_max = fill(big_path, QUEUED)

@@ -384,7 +384,8 @@ function Store:iterate(q)
   local sql, extra = "SELECT " .. COLS .. " FROM ksms_outbox WHERE seq > ?", {}
   if q.state ~= nil then sql = sql .. " AND state = ?"; extra[#extra + 1] = q.state end
   if q.client ~= nil then sql = sql .. " AND client = ?"; extra[#extra + 1] = q.client end
-  sql = sql .. " ORDER BY seq LIMIT ?"
+  -- The column, not COLS's REAL alias: ORDER BY the alias sorted every match for each page.
+  sql = sql .. " ORDER BY ksms_outbox.seq LIMIT ?"
   local page, i, count, done = {}, 1, 0, false
   return function()
     if left and left <= 0 then return nil end
@@ -456,7 +457,8 @@ local function claim_tx(self, client, owner, limit, now)
       owner, now, client, "queued", left)
     if not ok then return nil, cerr end
   end
-  local rows, rerr = all(self, "SELECT " .. COLS .. " FROM ksms_outbox WHERE owner = ? AND client = ? AND state = ? "
+  -- +client, +state: the owner index, not a walk of every queued record of the client.
+  local rows, rerr = all(self, "SELECT " .. COLS .. " FROM ksms_outbox WHERE owner = ? AND +client = ? AND +state = ? "
     .. "ORDER BY seq", owner, client, "queued")
   if not rows then return nil, rerr end
   for i, r in ipairs(rows) do rows[i] = record_of(r) end
