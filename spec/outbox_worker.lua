@@ -1,9 +1,9 @@
 -- outbox_worker.lua - one outbox worker process for spec/outbox_faults_spec.lua
 -- (run with $KSMS_TEST_LUA, LUA_PATH and LUA_CPATH as the specs have them).
 --
---   lua spec/outbox_worker.lua run STORE BASE_URL CONCURRENCY
+--   lua spec/outbox_worker.lua run STORE BASE_URL CONCURRENCY [BATCH]
 --     opens the SQLite outbox STORE with one Senders client at BASE_URL (a
---     fake), prints "OPEN", runs ob:run{ concurrency, until_idle = true },
+--     fake), prints "OPEN", runs ob:run{ concurrency, batch, until_idle = true },
 --     prints "DONE <sent> <failed> <maybe_sent>" and exits 0. The spec kills
 --     it with kill -9 wherever it happens to be.
 --   lua spec/outbox_worker.lua fill STORE PREFIX
@@ -26,7 +26,7 @@ local function message(key, pad)
 end
 
 if mode == "run" then
-  local base_url, concurrency = arg[3], tonumber(arg[4])
+  local base_url, concurrency, batch = arg[3], tonumber(arg[4]), tonumber(arg[5])
   local client = ksms.client("senders", { api_key = "test-senders-key", base_url = base_url, timeout = 10 })
   local ob, err = outbox.open { store = "sqlite:" .. store, clients = { senders = client } }
   if not ob then
@@ -34,7 +34,7 @@ if mode == "run" then
     os.exit(2)
   end
   say("OPEN")
-  local summary, rerr = ob:run { concurrency = concurrency, until_idle = true }
+  local summary, rerr = ob:run { concurrency = concurrency, batch = batch, until_idle = true }
   if not summary then
     io.stderr:write("run: ", tostring(rerr), "\n")
     os.exit(3)
