@@ -82,6 +82,14 @@ build = {
     ["ksms.transport.ngx"] = "lua/ksms/transport/ngx.lua",
     ["ksms.ngx.queue"] = "lua/ksms/ngx/queue.lua",
     ["ksms.ngx.oneshot"] = "lua/ksms/ngx/oneshot.lua",
+    -- the durable outbox (docs/outbox.md); the SQLite store needs LuaDBI
+    -- (Debian: lua-dbi-sqlite3), loaded only when a "sqlite:" store opens
+    ["ksms.outbox"] = "lua/ksms/outbox/init.lua",
+    ["ksms.outbox.states"] = "lua/ksms/outbox/states.lua",
+    ["ksms.outbox.store"] = "lua/ksms/outbox/store.lua",
+    ["ksms.outbox.memory"] = "lua/ksms/outbox/memory.lua",
+    ["ksms.outbox.sqlite"] = "lua/ksms/outbox/sqlite.lua",
+    ["ksms.outbox.worker"] = "lua/ksms/outbox/worker.lua",
     -- the ksms command (bin/ksms)
     ["ksms.cli.args"] = "lua/ksms/cli/args.lua",
     ["ksms.cli.bitset"] = "lua/ksms/cli/bitset.lua",

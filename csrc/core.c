@@ -10,7 +10,11 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <unistd.h>
 #include <openssl/rand.h>
 #include "ksms.h"
 
@@ -119,6 +123,56 @@ static int core_random(lua_State *L) {
   return 1;
 }
 
+/* core.getpid() -> integer: this process's id (the outbox's worker owner
+ * ids name it, so another process on the host can tell whether the owner
+ * is still running). */
+static int core_getpid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+/* Whether /proc says pid is a zombie (exited, not yet reaped by its
+ * parent): kill() still finds it, but it holds no file and runs no code.
+ * Where /proc is absent the answer is no. */
+static int core_pid_zombie(pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *close = strrchr(buf, ')'); /* the command name may hold spaces and ')' */
+  return close && close[1] == ' ' && close[2] == 'Z';
+}
+
+/* core.pid_alive(pid) -> boolean: whether a process with that id runs on
+ * this host: kill(pid, 0), where EPERM (it exists, owned by another user)
+ * counts as alive and a zombie (exited, unreaped) as dead. pid must be a
+ * positive integer: 0 and negative ids name process groups to kill(), so
+ * they raise. */
+static int core_pid_alive(lua_State *L) {
+  lua_Integer pid = core_checkinteger(L, 1);
+  luaL_argcheck(L, pid > 0 && pid == (lua_Integer)(pid_t)pid, 1, "not a process id");
+  int alive = kill((pid_t)pid, 0) == 0 || errno == EPERM;
+  if (alive && core_pid_zombie((pid_t)pid)) alive = 0;
+  lua_pushboolean(L, alive);
+  return 1;
+}
+
+/* core.hostname() -> string: gethostname(), "localhost" when it fails (the
+ * host part of an outbox owner id: pids are only compared on one host). */
+static int core_hostname(lua_State *L) {
+  char name[256];
+  if (gethostname(name, sizeof name) != 0) {
+    lua_pushliteral(L, "localhost");
+    return 1;
+  }
+  name[sizeof name - 1] = '\0';
+  lua_pushstring(L, name);
+  return 1;
+}
+
 void core_register(lua_State *L, const luaL_Reg *fns) {
   lua_pushvalue(L, 1);
   lua_pushvalue(L, 2);
@@ -177,6 +231,12 @@ KSMS_EXPORT int luaopen_ksms_core(lua_State *L) {
   lua_setfield(L, 1, "sleep");
   lua_pushcfunction(L, core_random);
   lua_setfield(L, 1, "random");
+  lua_pushcfunction(L, core_getpid);
+  lua_setfield(L, 1, "getpid");
+  lua_pushcfunction(L, core_pid_alive);
+  lua_setfield(L, 1, "pid_alive");
+  lua_pushcfunction(L, core_hostname);
+  lua_setfield(L, 1, "hostname");
   lua_pushliteral(L, KSMS_VERSION);
   lua_setfield(L, 1, "_VERSION");
 

@@ -60,6 +60,8 @@ _M.categories = {
   -- Not sent, by the caller's own terms: the message's expires_at passed
   -- before it was handed to the transport, or send_many's on_sending said no.
   expired = true, cancelled = true,
+  -- The outbox's store failed or refused its file (ksms.outbox.store).
+  store = true,
 }
 
 --- Builds an error object; fields as above, extra fields are kept.
