@@ -19,11 +19,9 @@ local format, concat, gsub, os_date = string.format, table.concat, string.gsub, 
 
 local _M = { _VERSION = "0.2.0" }
 
--- The states, in the order counts are shown (ksms.outbox.states names them).
-_M.STATES = { "queued", "sending", "sent", "failed", "maybe_sent", "expired", "delivered", "undelivered" }
-local KNOWN = {}
-for _, s in pairs(_M.STATES) do KNOWN[s] = true end
-_M.KNOWN = KNOWN
+-- The states, in the order tools show them (the outbox's one table).
+_M.STATES = require("ksms.outbox.states").names
+_M.is_state = require("ksms.outbox.states").is_state
 
 local function usage(msg) error(status.usage(msg), 0) end
 
@@ -108,6 +106,38 @@ function _M.error_text(e)
   local head = concat(parts, " ")
   if e.message then return head ~= "" and (head .. ": " .. tostring(e.message)) or tostring(e.message) end
   return head
+end
+
+-- The masker masks every field whose name looks secret ("key" among
+-- them); an outbox's key is the caller's idempotency key, not a secret:
+-- put back, masked by value like any text.
+local function restore_keys(out, orig, masked, depth)
+  if type(orig) ~= "table" or type(masked) ~= "table" or depth > 6 then return end
+  if type(orig.key) == "string" then masked.key = out:mask(orig.key) end
+  for k, v in pairs(orig) do
+    if type(v) == "table" and k ~= "message" then restore_keys(out, v, masked[k], depth + 1) end
+  end
+end
+
+--- A document as one JSON line on stdout, masked (Out:json_doc) but for
+-- the records' keys, which are masked by value only.
+-- @param out the output
+-- @tparam table doc
+function _M.json_doc(out, doc)
+  local masked = out.masker:mask_tree(doc)
+  restore_keys(out, doc, masked, 0)
+  out:line(require("ksms.cli.output").encode(masked))
+end
+
+--- One record as JSON text, masked as json_doc does.
+-- @param out the output
+-- @tparam table rec
+-- @treturn string
+function _M.encode(out, rec)
+  local f = _M.fields(rec)
+  local masked = out.masker:mask_tree(f)
+  restore_keys(out, f, masked, 0)
+  return require("ksms.cli.output").encode(masked)
 end
 
 --- A record as plain fields for --json (the message included; times in

@@ -15,6 +15,7 @@
 
 local bulk_rows = require "ksms.cli.bulk_rows"
 local bulk_send = require "ksms.cli.bulk_send"
+local cli_outbox = require "ksms.cli.outbox"
 local progress = require "ksms.cli.progress"
 local flags = require "ksms.cli.flags"
 local status = require "ksms.cli.status"
@@ -195,7 +196,7 @@ local function run(ctx)
     if dry then
       doc.would_send, doc.requests, doc.shown = counts.would_send, counts.requests, shown_docs
     end
-    out:json_doc(doc)
+    cli_outbox.json_doc(out, doc) -- the listed rows' keys are not secrets
     return code
   end
 

@@ -40,7 +40,7 @@ end
 
 local function json(out, sub, code, doc)
   doc.ok, doc.command, doc.exit_code = code == status.OK, "outbox " .. sub, code
-  out:json_doc(doc)
+  cli_outbox.json_doc(out, doc)
   return code
 end
 
@@ -75,7 +75,7 @@ local function do_list(ctx, ob, path)
   local o, out = ctx.opts, ctx.out
   if ctx.args[2] then usage("ksms outbox list takes no KEY (--state STATE, --limit N)") end
   local state = o.state
-  if state ~= nil and not cli_outbox.KNOWN[state] then
+  if state ~= nil and not cli_outbox.is_state(state) then
     usage(format("--state: no state %q (states: %s)", state, concat(cli_outbox.STATES, ", ")))
   end
   local limit = o.limit or DEFAULT_LIMIT
@@ -88,7 +88,7 @@ local function do_list(ctx, ob, path)
     if limit > 0 and n >= limit then truncated = true; break end
     n = n + 1
     if out.json then
-      out:write(out.stdout, n > 1 and "," or "", out:encode(cli_outbox.fields(rec)))
+      out:write(out.stdout, n > 1 and "," or "", cli_outbox.encode(out, rec))
     else
       out:line(cli_outbox.line(rec))
     end
