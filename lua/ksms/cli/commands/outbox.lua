@@ -8,12 +8,15 @@
 
 local cli_outbox = require "ksms.cli.outbox"
 local status = require "ksms.cli.status"
+local output = require "ksms.cli.output"
 
 local ipairs, error, tostring, type, pcall = ipairs, error, tostring, type, pcall
 local io_open = io.open
 local format, concat = string.format, table.concat
 
 local _M = { _VERSION = "0.2.0" }
+
+local verbatim = output.verbatim
 
 local DEFAULT_LIMIT = 100
 local ACTIONS = { resend = true, sent = true, drop = true }
@@ -83,19 +86,22 @@ local function do_list(ctx, ob, path)
   -- One more than shown tells whether the listing was cut. Records are
   -- written as they come from the store's pages: memory stays flat.
   local n, truncated = 0, false
-  if out.json then out:write(out.stdout, format('{"command":"outbox list","outbox":%s,"records":[', out:encode(path))) end
+  if out.json then
+    out:write(out.stdout, verbatim('{"command":"outbox list","outbox":'), output.encode(path), verbatim(',"records":['))
+  end
   for rec in ob:list { state = state, limit = limit > 0 and limit + 1 or nil } do
     if limit > 0 and n >= limit then truncated = true; break end
     n = n + 1
     if out.json then
-      out:write(out.stdout, n > 1 and "," or "", cli_outbox.encode(out, rec))
+      out:write(out.stdout, verbatim(n > 1 and "," or ""), cli_outbox.encode(out, rec))
     else
       out:line(cli_outbox.line(rec))
     end
   end
   if out.json then
-    out:write(out.stdout, format('],"count":%d,"limit":%d,"state":%s,"truncated":%s,"ok":true,"exit_code":0}\n',
-      n, limit, state and out:encode(state) or "null", truncated and "true" or "false"))
+    out:write(out.stdout, verbatim(format('],"count":%d,"limit":%d,"state":', n, limit)),
+      state and output.encode(state) or verbatim("null"),
+      verbatim(format(',"truncated":%s,"ok":true,"exit_code":0}\n', truncated and "true" or "false")))
   elseif truncated then
     out:note(format("ksms outbox list: the first %d shown (--limit N for more, --limit 0 for all)", limit))
   elseif n == 0 then
