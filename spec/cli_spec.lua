@@ -1158,9 +1158,10 @@ describe("the ksms command", function()
         return d
       end
       -- (Fewer rows than a couple of thousand end before the collector's
-      -- steady state: measured 2.6 MB for 500, 3.2 MB for 5,000 and for 20,000.)
+      -- steady state: measured 2.6 MB for 500, 3.2 MB for 5,000 and for
+      -- 20,000 under Lua 5.4; 4.3, 5.3 and 5.4 MB under LuaJIT.)
       local few, many = send_run(2000), send_run(8000)
-      assert.is_true(many.memory_kb < 4096, "sending peak " .. many.memory_kb .. " KB")
+      assert.is_true(many.memory_kb < 8192, "sending peak " .. many.memory_kb .. " KB")
       assert.is_true(many.memory_kb - few.memory_kb < 512,
         ("sending: peak %.0f KB for 8000 rows, %.0f KB for 2000"):format(many.memory_kb, few.memory_kb))
     end)
