@@ -23,6 +23,8 @@ dependencies = {
   "luaexpat", -- Cafe24's history is XML (only that call loads it)
   -- LuaSocket is optional: only the OneShot "luasocket" socket adapter
   -- (ksms.oneshot.sockets.luasocket) loads it; OpenResty uses cosockets.
+  -- LuaDBI's SQLite driver (Debian: lua-dbi-sqlite3) is optional too: only
+  -- the outbox's "sqlite:" store (ksms.outbox.sqlite) loads it.
 }
 external_dependencies = {
   ZLIB = { header = "zlib.h" },

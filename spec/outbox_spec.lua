@@ -112,6 +112,15 @@ describe("ksms.outbox", function()
         assert.equal(2, ob:counts().queued)
       end)
 
+      it("takes expires_at from the message too, and refuses two that differ", function()
+        local at = os.time() + 60
+        local m = msg("e")
+        m.expires_at = at
+        assert.equal(at, assert(ob:enqueue(m, { key = "me" })).expires_at)
+        assert.equal(at, assert(ob:enqueue(m, { key = "me2", expires_at = at })).expires_at)
+        assert.has_error(function() ob:enqueue(m, { key = "me3", expires_at = at + 1 }) end)
+      end)
+
       it("names the client when open got several, and refuses a missing name", function()
         ob:close()
         ob = assert(outbox.open { store = spec, clients = { a = client, b = other } })

@@ -110,9 +110,13 @@ local function row_of(self, msg, opts, what)
   elseif type(key) ~= "string" or key == "" or #key > _M.KEY_MAX or find(key, "\0", 1, true) then
     misuse(format("%s: key must be a non-empty string of at most %d bytes without NUL", what, _M.KEY_MAX))
   end
+  -- The message's own expires_at (the field every client takes) counts too.
   local exp = opts.expires_at
+  if exp == nil then exp = msg.expires_at
+  elseif msg.expires_at ~= nil and msg.expires_at ~= exp then
+    misuse(what .. ": the message's expires_at and the option's differ")
+  end
   if exp ~= nil and (type(exp) ~= "number" or exp ~= exp) then misuse(what .. ": expires_at must be epoch seconds") end
-  if msg.expires_at ~= nil then misuse(what .. ": expires_at goes in the options, not the message") end
   local name, client = client_of(self, opts.client, what)
   if type(client.check) ~= "function" then
     misuse(what .. ": clients." .. name .. " has no check(msg): this ksms client cannot be used with the outbox")
