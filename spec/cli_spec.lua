@@ -730,6 +730,25 @@ describe("the ksms command", function()
       assert.equal(1, oneshot:stats().unbinds)
     end)
 
+    it("bulk sends over the session through the outbox, and a re-run sends nothing twice", function()
+      local csv, outbox = workdir .. "/os.csv", workdir .. "/os.outbox"
+      remove_outbox(outbox)
+      H.write_file(csv, "name,phone\nA,01011112222\nB,01033334444\n")
+      local args = "bulk " .. q(csv) .. " --provider oneshot --from 0212345678 --text " .. q("{name}님")
+        .. " --journal " .. q(outbox) .. " --json --no-progress"
+      local out, err, code = ksms(args, OSENV)
+      assert.equal(0, code, err)
+      assert.equal(2, json_of(out).sent_ok)
+      out, err, code = ksms(args, OSENV)
+      assert.equal(0, code, err)
+      assert.equal(2, json_of(out).skipped_done)
+      out = ksms("outbox status row:2 --json --outbox " .. q(outbox))
+      local rec = json_of(out).record
+      assert.equal("sent", rec.state)
+      assert.equal("oneshot", rec.client)
+      assert.is_truthy(rec.provider_id)
+    end)
+
     it("listen needs oneshot", function()
       local _, err, code = ksms("listen --provider senders --for 1", SENV)
       assert.equal(2, code)
