@@ -126,7 +126,8 @@ local function body(ob, p, result)
       if row then resumed:add(row) end
     end
     counts.resumed = resumed.count
-    out:note(format("ksms bulk: %d rows queued by an earlier run never left; sending them now", resumed.count))
+    out:note(format("ksms bulk: %d rows are queued (an earlier run stopped before them, or resolve resend); "
+      .. "sending them now", resumed.count))
     inflight = {}
     work()
     inflight = nil

@@ -5,6 +5,7 @@
 
 local config = require "ksms.cli.config"
 local flags = require "ksms.cli.flags"
+local STATES = require("ksms.outbox.states").names -- ksms outbox list --state
 
 local ipairs, pairs = ipairs, pairs
 local format, concat, sort, gsub = string.format, table.concat, table.sort, string.gsub
@@ -200,6 +201,7 @@ function _M.bash_completion(commands)
     "  done",
     "  case $prev in",
     "    --provider) COMPREPLY=($(compgen -W \"" .. concat(config.PROVIDERS, " ") .. "\" -- \"$cur\")); return ;;",
+    "    --state) COMPREPLY=($(compgen -W \"" .. concat(STATES, " ") .. "\" -- \"$cur\")); return ;;",
     "    --config|--journal|--outbox|--text-file|--image) COMPREPLY=($(compgen -f -- \"$cur\")); return ;;",
     "  esac",
     "  local words",
@@ -250,6 +252,7 @@ function _M.zsh_completion(commands)
     "  done",
     "  case ${words[CURRENT-1]} in",
     "    --provider) compadd -- " .. concat(config.PROVIDERS, " ") .. "; return ;;",
+    "    --state) compadd -- " .. concat(STATES, " ") .. "; return ;;",
     "    --config|--journal|--outbox|--text-file|--image) _files; return ;;",
     "  esac",
   }
