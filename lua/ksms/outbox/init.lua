@@ -187,9 +187,10 @@ function Outbox:enqueue_many(list, opts)
   return out
 end
 
---- ob:status(key) -> record | nil
+--- ob:status(key) -> record | nil | nil, err
 -- @tparam string key
--- @return the record, or nil when no record has that key
+-- @return the record, or nil when no record has that key (nil, err when
+-- the store failed)
 function Outbox:status(key)
   if type(key) ~= "string" then misuse("ksms.outbox: status needs a key (a string)") end
   return self.store:get(key)
@@ -198,7 +199,8 @@ end
 --- ob:list{ state, client, since, limit } -> iterator over records
 -- In the order they were stored (seq), after seq `since`, at most limit;
 -- read from the store a page at a time, so memory stays flat. Resume a
--- listing with since = the last record's seq.
+-- listing with since = the last record's seq. A store failure ends the
+-- loop (the iterator's call returns nil, err).
 -- @tparam[opt] table q
 -- @return an iterator
 function Outbox:list(q)

@@ -281,6 +281,14 @@ function _M.open(path, options)
   local what
   what, perr = inspect(self, path)
   if not what then return fail(perr) end
+  if what == "new" then
+    -- Small pages for a new file (only possible before its first table, and
+    -- before WAL): a state change rewrites a page of the table and of each
+    -- index it touches, and 1 KiB pages make that commit about a third
+    -- cheaper than 4 KiB ones (measured: 24 vs 38 microseconds).
+    ok, perr = exec(self, "PRAGMA page_size = 1024")
+    if not ok then return fail(perr) end
+  end
   local mode
   mode, perr = all(self, "PRAGMA journal_mode = WAL")
   if not mode then return fail(perr) end
@@ -336,8 +344,9 @@ end
 
 --- See ksms.outbox.store.
 function Store:get(key)
-  local rows = all(self, "SELECT " .. COLS .. " FROM ksms_outbox WHERE key = ?", key)
-  return rows and rows[1] and record_of(rows[1]) or nil
+  local rows, err = all(self, "SELECT " .. COLS .. " FROM ksms_outbox WHERE key = ?", key)
+  if not rows then return nil, err end
+  return rows[1] and record_of(rows[1]) or nil
 end
 
 -- The fields update() sets, by column, in a fixed order (the SQL text of
@@ -384,7 +393,8 @@ function Store:iterate(q)
   local sql, extra = "SELECT " .. COLS .. " FROM ksms_outbox WHERE seq > ?", {}
   if q.state ~= nil then sql = sql .. " AND state = ?"; extra[#extra + 1] = q.state end
   if q.client ~= nil then sql = sql .. " AND client = ?"; extra[#extra + 1] = q.client end
-  sql = sql .. " ORDER BY seq LIMIT ?"
+  -- The column, not COLS's REAL alias: ORDER BY the alias sorted every match for each page.
+  sql = sql .. " ORDER BY ksms_outbox.seq LIMIT ?"
   local page, i, count, done = {}, 1, 0, false
   return function()
     if left and left <= 0 then return nil end
@@ -393,10 +403,15 @@ function Store:iterate(q)
       local n = PAGE
       if left and left < n then n = left end
       local rows
-      if #extra == 2 then rows = all(self, sql, since, extra[1], extra[2], n)
-      elseif #extra == 1 then rows = all(self, sql, since, extra[1], n)
-      else rows = all(self, sql, since, n) end
-      page, i = rows or {}, 1
+      local err
+      if #extra == 2 then rows, err = all(self, sql, since, extra[1], extra[2], n)
+      elseif #extra == 1 then rows, err = all(self, sql, since, extra[1], n)
+      else rows, err = all(self, sql, since, n) end
+      if not rows then
+        done, count = true, 0
+        return nil, err -- ends a for loop; a caller calling it by hand sees why
+      end
+      page, i = rows, 1
       count = #page
       if count < n then done = true end
       if count == 0 then return nil end
@@ -424,8 +439,9 @@ end
 
 --- See ksms.outbox.store.
 function Store:meta_get(name)
-  local rows = all(self, "SELECT value FROM ksms_outbox_meta WHERE name = ?", name)
-  return rows and rows[1] and rows[1].value or nil
+  local rows, err = all(self, "SELECT value FROM ksms_outbox_meta WHERE name = ?", name)
+  if not rows then return nil, err end
+  return rows[1] and rows[1].value or nil
 end
 
 --- See ksms.outbox.store.
@@ -438,9 +454,10 @@ end
 
 --- See ksms.outbox.store.
 function Store:find_ref(client, provider_id)
-  local rows = all(self, "SELECT " .. COLS .. " FROM ksms_outbox WHERE provider_id = ? AND client = ? "
-    .. "ORDER BY seq DESC LIMIT 1", tostring(provider_id), client)
-  return rows and rows[1] and record_of(rows[1]) or nil
+  local rows, err = all(self, "SELECT " .. COLS .. " FROM ksms_outbox WHERE provider_id = ? AND client = ? "
+    .. "ORDER BY ksms_outbox.seq DESC LIMIT 1", tostring(provider_id), client)
+  if not rows then return nil, err end
+  return rows[1] and record_of(rows[1]) or nil
 end
 
 local WINDOW = "SELECT seq FROM ksms_outbox WHERE client = ? AND state = ? AND owner IS NULL ORDER BY seq LIMIT ?"
@@ -456,7 +473,8 @@ local function claim_tx(self, client, owner, limit, now)
       owner, now, client, "queued", left)
     if not ok then return nil, cerr end
   end
-  local rows, rerr = all(self, "SELECT " .. COLS .. " FROM ksms_outbox WHERE owner = ? AND client = ? AND state = ? "
+  -- +client, +state: the owner index, not a walk of every queued record of the client.
+  local rows, rerr = all(self, "SELECT " .. COLS .. " FROM ksms_outbox WHERE owner = ? AND +client = ? AND +state = ? "
     .. "ORDER BY seq", owner, client, "queued")
   if not rows then return nil, rerr end
   for i, r in ipairs(rows) do rows[i] = record_of(r) end

@@ -19,7 +19,7 @@
 --       state "queued" in ONE transaction (all or none). For a key already
 --       stored (or earlier in rows) the existing record comes back with
 --       duplicate = true and nothing is written for it.
---   store:get(key) -> record | nil
+--   store:get(key) -> record | nil (no such key) | nil, err (the store failed)
 --   store:update(key, from_states, to_state, fields [, { owner = id }]) -> true | false | nil, err
 --       compare-and-set: true when the record was in one of from_states (a
 --       state or a list; and owned by opts.owner when given) and is now in
@@ -28,9 +28,10 @@
 --       clears the owner. A transition states.allowed refuses raises.
 --   store:iterate{ state, client, since, limit } -> iterator of records
 --       in seq order, seq > since, fetched a page at a time (flat memory).
+--       A store failure ends the iteration: that call returns nil, err.
 --   store:counts() -> { state = n } (every state, 0 included)
---   store:meta_get(name) -> string | nil;  store:meta_set(name, value) -> true | nil, err
---   store:find_ref(client, provider_id) -> record | nil (by the provider's id)
+--   store:meta_get(name) -> string | nil | nil, err;  store:meta_set(name, value) -> true | nil, err
+--   store:find_ref(client, provider_id) -> record | nil | nil, err (by the provider's id)
 --   store:claim(client, owner, limit, now) -> records, expired_count | nil, err
 --       one transaction over the window of the client's limit oldest
 --       unowned queued records: those past expires_at (<= now) become
