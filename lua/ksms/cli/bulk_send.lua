@@ -51,7 +51,7 @@ local function check_file(ob, p)
   local o, info, h = p.o, p.info, p.h
   local columns = cli_outbox.meta_get(ob, "bulk.columns")
   if columns == nil then
-    local n = total(ob:counts())
+    local n = total(cli_outbox.counts(ob))
     if n > 0 then
       usage(format("%s holds %d records that ksms bulk did not write: give bulk an outbox file of its own", o.journal, n))
     end
@@ -81,7 +81,7 @@ local function body(ob, p, result)
 
   check_file(ob, p)
 
-  local before = ob:counts()
+  local before = cli_outbox.counts(ob)
   if (before.maybe_sent or 0) > 0 then
     out:note(format("ksms bulk: %d rows may have been sent by an earlier run; %s", before.maybe_sent,
       o.resend_unknown and "sending them again (--resend-unknown)"
@@ -121,10 +121,10 @@ local function body(ob, p, result)
   -- this run's when the stream reaches them.
   local resumed = bitset.new()
   if (before.queued or 0) > 0 then
-    for rec in ob:list{ state = "queued" } do
+    cli_outbox.each(ob, { state = "queued" }, function(rec)
       local row = key_row(rec.key)
       if row then resumed:add(row) end
-    end
+    end)
     counts.resumed = resumed.count
     out:note(format("ksms bulk: %d rows are queued (an earlier run stopped before them, or resolve resend); "
       .. "sending them now", resumed.count))
@@ -196,7 +196,11 @@ local function body(ob, p, result)
     counts.sent = counts.sent + #to_send
     inflight = to_send
     work()
-    for _, e in ipairs(to_send) do settle(e.row, e.to, ob:status(e.key)) end
+    for _, e in ipairs(to_send) do
+      local rec, serr = ob:status(e.key)
+      -- A store that cannot answer: the row's fate is not known here.
+      settle(e.row, e.to, rec or { state = "maybe_sent", error = serr and cli_outbox.message(serr) or "no record" })
+    end
     inflight = nil
   end
 

@@ -49,9 +49,46 @@ end
 -- @param ob the Outbox
 -- @tparam string name
 function _M.meta_get(ob, name)
-  local v = ob.store:meta_get(name)
+  local v, err = ob.store:meta_get(name)
+  if v == nil and err ~= nil then usage(format("cannot read the outbox: %s (nothing was sent)", _M.message(err))) end
   if type(v) ~= "string" then return nil end
   return v
+end
+
+--- The records of ob:list(q), each given to fn(rec) (which returns false
+-- to stop); a store failure is a usage error (exit 2) naming it.
+-- @param ob the Outbox
+-- @tparam table q as ob:list's
+-- @tparam function fn
+function _M.each(ob, q, fn)
+  local next_record = ob:list(q)
+  while true do
+    local rec, err = next_record()
+    if rec == nil then
+      if err ~= nil then usage("cannot read the outbox: " .. _M.message(err)) end
+      return
+    end
+    if fn(rec) == false then return end
+  end
+end
+
+--- ob:status(key), a store failure being a usage error (exit 2).
+-- @param ob the Outbox
+-- @tparam string key
+-- @return the record, or nil when no record has that key
+function _M.status(ob, key)
+  local rec, err = ob:status(key)
+  if rec == nil and err ~= nil then usage("cannot read the outbox: " .. _M.message(err)) end
+  return rec
+end
+
+--- ob:counts(), a store failure being a usage error (exit 2).
+-- @param ob the Outbox
+-- @treturn table state -> n
+function _M.counts(ob)
+  local c, err = ob:counts()
+  if type(c) ~= "table" then usage("cannot read the outbox: " .. _M.message(err)) end
+  return c
 end
 
 --- Keeps a value in the outbox file; a store failure is a usage error

@@ -67,7 +67,7 @@ end
 local function do_status(ctx, ob, path)
   local key = key_arg(ctx, "status")
   if ctx.args[3] then usage("ksms outbox status takes one KEY") end
-  local rec = ob:status(key)
+  local rec = cli_outbox.status(ob, key)
   if not rec then return not_found(ctx, "status", path, key) end
   if ctx.out.json then return json(ctx.out, "status", status.OK, { outbox = path, record = cli_outbox.fields(rec) }) end
   for _, l in ipairs(cli_outbox.lines(rec)) do ctx.out:line(l) end
@@ -89,15 +89,15 @@ local function do_list(ctx, ob, path)
   if out.json then
     out:write(out.stdout, verbatim('{"command":"outbox list","outbox":'), output.encode(path), verbatim(',"records":['))
   end
-  for rec in ob:list { state = state, limit = limit > 0 and limit + 1 or nil } do
-    if limit > 0 and n >= limit then truncated = true; break end
+  cli_outbox.each(ob, { state = state, limit = limit > 0 and limit + 1 or nil }, function(rec)
+    if limit > 0 and n >= limit then truncated = true; return false end
     n = n + 1
     if out.json then
       out:write(out.stdout, verbatim(n > 1 and "," or ""), cli_outbox.encode(out, rec))
     else
       out:line(cli_outbox.line(rec))
     end
-  end
+  end)
   if out.json then
     out:write(out.stdout, verbatim(format('],"count":%d,"limit":%d,"state":', n, limit)),
       state and output.encode(state) or verbatim("null"),
@@ -112,7 +112,7 @@ end
 
 local function do_counts(ctx, ob, path)
   if ctx.args[2] then usage("ksms outbox counts takes no argument") end
-  local c = ob:counts() or {}
+  local c = cli_outbox.counts(ob)
   local all, total = {}, 0
   for _, s in ipairs(cli_outbox.STATES) do
     local v = type(c[s]) == "number" and c[s] or 0
@@ -129,7 +129,7 @@ local function do_resolve(ctx, ob, path)
   local action = ctx.args[3]
   if not ACTIONS[action] then usage("give the decision: ksms outbox resolve KEY resend | sent | drop") end
   if ctx.args[4] then usage("ksms outbox resolve takes KEY and one decision") end
-  local before = ob:status(key)
+  local before = cli_outbox.status(ob, key)
   if not before then return not_found(ctx, "resolve", path, key) end
   local rec, err = ob:resolve(key, action)
   if not rec then
