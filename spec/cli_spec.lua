@@ -1064,6 +1064,36 @@ describe("the ksms command", function()
       assert.equal(40, #senders:requests("/APIV2/sms_send"))
     end)
 
+    it("Ctrl-C (SIGINT) mid-send: exit 3, the rows not yet handed over stay queued for the re-run", function()
+      local csv, outbox = workdir .. "/int.csv", workdir .. "/int.outbox"
+      remove_outbox(outbox)
+      write_csv(csv, 24)
+      senders:script { path = "/APIV2/sms_send", latency_ms = 1000, times = 8 }
+      local args = "bulk " .. q(csv) .. " --provider senders --from 0212345678 --text " .. q("{name}")
+        .. " --journal " .. q(outbox) .. " --concurrency 8 --no-progress"
+      local pid = spawn(args .. " --json", SENV, workdir .. "/int.out", workdir .. "/int.err")
+      assert.is_true(wait_for(function() return #senders:requests("/APIV2/sms_send") >= 8 end, 20),
+        "nothing sent: " .. H.read_file(workdir .. "/int.err"))
+      os.execute("kill -INT " .. pid)
+      assert.is_true(wait_for(function() return not alive(pid) end, 10))
+      local doc = json_of(H.read_file(workdir .. "/int.out"))
+      assert.equal(3, doc.exit_code)
+      assert.is_true(doc.interrupted)
+      -- The 8 in flight finished (or, for the one the interrupt landed in,
+      -- are unknown); the 16 others never left.
+      assert.equal(8, doc.sent_ok + doc.maybe_sent)
+      assert.equal(16, doc.outbox.queued)
+      assert.equal(8, #senders:requests("/APIV2/sms_send"))
+      local out, err, code = ksms(args .. " --json", SENV)
+      assert.equal(doc.maybe_sent > 0 and 3 or 0, code, err)
+      doc = json_of(out)
+      assert.equal(16, doc.resumed)
+      assert.equal(16, doc.sent_ok)
+      assert.equal(24, #senders:requests("/APIV2/sms_send"))
+      local seen = counts_by_recipient(senders)
+      for i = 1, 24 do assert.equal(1, seen[("0102000%04d"):format(i)]) end
+    end)
+
     it("ksms outbox: resend queues a record again and the next run sends it; usage errors exit 2", function()
       local csv, outbox = workdir .. "/resolve.csv", workdir .. "/resolve.outbox"
       remove_outbox(outbox)
