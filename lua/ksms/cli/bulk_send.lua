@@ -25,7 +25,7 @@ local status = require "ksms.cli.status"
 local provider = require "ksms.cli.provider"
 local errors = require "ksms.errors"
 
-local ipairs, pairs, pcall, error, tostring, type = ipairs, pairs, pcall, error, tostring, type
+local ipairs, pairs, pcall, error, type = ipairs, pairs, pcall, error, type
 local format, find = string.format, string.find
 
 local _M = { _VERSION = "0.2.0" }

@@ -23,7 +23,7 @@ local dryrun = require "ksms.cli.dryrun"
 local provider = require "ksms.cli.provider"
 local core = require "ksms.core"
 
-local ipairs, pcall, error, type = ipairs, pcall, error, type
+local ipairs, pcall, error = ipairs, pcall, error
 local format, max = string.format, math.max
 local collectgarbage, monotonic = collectgarbage, core.monotonic
 
