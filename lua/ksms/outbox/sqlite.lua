@@ -173,9 +173,22 @@ end
 
 -- ---- open ----
 
+-- The size of a file, or nil when there is none.
+local function file_size(path)
+  local f = io_open(path, "rb")
+  if not f then return nil end
+  local size = f:seek("end")
+  f:close()
+  return size
+end
+
 -- What the first 100 bytes say: nil when it may be an SQLite file (or is
 -- empty: a new one), else an error. A file shorter than its header's page
--- count was cut.
+-- count was cut, but only when that count is valid (its version-valid-for
+-- number equals the change counter) and no write-ahead log holds pages
+-- still to be copied in: a checkpoint killed midway writes page 1 (the
+-- new count) before the pages that make the file that long, and SQLite
+-- finishes it from the log.
 local function check_header(path)
   local f = io_open(path, "rb")
   if not f then return nil end
@@ -189,9 +202,14 @@ local function check_header(path)
   local b1, b2 = byte(head, 17, 18)
   local page = b1 * 256 + b2
   if page == 1 then page = 65536 end
-  local c1, c2, c3, c4 = byte(head, 29, 32)
-  local pages = ((c1 * 256 + c2) * 256 + c3) * 256 + c4
-  if page < 512 or pages > 0 and size and size < page * pages then
+  local function u32(at)
+    local c1, c2, c3, c4 = byte(head, at, at + 3)
+    return ((c1 * 256 + c2) * 256 + c3) * 256 + c4
+  end
+  local pages = u32(29)
+  local counted = u32(93) == u32(25)
+  local wal = file_size(path .. "-wal")
+  if page < 512 or counted and (wal == nil or wal == 0) and pages > 0 and size and size < page * pages then
     return store.error("corrupt", format("%s is damaged: %d bytes where its header says %d pages of %d",
       path, size or 0, pages, page))
   end
