@@ -877,6 +877,13 @@ describe("the ksms command", function()
       assert.equal(2, code)
       assert.matches("cannot open the outbox", err, 1, true)
       assert.equal(("not an outbox\n"):rep(200), H.read_file(workdir .. "/notes.txt"))
+      -- the text journal of an older ksms bulk: named, left as it is
+      local old = "# ksms bulk journal v1: row, recipient, outcome\n# columns\ttel\n1\t01011112222\tok\tid=1\n"
+      H.write_file(workdir .. "/old.journal", old)
+      _, err, code = ksms(base .. q(workdir .. "/old.journal"), SENV)
+      assert.equal(2, code)
+      assert.matches("the text journal of an older ksms bulk", err, 1, true)
+      assert.equal(old, H.read_file(workdir .. "/old.journal"))
       assert.same({}, senders:requests())
     end)
 

@@ -16,6 +16,7 @@ local errors = require "ksms.errors"
 
 local type, tostring, tonumber, pairs, error, pcall, floor = type, tostring, tonumber, pairs, error, pcall, math.floor
 local format, concat, gsub, os_date = string.format, table.concat, string.gsub, os.date
+local io_open = io.open
 
 local _M = { _VERSION = "0.2.0" }
 
@@ -41,8 +42,24 @@ end
 function _M.open(path, clients)
   local ok, ob, err = pcall(require("ksms.outbox").open, { store = "sqlite:" .. path, clients = clients })
   if not ok then usage(format("cannot open the outbox %s: %s", path, tostring(ob))) end
-  if not ob then usage(format("cannot open the outbox %s: %s (nothing was sent)", path, _M.message(err))) end
+  if not ob then
+    usage(format("cannot open the outbox %s: %s%s (nothing was sent)", path, _M.message(err), _M.old_journal(path)))
+  end
   return ob
+end
+
+--- "; ..." when path is the text journal an older ksms bulk wrote (its
+-- rows are not read: the outbox is a new file), or "".
+-- @tparam string path
+-- @treturn string
+function _M.old_journal(path)
+  local f = io_open(path, "rb")
+  if not f then return "" end
+  local head = f:read(22)
+  f:close()
+  if head ~= "# ksms bulk journal v1" then return "" end
+  return "; it is the text journal of an older ksms bulk, which this version does not read:"
+    .. " give --journal a new file (rows the old journal records as sent would be sent again)"
 end
 
 --- A value the CLI keeps in the outbox file (the store's meta table).
