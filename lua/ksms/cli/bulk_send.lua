@@ -128,9 +128,20 @@ local function body(ob, p, result)
     counts.resumed = resumed.count
     out:note(format("ksms bulk: %d rows are queued (an earlier run stopped before them, or resolve resend); "
       .. "sending them now", resumed.count))
-    inflight = {}
-    work()
-    inflight = nil
+    local wok, werr = pcall(work)
+    if not wok then
+      if not is_interrupt(werr) then error(werr, 0) end
+      -- Stopped while sending them: what the store says of them, as counts.
+      result.interrupted = true
+      local cok, now = pcall(ob.counts, ob)
+      if cok and type(now) == "table" then
+        counts.ok = counts.ok + (now.sent or 0) - (before.sent or 0)
+        counts.failed = counts.failed + (now.failed or 0) - (before.failed or 0)
+        counts.maybe_sent = counts.maybe_sent + (now.maybe_sent or 0) - (before.maybe_sent or 0)
+        counts.left_queued = now.queued or 0
+      end
+      return
+    end
   end
 
   local function resolve(key, action)

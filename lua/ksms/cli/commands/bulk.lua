@@ -209,8 +209,9 @@ local function run(ctx)
     lines[#lines + 1] = format("  sent now:   %d ok, %d failed, %d may have been sent%s", counts.ok, counts.failed,
       counts.maybe_sent, counts.expired > 0 and format(", %d expired (not sent)", counts.expired) or "")
     if counts.resumed > 0 or counts.resent_unknown > 0 or counts.retried_failed > 0 then
-      lines[#lines + 1] = format("  of which:  %d never left an earlier run, %d resent (--resend-unknown), %d retried (--retry-failed)",
-        counts.resumed, counts.resent_unknown, counts.retried_failed)
+      lines[#lines + 1] = format("  resumed:    %d rows were queued (never left an earlier run, or resolve resend);"
+        .. " %d resent (--resend-unknown), %d retried (--retry-failed)", counts.resumed, counts.resent_unknown,
+        counts.retried_failed)
     end
     if counts.left_queued > 0 then
       lines[#lines + 1] = format("  not sent:   %d rows still queued (the run stopped): re-run to send them", counts.left_queued)
