@@ -171,6 +171,26 @@ describe("ksms.outbox worker", function()
         for rec in ob:list { state = "queued" } do assert.is_nil(rec.owner) end
       end)
 
+      it("sends each client's records through that client", function()
+        local second = ksms.client("senders", { api_key = KEY, base_url = fake.base_url })
+        ob:close()
+        ob = assert(outbox.open { store = spec, clients = { a = client, b = second } })
+        for i = 1, 6 do assert(ob:enqueue(msg("c" .. i), { key = "c" .. i, client = (i % 2 == 0) and "a" or "b" })) end
+        local sum = assert(ob:run { until_idle = true })
+        second:close()
+        assert.equal(6, sum.sent)
+        local seen = received(fake)
+        for i = 1, 6 do
+          assert.equal(1, seen["c" .. i])
+          assert.equal((i % 2 == 0) and "a" or "b", ob:status("c" .. i).client)
+        end
+        for name in pairs { a = 1, b = 1 } do
+          local n = 0
+          for _ in ob:list { client = name, state = "sent" } do n = n + 1 end
+          assert.equal(3, n)
+        end
+      end)
+
       it("returns nil, err when its store fails mid-run, handing nothing more over", function()
         for i = 1, 6 do assert(ob:enqueue(msg("f" .. i), { key = "f" .. i })) end
         local handed = 0

@@ -63,7 +63,11 @@ local SCHEMA = {
     error TEXT,
     attempts REAL NOT NULL DEFAULT 0
   )]],
-  [[CREATE INDEX IF NOT EXISTS ksms_outbox_queue ON ksms_outbox (client, state, seq)]],
+  -- The queue: queued records only (a partial index), so a record leaving
+  -- queued is one index entry deleted and its later changes touch none.
+  -- 'queued' is written here and in WINDOW (not bound): SQLite uses a
+  -- partial index only for a query whose own text implies its WHERE.
+  [[CREATE INDEX IF NOT EXISTS ksms_outbox_queued ON ksms_outbox (client, seq) WHERE state = 'queued']],
   [[CREATE INDEX IF NOT EXISTS ksms_outbox_state ON ksms_outbox (state, seq)]],
   [[CREATE INDEX IF NOT EXISTS ksms_outbox_owner ON ksms_outbox (owner) WHERE owner IS NOT NULL]],
   [[CREATE INDEX IF NOT EXISTS ksms_outbox_ref ON ksms_outbox (provider_id) WHERE provider_id IS NOT NULL]],
@@ -316,10 +320,12 @@ function _M.open(path, options)
   end
   ok, perr = exec(self, SYNCHRONOUS[sync])
   if not ok then return fail(perr) end
+  -- Every time, not only for a new file: IF NOT EXISTS and OR IGNORE make
+  -- it a no-op on a complete outbox, two processes creating one at once
+  -- agree, and a file from before an index was added gets it.
+  ok, perr = tx(self, create, self.now())
+  if not ok then return fail(perr) end
   if what == "new" then
-    -- IF NOT EXISTS and OR IGNORE: two processes creating it at once agree.
-    ok, perr = tx(self, create, self.now())
-    if not ok then return fail(perr) end
     what, perr = inspect(self, path)
     if not what then return fail(perr) end
   end
@@ -478,17 +484,20 @@ function Store:find_ref(client, provider_id)
   return rows[1] and record_of(rows[1]) or nil
 end
 
-local WINDOW = "SELECT seq FROM ksms_outbox WHERE client = ? AND state = ? AND owner IS NULL ORDER BY seq LIMIT ?"
+-- INDEXED BY: without statistics the planner would walk every queued
+-- record of every client through the state index.
+local WINDOW = "SELECT seq FROM ksms_outbox INDEXED BY ksms_outbox_queued "
+  .. "WHERE client = ? AND state = 'queued' AND owner IS NULL ORDER BY seq LIMIT ?"
 
 local function claim_tx(self, client, owner, limit, now)
   local expired, err = affected(self, "UPDATE ksms_outbox SET state = ?, code = ?, error = ?, updated_at = ? "
     .. "WHERE seq IN (" .. WINDOW .. ") AND expires_at <= ?",
-    "expired", "expired", store.EXPIRED_ERROR, now, client, "queued", limit, now)
+    "expired", "expired", store.EXPIRED_ERROR, now, client, limit, now)
   if not expired then return nil, err end
   local left = limit - expired
   if left > 0 then
     local ok, cerr = exec(self, "UPDATE ksms_outbox SET owner = ?, updated_at = ? WHERE seq IN (" .. WINDOW .. ")",
-      owner, now, client, "queued", left)
+      owner, now, client, left)
     if not ok then return nil, cerr end
   end
   -- +client, +state: the owner index, not a walk of every queued record of the client.
