@@ -52,7 +52,7 @@ SO   := $(BUILD)/ksms/core.so
 
 LUA_SRC := $(shell find lua -name '*.lua' 2>/dev/null)
 
-.PHONY: all build test deps specs asan asan-run valgrind bench bench-codec bench-http bench-oneshot demo install uninstall clean tables docs \
+.PHONY: all build test deps specs asan asan-run valgrind bench bench-codec bench-http bench-oneshot bench-outbox demo install uninstall clean tables docs \
         fuzz fuzz-smoke fuzz-build fuzz-corpus
 
 all: $(SO)
@@ -162,7 +162,7 @@ fuzz: deps fuzz-corpus
 fuzz-smoke: fuzz-corpus
 	@sh fuzz/run.sh smoke 2
 
-bench: bench-codec bench-http bench-oneshot
+bench: bench-codec bench-http bench-oneshot bench-outbox
 
 bench-codec: $(SO)
 	@$(MAKE) --no-print-directory -C bench
@@ -175,6 +175,10 @@ bench-oneshot: $(SO)
 bench-http: $(SO)
 	@$(MAKE) --no-print-directory -C bench
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) bench/http.lua
+
+# BENCH_QUEUED=100000 for a shorter run (the default queues a million).
+bench-outbox: $(SO)
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" BENCH_LUA=$(LUA) $(LUA) bench/outbox.lua
 
 # deps first: on a fresh machine nothing can compile before the packages are in.
 demo: deps

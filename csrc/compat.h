@@ -11,6 +11,10 @@
 #include <lauxlib.h>
 
 #if LUA_VERSION_NUM < 502
+/* lua_pcall's success code; 5.1 returns 0 without naming it. */
+#ifndef LUA_OK
+#define LUA_OK 0
+#endif
 
 #define lua_rawlen(L, i) lua_objlen((L), (i))
 #define compat_absindex(L, i) \

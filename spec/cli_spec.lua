@@ -86,6 +86,21 @@ local function file_lines(path)
   return lines
 end
 
+-- An outbox file and its WAL and shared-memory files gone.
+local function remove_outbox(path)
+  for _, suffix in ipairs({ "", "-wal", "-shm", "-journal" }) do os.remove(path .. suffix) end
+end
+
+-- Every byte of an outbox file as SQLite keeps it (the WAL too).
+local function outbox_bytes(path)
+  local parts = {}
+  for _, suffix in ipairs({ "", "-wal" }) do
+    local f = io.open(path .. suffix, "rb")
+    if f then parts[#parts + 1] = f:read("*a"); f:close() end
+  end
+  return table.concat(parts)
+end
+
 local function alive(pid)
   local r = os.execute("kill -0 " .. pid .. " 2>/dev/null")
   return r == true or r == 0
@@ -516,7 +531,7 @@ describe("the ksms command", function()
       assert.matches("ECHO ********", all, 1, true)
     end
 
-    it("masks it on stdout, stderr, --json, --verbose and in the journal", function()
+    it("masks it on stdout, stderr, --json, --verbose and in the outbox file", function()
       local b64 = require("ksms.core").b64encode(C24_ECHO_KEY)
       assert.is_truthy(b64:find("+", 1, true) and b64:find("/", 1, true), b64)
       local send = "send --provider cafe24 --to 01011112222 --from 0212345678 --text hi"
@@ -535,22 +550,26 @@ describe("the ksms command", function()
       assert.equal(3, code, err)
       assert.equal("unknown", json_of(out).error.category)
       masked_everywhere("send --json (error)", out, err)
-      -- The same in a bulk run: the journal, the summary, the progress.
-      local csv, journal = workdir .. "/echo.csv", workdir .. "/echo.journal"
-      os.remove(journal)
+      -- The same in a bulk run: the outbox file, the summary, the progress,
+      -- the outbox commands.
+      local csv, outbox = workdir .. "/echo.csv", workdir .. "/echo.outbox"
+      remove_outbox(outbox)
       H.write_file(csv, "name,phone\nA,01011112222\nB,01033334444\n")
       cafe24:script { path = "/sms_sender.php", body = echo, times = 2 }
       local bulk = "bulk " .. q(csv) .. " --provider cafe24 --from 0212345678 --text " .. q("{name}")
-        .. " --journal " .. q(journal) .. " --batch 1 --verbose"
+        .. " --journal " .. q(outbox) .. " --batch 1 --verbose"
       out, err, code = ksms(bulk, C24ENV .. " KSMS_PROGRESS=lines")
       assert.equal(3, code, err)
-      local journal_text = H.read_file(journal)
-      assert.matches("\n1\t01011112222\tpending\t\n", journal_text, 1, true)
-      assert.matches("\n2\t01033334444\tmaybe_sent\tunknown ", journal_text, 1, true)
-      masked_everywhere("bulk", out, err, journal_text)
+      local listed = ksms("outbox list --state maybe_sent --outbox " .. q(outbox))
+      assert.matches("row:1  maybe_sent  01011112222  ", listed, 1, true)
+      assert.matches("row:2  maybe_sent  01033334444  ", listed, 1, true)
+      local listed_json = ksms("outbox list --json --outbox " .. q(outbox))
+      local status_json = ksms("outbox status row:2 --json --outbox " .. q(outbox))
+      assert.equal("maybe_sent", json_of(status_json).record.state)
+      masked_everywhere("bulk", out, err, outbox_bytes(outbox), listed, listed_json, status_json)
       cafe24:script { path = "/sms_sender.php", body = echo, times = 1 }
       out, err, code = ksms(bulk .. " --json --resend-unknown --no-progress", C24ENV)
-      masked_everywhere("bulk --json", out, err, H.read_file(journal))
+      masked_everywhere("bulk --json", out, err, outbox_bytes(outbox))
       -- The balance call's answer, in JSON.
       cafe24:script { path = "/sms_remain.php", body = echo, times = 1 }
       out, err = ksms("balance --provider cafe24 --json --verbose", C24ENV)
@@ -711,6 +730,25 @@ describe("the ksms command", function()
       assert.equal(1, oneshot:stats().unbinds)
     end)
 
+    it("bulk sends over the session through the outbox, and a re-run sends nothing twice", function()
+      local csv, outbox = workdir .. "/os.csv", workdir .. "/os.outbox"
+      remove_outbox(outbox)
+      H.write_file(csv, "name,phone\nA,01011112222\nB,01033334444\n")
+      local args = "bulk " .. q(csv) .. " --provider oneshot --from 0212345678 --text " .. q("{name}님")
+        .. " --journal " .. q(outbox) .. " --json --no-progress"
+      local out, err, code = ksms(args, OSENV)
+      assert.equal(0, code, err)
+      assert.equal(2, json_of(out).sent_ok)
+      out, err, code = ksms(args, OSENV)
+      assert.equal(0, code, err)
+      assert.equal(2, json_of(out).skipped_done)
+      out = ksms("outbox status row:2 --json --outbox " .. q(outbox))
+      local rec = json_of(out).record
+      assert.equal("sent", rec.state)
+      assert.equal("oneshot", rec.client)
+      assert.is_truthy(rec.provider_id)
+    end)
+
     it("listen needs oneshot", function()
       local _, err, code = ksms("listen --provider senders --for 1", SENV)
       assert.equal(2, code)
@@ -736,81 +774,130 @@ describe("the ksms command", function()
       return seen
     end
 
-    it("sends one message per row with placeholders, journals each row, and resumes without resending", function()
-      local csv, journal = workdir .. "/small.csv", workdir .. "/small.journal"
-      os.remove(journal)
+    -- The records of an outbox file, by key, read by the command itself.
+    local function records_of(outbox)
+      local out, err, code = ksms("outbox list --json --limit 0 --outbox " .. q(outbox))
+      assert.equal(0, code, err)
+      local by_key = {}
+      for _, r in ipairs(json_of(out).records) do by_key[r.key] = r end
+      return by_key
+    end
+
+    -- The library's own view of an outbox file (the store's meta values).
+    local function meta_of(outbox, name)
+      local ob = assert(require("ksms.outbox").open { store = "sqlite:" .. outbox })
+      local v = ob.store:meta_get(name)
+      ob:close()
+      return v
+    end
+
+    it("sends one message per row with placeholders, stores each row, and resumes without resending", function()
+      local csv, outbox = workdir .. "/small.csv", workdir .. "/small.outbox"
+      remove_outbox(outbox)
       write_csv(csv, 5, "박민수,010-1111,틀린 번호\r\n\"최\n줄바꿈\",,빈 번호\r\n")
       local args = "bulk " .. q(csv) .. " --provider senders --from 0212345678 --text " .. q("{name}님 {note}")
-        .. " --journal " .. q(journal) .. " --batch 2 --json"
+        .. " --journal " .. q(outbox) .. " --batch 2 --json"
       local out, err, code = ksms(args, SENV .. " KSMS_PROGRESS=lines")
       assert.equal(1, code, err) -- two rows refused
       local doc = json_of(out)
       assert.equal(7, doc.rows)
       assert.equal(5, doc.sent_ok)
       assert.equal(2, doc.failed)
+      assert.equal(5, doc.outbox.sent)
       assert.matches("ksms bulk: 7/7 rows", err, 1, true)
       assert.matches("rows/s", err, 1, true)
       local seen = counts_by_recipient(senders)
       assert.equal(1, seen["01020000003"])
       local f = form_of(senders:requests("/APIV2/sms_send")[3])
       assert.equal("고객 3님 메모, \"3\"", f.msg)
-      -- The journal: pending before, then the outcome, per row.
-      local lines = file_lines(journal)
-      local by_row = {}
-      for _, l in ipairs(lines) do
-        local row, outcome = l:match("^(%d+)\t[^\t]*\t(%S+)")
-        if row then by_row[#by_row + 1] = row .. ":" .. outcome end
+      -- The outbox: one record per row sent, keyed row:N, with its
+      -- message and outcome; the refused rows were never stored.
+      local recs = records_of(outbox)
+      for i = 1, 5 do
+        assert.equal("sent", recs["row:" .. i].state)
+        assert.equal(("010-2000-%04d"):format(i), recs["row:" .. i].message.to) -- as the CSV has it
       end
-      local joined = table.concat(by_row, " ")
-      assert.matches("1:pending 2:pending 1:ok 2:ok", joined, 1, true)
-      assert.matches("6:failed", joined, 1, true)
-      assert.matches("7:failed", joined, 1, true)
-      -- Again: nothing is sent twice.
+      assert.equal("고객 3님 메모, \"3\"", recs["row:3"].message.text)
+      assert.is_nil(recs["row:6"])
+      assert.is_nil(recs["row:7"])
+      local refused = {}
+      for _, r in ipairs(doc.failures) do refused[r.row] = r.error end
+      assert.matches("invalid_number", refused[6], 1, true)
+      assert.matches("no_phone", refused[7], 1, true)
+      -- Again: nothing is sent twice; the bad rows are refused again.
       out, err, code = ksms(args, SENV)
-      assert.equal(0, code)
+      assert.equal(1, code, err)
       doc = json_of(out)
       assert.equal(5, doc.skipped_done)
-      assert.equal(2, doc.skipped_failed)
+      assert.equal(2, doc.failed)
+      assert.equal(0, doc.sent)
       assert.equal(5, #senders:requests("/APIV2/sms_send"))
     end)
 
     it("checks the whole file before sending anything", function()
-      local csv = workdir .. "/bad.csv"
+      local csv, outbox = workdir .. "/bad.csv", workdir .. "/bad.outbox"
+      remove_outbox(outbox)
       H.write_file(csv, "name,phone\n홍길동,01011112222\n\"unterminated,01011113333\n")
       local _, err, code = ksms("bulk " .. q(csv) .. " --provider senders --from 0212345678 --text hi --journal "
-        .. q(workdir .. "/bad.journal"), SENV)
+        .. q(outbox), SENV)
       assert.equal(2, code)
       assert.matches("not closed", err, 1, true)
       _, err, code = ksms("bulk " .. q(csv) .. " --provider senders --from 0212345678 --text " .. q("{nme}")
-        .. " --journal " .. q(workdir .. "/bad.journal"), SENV)
+        .. " --journal " .. q(outbox), SENV)
       assert.equal(2, code)
       assert.matches("{nme} is not a column", err, 1, true)
       _, err, code = ksms("bulk " .. q(csv) .. " --provider senders --from 0212345678 --text hi --phone-column tel"
-        .. " --journal " .. q(workdir .. "/bad.journal"), SENV)
+        .. " --journal " .. q(outbox), SENV)
       assert.equal(2, code)
       assert.matches("no column \"tel\"", err, 1, true)
-      -- A journal belongs to one file (its columns are recorded).
+      assert.is_nil(io.open(outbox, "rb"), "a refused file created the outbox")
+      -- An outbox belongs to one file (its columns are recorded).
+      local ob = assert(require("ksms.outbox").open { store = "sqlite:" .. outbox })
+      assert(ob.store:meta_set("bulk.columns", "name,phone"))
+      ob:close()
       local other = workdir .. "/other.csv"
       H.write_file(other, "tel\n01011112222\n")
-      H.write_file(workdir .. "/bad.journal", "# columns\tname,phone\n1\t01011112222\tok\tcode=100\n")
-      _, err, code = ksms("bulk " .. q(other) .. " --provider senders --from 0212345678 --text hi --phone-column tel"
-        .. " --journal " .. q(workdir .. "/bad.journal"), SENV)
+      local base = "bulk " .. q(other) .. " --provider senders --from 0212345678 --text hi --phone-column tel --journal "
+      _, err, code = ksms(base .. q(outbox), SENV)
       assert.equal(2, code)
       assert.matches("was written for a CSV with columns", err, 1, true)
+      -- An outbox an application wrote (records, no bulk columns), and a
+      -- file that is no outbox: refused, nothing sent, nothing written.
+      local app = workdir .. "/app.outbox"
+      remove_outbox(app)
+      ob = assert(require("ksms.outbox").open { store = "sqlite:" .. app,
+        clients = { senders = require("ksms").client("senders", { api_key = "x" }) } })
+      assert(ob:enqueue({ to = "01011112222", from = "0212345678", text = "hi" }, { key = "order-1" }))
+      ob:close()
+      _, err, code = ksms(base .. q(app), SENV)
+      assert.equal(2, code)
+      assert.matches("holds 1 records that ksms bulk did not write", err, 1, true)
+      H.write_file(workdir .. "/notes.txt", ("not an outbox\n"):rep(200))
+      _, err, code = ksms(base .. q(workdir .. "/notes.txt"), SENV)
+      assert.equal(2, code)
+      assert.matches("cannot open the outbox", err, 1, true)
+      assert.equal(("not an outbox\n"):rep(200), H.read_file(workdir .. "/notes.txt"))
+      -- the text journal of an older ksms bulk: named, left as it is
+      local old = "# ksms bulk journal v1: row, recipient, outcome\n# columns\ttel\n1\t01011112222\tok\tid=1\n"
+      H.write_file(workdir .. "/old.journal", old)
+      _, err, code = ksms(base .. q(workdir .. "/old.journal"), SENV)
+      assert.equal(2, code)
+      assert.matches("the text journal of an older ksms bulk", err, 1, true)
+      assert.equal(old, H.read_file(workdir .. "/old.journal"))
       assert.same({}, senders:requests())
     end)
 
-    it("checks the template's fixed text before the first row, and a journal keeps its template", function()
-      local csv, journal = workdir .. "/tpl.csv", workdir .. "/tpl.journal"
-      os.remove(journal)
+    it("checks the template's fixed text before the first row, and an outbox keeps its template", function()
+      local csv, outbox = workdir .. "/tpl.csv", workdir .. "/tpl.outbox"
+      remove_outbox(outbox)
       write_csv(csv, 3)
-      local base = "bulk " .. q(csv) .. " --provider senders --from 0212345678 --journal " .. q(journal)
-      -- an emoji no row can mend: refused at once, nothing journaled or sent
+      local base = "bulk " .. q(csv) .. " --provider senders --from 0212345678 --journal " .. q(outbox)
+      -- an emoji no row can mend: refused at once, nothing stored or sent
       local _, err, code = ksms(base .. " --text " .. q("{name}님 😀"), SENV)
       assert.equal(2, code)
       assert.matches("the template has characters CP949 cannot carry: '😀' at 9", err, 1, true)
       assert.same({}, senders:requests())
-      for _, l in ipairs(file_lines(journal)) do assert.matches("^#", l) end
+      assert.is_nil(io.open(outbox, "rb"))
       -- longer than any LMS before a single field is added
       _, err, code = ksms(base .. " --text " .. q(("가"):rep(1001) .. "{name}"), SENV)
       assert.equal(2, code)
@@ -822,8 +909,8 @@ describe("the ksms command", function()
       assert.equal(0, code, err)
       local doc = json_of(out)
       assert.equal(3, doc.sent)
-      local text = table.concat(file_lines(journal), "\n")
-      assert.matches("\n# template\tfnv1a32:%x%x%x%x%x%x%x%x\n", text)
+      assert.matches("^fnv1a32:%x%x%x%x%x%x%x%x$", meta_of(outbox, "bulk.template"))
+      assert.is_nil(outbox_bytes(outbox):find(SENDERS_KEY, 1, true))
       -- the same template again: resumes, sends nothing; the rate counts rows sent
       out, _, code = ksms(base .. " --text " .. q("{name}님") .. " --json", SENV .. " KSMS_PROGRESS=none")
       assert.equal(0, code)
@@ -842,21 +929,29 @@ describe("the ksms command", function()
     end)
 
     it("exits 4 when every failure was a network one before anything left", function()
-      local csv, journal = workdir .. "/down.csv", workdir .. "/down.journal"
-      os.remove(journal)
+      local csv, outbox = workdir .. "/down.csv", workdir .. "/down.outbox"
+      remove_outbox(outbox)
       write_csv(csv, 2)
-      local out, err, code = ksms("bulk " .. q(csv) .. " --provider senders --from 0212345678 --text hi --json"
-        .. " --journal " .. q(journal), "KSMS_SENDERS_API_KEY=" .. q(SENDERS_KEY)
+      local args = "bulk " .. q(csv) .. " --provider senders --from 0212345678 --text hi --json --journal " .. q(outbox)
+      local out, err, code = ksms(args, "KSMS_SENDERS_API_KEY=" .. q(SENDERS_KEY)
         .. " KSMS_SENDERS_BASE_URL=http://127.0.0.1:1 KSMS_PROGRESS=none")
       assert.equal(4, code, err)
       local doc = json_of(out)
       assert.equal(2, doc.failed)
       assert.equal(2, doc.not_sent)
       assert.equal(0, doc.maybe_sent)
+      assert.equal(2, doc.outbox.failed)
+      -- --retry-failed sends them again, once the provider is back.
+      out, err, code = ksms(args .. " --retry-failed", SENV .. " KSMS_PROGRESS=none")
+      assert.equal(0, code, err)
+      doc = json_of(out)
+      assert.equal(2, doc.retried_failed)
+      assert.equal(2, doc.sent_ok)
+      assert.equal(2, #senders:requests("/APIV2/sms_send"))
     end)
 
     it("refuses a hostile CSV (an endless quoted field, a huge line) naming the line, sending nothing", function()
-      local csv, journal = workdir .. "/hostile.csv", workdir .. "/hostile.journal"
+      local csv, journal = workdir .. "/hostile.csv", workdir .. "/hostile.outbox"
       local f = assert(io.open(csv, "wb"))
       f:write("name,phone\n홍길동,01011112222\n\"")
       local lines = ("x"):rep(60) .. "\"\"\n"
@@ -892,73 +987,184 @@ describe("the ksms command", function()
       assert.same({}, senders:requests())
     end)
 
-    it("a run killed mid-send resumes: each row sent once, maybe-sent rows listed and not resent", function()
-      local csv, journal = workdir .. "/kill.csv", workdir .. "/kill.journal"
-      os.remove(journal)
-      write_csv(csv, 30)
-      -- Slow answers: the kill lands while a batch waits for them.
-      senders:script { path = "/APIV2/sms_send", latency_ms = 250, times = 20 }
+    it("a run killed mid-send resumes (the issue's measurement): rows that never left are sent, only those in flight are unknown", function()
+      -- 40 rows, concurrency 8, a provider that answers in 2 s, kill -9 at
+      -- about 3 s: the first 8 were answered, the next 8 are in flight.
+      -- (Only the first 16 requests are slow: the re-run need not wait.)
+      local csv, outbox = workdir .. "/kill.csv", workdir .. "/kill.outbox"
+      remove_outbox(outbox)
+      write_csv(csv, 40)
+      senders:script { path = "/APIV2/sms_send", latency_ms = 2000, times = 16 }
       local args = "bulk " .. q(csv) .. " --provider senders --from 0212345678 --text " .. q("{name}")
-        .. " --journal " .. q(journal) .. " --batch 4"
+        .. " --journal " .. q(outbox) .. " --concurrency 8"
+      local t0 = socket.gettime()
       local pid = spawn(args, SENV, workdir .. "/kill.out", workdir .. "/kill.err")
-      assert.is_true(wait_for(function()
-        local ok = 0
-        for _, l in ipairs(file_lines(journal)) do if l:find("\tok\t", 1, true) then ok = ok + 1 end end
-        return ok >= 8
-      end, 20), "no progress: " .. H.read_file(workdir .. "/kill.err"))
+      -- The second wave has reached the fake: its 8 wait for their answer.
+      assert.is_true(wait_for(function() return #senders:requests("/APIV2/sms_send") >= 16 end, 20),
+        "no second wave: " .. H.read_file(workdir .. "/kill.err"))
+      socket.sleep(math.max(0, 3 - (socket.gettime() - t0)))
       os.execute("kill -9 " .. pid)
       assert.is_true(wait_for(function() return not alive(pid) end, 10))
-      local before = #senders:requests("/APIV2/sms_send")
-      assert.is_true(before < 30, "the run finished before the kill")
+      local first = counts_by_recipient(senders)
+      local reached = 0
+      for _ in pairs(first) do reached = reached + 1 end
+      assert.equal(16, reached, "the first run's requests")
 
-      local out, err, code = ksms(args .. " --json", SENV)
+      local out, err, code = ksms(args .. " --json", SENV .. " KSMS_PROGRESS=none")
       assert.equal(3, code, err) -- rows that may have been sent
       local doc = json_of(out)
-      assert.is_true(doc.unknown_total >= 1, out)
+      -- The rows in flight at the kill, and only those, are unknown.
+      assert.is_true(doc.unknown_total >= 1 and doc.unknown_total <= 8, out)
+      assert.equal(doc.unknown_total, doc.skipped_unknown)
       local listed = {}
       for _, u in ipairs(doc.unknown) do
-        assert.equal("pending", u.outcome)
-        listed[u.to:gsub("%-", "")] = true
+        assert.equal("maybe_sent", u.outcome)
+        assert.equal(("row:%d"):format(u.row), u.key)
+        listed[(u.to:gsub("%-", ""))] = true
+        assert.equal(1, first[(u.to:gsub("%-", ""))], u.to .. " listed but never reached the fake")
       end
+      assert.equal(40 - 16, doc.sent_ok)
+      assert.equal(40 - 16, doc.resumed)
+      assert.equal(16 - doc.unknown_total, doc.skipped_done)
+      -- Across both runs no row reached the fake twice, and every row did:
+      -- the re-run sent exactly the rows the fake never received.
       local seen = counts_by_recipient(senders)
-      for i = 1, 30 do
+      for i = 1, 40 do
         local to = ("0102000%04d"):format(i)
-        if listed[to] then
-          assert.is_true((seen[to] or 0) <= 1, to .. " resent")
-        else
-          assert.equal(1, seen[to], to .. " sent " .. tostring(seen[to]) .. " times")
-        end
+        assert.equal(1, seen[to], to .. " reached the fake " .. tostring(seen[to]) .. " times")
+        assert.equal(first[to] and 0 or 1, seen[to] - (first[to] or 0), to)
       end
-      -- The text listing, and the operator's decision.
-      out, err, code = ksms(args, SENV)
+      assert.equal(40, #senders:requests("/APIV2/sms_send"))
+
+      -- The outbox commands show the same, and the operator decides.
+      out, err, code = ksms("outbox counts --json --outbox " .. q(outbox))
+      assert.equal(0, code, err)
+      local counts = json_of(out).counts
+      assert.equal(doc.unknown_total, counts.maybe_sent)
+      assert.equal(40 - doc.unknown_total, counts.sent)
+      out = ksms("outbox list --state maybe_sent --outbox " .. q(outbox))
+      local keys = {}
+      for key in out:gmatch("(row:%d+)  maybe_sent  ") do keys[#keys + 1] = key end
+      assert.equal(doc.unknown_total, #keys, out)
+      out, err, code = ksms("outbox status " .. keys[1] .. " --outbox " .. q(outbox))
+      assert.equal(0, code, err)
+      assert.matches("state        maybe_sent", out, 1, true)
+      assert.matches("worker", out, 1, true) -- why: its worker died while sending it
+      -- the text listing of a re-run
+      out, err, code = ksms(args, SENV .. " KSMS_PROGRESS=none")
       assert.equal(3, code)
       assert.matches("rows that may have been sent", out, 1, true)
-      assert.matches("\n  row %d+  010%-2000%-%d+  pending", out)
-      local sent = #senders:requests("/APIV2/sms_send")
-      out, err, code = ksms(args .. " --accept-unknown", SENV)
+      assert.matches("\n  row %d+  010%-2000%-%d+  maybe_sent", out)
+      -- one resolved by hand, the others accepted as sent by a re-run
+      out, err, code = ksms("outbox resolve " .. keys[1] .. " sent --outbox " .. q(outbox))
       assert.equal(0, code, err)
-      out, err, code = ksms(args .. " --json", SENV)
+      assert.matches(keys[1] .. ": maybe_sent -> sent", out, 1, true)
+      _, err, code = ksms("outbox resolve " .. keys[1] .. " resend --outbox " .. q(outbox))
+      assert.equal(2, code)
+      assert.matches("nothing was changed", err, 1, true)
+      out, err, code = ksms(args .. " --accept-unknown --json", SENV .. " KSMS_PROGRESS=none")
+      assert.equal(0, code, err)
+      assert.equal(doc.unknown_total - 1, json_of(out).accepted_unknown)
+      out, err, code = ksms(args .. " --json", SENV .. " KSMS_PROGRESS=none")
       assert.equal(0, code)
-      assert.equal(30, json_of(out).skipped_done)
-      assert.equal(sent, #senders:requests("/APIV2/sms_send"))
+      assert.equal(40, json_of(out).skipped_done)
+      assert.equal(40, #senders:requests("/APIV2/sms_send"))
     end)
 
-    it("keeps memory flat on a large file (dry run, and a resumed journal)", function()
-      local csv, journal = workdir .. "/big.csv", workdir .. "/big.journal"
+    it("Ctrl-C (SIGINT) mid-send: exit 3, the rows not yet handed over stay queued for the re-run", function()
+      local csv, outbox = workdir .. "/int.csv", workdir .. "/int.outbox"
+      remove_outbox(outbox)
+      write_csv(csv, 24)
+      senders:script { path = "/APIV2/sms_send", latency_ms = 1000, times = 8 }
+      local args = "bulk " .. q(csv) .. " --provider senders --from 0212345678 --text " .. q("{name}")
+        .. " --journal " .. q(outbox) .. " --concurrency 8 --no-progress"
+      local pid = spawn(args .. " --json", SENV, workdir .. "/int.out", workdir .. "/int.err")
+      assert.is_true(wait_for(function() return #senders:requests("/APIV2/sms_send") >= 8 end, 20),
+        "nothing sent: " .. H.read_file(workdir .. "/int.err"))
+      os.execute("kill -INT " .. pid)
+      assert.is_true(wait_for(function() return not alive(pid) end, 10))
+      local doc = json_of(H.read_file(workdir .. "/int.out"))
+      assert.equal(3, doc.exit_code)
+      assert.is_true(doc.interrupted)
+      -- The 8 in flight finished (or, for the one the interrupt landed in,
+      -- are unknown); the 16 others never left.
+      assert.equal(8, doc.sent_ok + doc.maybe_sent)
+      assert.equal(16, doc.outbox.queued)
+      assert.equal(8, #senders:requests("/APIV2/sms_send"))
+      local out, err, code = ksms(args .. " --json", SENV)
+      assert.equal(doc.maybe_sent > 0 and 3 or 0, code, err)
+      doc = json_of(out)
+      assert.equal(16, doc.resumed)
+      assert.equal(16, doc.sent_ok)
+      assert.equal(24, #senders:requests("/APIV2/sms_send"))
+      local seen = counts_by_recipient(senders)
+      for i = 1, 24 do assert.equal(1, seen[("0102000%04d"):format(i)]) end
+    end)
+
+    it("ksms outbox: resend queues a record again and the next run sends it; usage errors exit 2", function()
+      local csv, outbox = workdir .. "/resolve.csv", workdir .. "/resolve.outbox"
+      remove_outbox(outbox)
+      write_csv(csv, 3)
+      -- the first answer is lost (the connection closes after the provider acted)
+      senders:script { path = "/APIV2/sms_send", fault = "close", process = true, times = 1 }
+      local args = "bulk " .. q(csv) .. " --provider senders --from 0212345678 --text " .. q("{name}")
+        .. " --journal " .. q(outbox) .. " --concurrency 1 --no-progress"
+      local _, err, code = ksms(args, SENV)
+      assert.equal(3, code, err)
+      local out = ksms("outbox list --state maybe_sent --json --outbox " .. q(outbox))
+      local doc = json_of(out)
+      assert.equal(1, doc.count)
+      local key = doc.records[1].key
+      out, err, code = ksms("outbox resolve " .. key .. " resend --json --outbox " .. q(outbox))
+      assert.equal(0, code, err)
+      doc = json_of(out)
+      assert.equal("maybe_sent", doc.previous_state)
+      assert.equal("queued", doc.record.state)
+      out, err, code = ksms(args .. " --json", SENV)
+      assert.equal(0, code, err)
+      doc = json_of(out)
+      assert.equal(1, doc.resumed)
+      assert.equal(1, doc.sent_ok)
+      assert.equal(2, doc.skipped_done)
+      -- the record's whole story, and the usage errors
+      out, err, code = ksms("outbox status " .. key .. " --json --outbox " .. q(outbox))
+      assert.equal(0, code, err)
+      doc = json_of(out).record
+      assert.equal("sent", doc.state)
+      assert.equal(1, doc.attempts)
+      assert.equal("senders", doc.client)
+      for _, bad in ipairs({ "outbox", "outbox status --outbox " .. q(outbox), "outbox lst --outbox " .. q(outbox),
+          "outbox status row:99 --outbox " .. q(outbox), "outbox resolve " .. key .. " maybe --outbox " .. q(outbox),
+          "outbox list --state sentt --outbox " .. q(outbox), "outbox counts", "outbox counts --outbox "
+          .. q(workdir .. "/none.outbox") }) do
+        _, err, code = ksms(bad)
+        assert.equal(2, code, bad .. ": " .. err)
+      end
+      assert.is_nil(io.open(workdir .. "/none.outbox", "rb"))
+      _, err = ksms("outbox lst --outbox " .. q(outbox))
+      assert.matches("did you mean list?", err, 1, true)
+      out, _, code = ksms("outbox status row:99 --json --outbox " .. q(outbox))
+      assert.equal(2, code)
+      assert.equal("not_found", json_of(out).error.code)
+      out, _, code = ksms("outbox counts --journal " .. q(outbox))
+      assert.equal(0, code)
+      assert.matches("\nsent         3\n", out, 1, true)
+    end)
+
+    it("keeps memory flat on a large file (dry run, a resumed outbox, and a run that sends)", function()
+      local csv, outbox = workdir .. "/big.csv", workdir .. "/big.outbox"
       local small_csv = workdir .. "/big_small.csv"
+      remove_outbox(outbox)
       local f = assert(io.open(csv, "wb"))
-      local j = assert(io.open(journal, "wb"))
       local s = assert(io.open(small_csv, "wb"))
       f:write("name,phone,note\n")
       s:write("name,phone,note\n")
-      j:write("# columns\tname,phone,note\n")
       for i = 1, BIG_ROWS do
         local line = ("고객%d,010%08d,\"상품, %d\"\n"):format(i, 20000000 + i, i)
         f:write(line)
         if i <= math.floor(BIG_ROWS / 10) then s:write(line) end
-        j:write(("%d\t010%08d\tok\tcode=100\n"):format(i, 20000000 + i))
       end
-      f:close(); j:close(); s:close()
+      f:close(); s:close()
       local base = " --provider senders --from 0212345678 --text " .. q("{name}님, {note} 발송") .. " --json --no-progress"
       local out, _, code = ksms("bulk " .. q(small_csv) .. base .. " --dry-run --show 0", SENV)
       assert.equal(0, code)
@@ -971,12 +1177,49 @@ describe("the ksms command", function()
       assert.is_true(big.memory_kb < 4096, "dry run peak " .. big.memory_kb .. " KB")
       assert.is_true(big.memory_kb - small.memory_kb < 1024,
         ("peak %.0f KB for %d rows, %.0f KB for %d"):format(big.memory_kb, BIG_ROWS, small.memory_kb, math.floor(BIG_ROWS / 10)))
-      out, _, code = ksms("bulk " .. q(csv) .. base .. " --journal " .. q(journal), SENV)
-      assert.equal(0, code)
+      -- An outbox whose every row was sent: row 1 by the library, the
+      -- others copied from it by SQL (sending them would take minutes).
+      local ob = assert(require("ksms.outbox").open { store = "sqlite:" .. outbox,
+        clients = { senders = require("ksms").client("senders", { api_key = "x" }) } })
+      assert(ob.store:meta_set("bulk.columns", "name,phone,note"))
+      assert(ob:enqueue({ to = "01020000001", from = "0212345678", text = "고객1님" }, { key = "row:1" }))
+      assert.is_true(ob.store:update("row:1", "queued", "sent", { code = "100" }))
+      ob:close()
+      local DBI = require "DBI"
+      local db = assert(DBI.Connect("SQLite3", outbox))
+      db:autocommit(true)
+      local st = assert(db:prepare("WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+        .. "INSERT INTO ksms_outbox (key, client, state, message, created_at, updated_at, code, attempts) "
+        .. "SELECT 'row:' || i, client, state, message, created_at, updated_at, code, attempts "
+        .. "FROM n, ksms_outbox WHERE key = 'row:1'"))
+      assert(st:execute(BIG_ROWS))
+      st:close()
+      db:close()
+      out, _, code = ksms("bulk " .. q(csv) .. base .. " --journal " .. q(outbox), SENV)
+      assert.equal(0, code, out)
       local resumed = json_of(out)
       assert.equal(BIG_ROWS, resumed.skipped_done)
       assert.is_true(resumed.memory_kb < 4096, "resumed peak " .. resumed.memory_kb .. " KB")
       assert.same({}, senders:requests())
+      -- A run that sends: its heap does not grow with the rows sent.
+      local function send_run(rows)
+        local path, ob_path = workdir .. "/send" .. rows .. ".csv", workdir .. "/send" .. rows .. ".outbox"
+        remove_outbox(ob_path)
+        write_csv(path, rows)
+        local o2, e2, c2 = ksms("bulk " .. q(path) .. " --provider senders --from 0212345678 --text " .. q("{name}")
+          .. " --json --no-progress --concurrency 16 --journal " .. q(ob_path), SENV)
+        assert.equal(0, c2, e2)
+        local d = json_of(o2)
+        assert.equal(rows, d.sent_ok)
+        return d
+      end
+      -- (Fewer rows than a couple of thousand end before the collector's
+      -- steady state: measured 2.6 MB for 500, 3.2 MB for 5,000 and for
+      -- 20,000 under Lua 5.4; 4.3, 5.3 and 5.4 MB under LuaJIT.)
+      local few, many = send_run(2000), send_run(8000)
+      assert.is_true(many.memory_kb < 8192, "sending peak " .. many.memory_kb .. " KB")
+      assert.is_true(many.memory_kb - few.memory_kb < 512,
+        ("sending: peak %.0f KB for 8000 rows, %.0f KB for 2000"):format(many.memory_kb, few.memory_kb))
     end)
   end)
 end)

@@ -171,6 +171,50 @@ describe("ksms.outbox worker", function()
         for rec in ob:list { state = "queued" } do assert.is_nil(rec.owner) end
       end)
 
+      it("sends each client's records through that client", function()
+        local second = ksms.client("senders", { api_key = KEY, base_url = fake.base_url })
+        ob:close()
+        ob = assert(outbox.open { store = spec, clients = { a = client, b = second } })
+        for i = 1, 6 do assert(ob:enqueue(msg("c" .. i), { key = "c" .. i, client = (i % 2 == 0) and "a" or "b" })) end
+        local sum = assert(ob:run { until_idle = true })
+        second:close()
+        assert.equal(6, sum.sent)
+        local seen = received(fake)
+        for i = 1, 6 do
+          assert.equal(1, seen["c" .. i])
+          assert.equal((i % 2 == 0) and "a" or "b", ob:status("c" .. i).client)
+        end
+        for name in pairs { a = 1, b = 1 } do
+          local n = 0
+          for _ in ob:list { client = name, state = "sent" } do n = n + 1 end
+          assert.equal(3, n)
+        end
+      end)
+
+      it("returns nil, err when its store fails mid-run, handing nothing more over", function()
+        for i = 1, 6 do assert(ob:enqueue(msg("f" .. i), { key = "f" .. i })) end
+        local handed = 0
+        local failing = {
+          check = function(_, m) return client:check(m) end,
+          send_many = function(_, msgs, o)
+            local on_sending = o.on_sending
+            o.on_sending = function(i)
+              local go = on_sending(i)
+              if go ~= false then handed = handed + 1 end
+              if handed == 2 then ob.store:close() end -- the store goes away under the worker
+              return go
+            end
+            return client:send_many(msgs, o)
+          end,
+        }
+        local sum, err = ob:run { clients = { senders = failing }, concurrency = 1, until_idle = true }
+        assert.is_nil(sum)
+        assert.equal("store", err.category)
+        assert.equal(2, handed)
+        assert.is_true(#fake:requests("/APIV2/sms_send") <= 2)
+        ob = nil -- closed
+      end)
+
       it("lets two workers on one store share the queue without sending a record twice", function()
         fake:script { latency_ms = 20 }
         for i = 1, 30 do assert(ob:enqueue(msg("w" .. i), { key = "w" .. i })) end

@@ -1,9 +1,8 @@
 -- The CLI's masker (ksms.secrets) and the one writer every output goes
--- through (ksms.cli.output Out:write), the bulk journal included. The
+-- through (ksms.cli.output Out:write). The
 -- end-to-end check with a server echoing a key is in spec/cli_spec.lua.
 local secrets = require "ksms.secrets"
 local output = require "ksms.cli.output"
-local journal = require "ksms.cli.journal"
 local core = require "ksms.core"
 local H = require "spec_helper"
 
@@ -75,26 +74,5 @@ describe("ksms.cli.output Out:write", function()
     assert.equal("a ******** b split-secret\nline ********\n", H.read_file(o_path))
     assert.equal("note ********\nbar ********", H.read_file(e_path))
     os.remove(o_path); os.remove(e_path)
-  end)
-end)
-
-describe("ksms.cli.journal", function()
-  it("writes through the masker, keeping row numbers and outcomes even when a secret is all digits", function()
-    local out = out_to_files()
-    out:secret("1234")
-    local path = os.tmpname()
-    local w = assert(journal.open(path, out))
-    w:columns("name,phone")
-    w:record(1234, "010-1234-5678", "pending", "")
-    w:record(1234, "010-1234-5678", "maybe_sent", "unknown echo: key=1234 (MTIzNA==)")
-    w:close()
-    local text = H.read_file(path)
-    assert.equal("# columns\tname,phone\n1234\t010-********-5678\tpending\t\n"
-      .. "1234\t010-********-5678\tmaybe_sent\tunknown echo: key=******** (********==)\n", text)
-    local state = journal.load(path)
-    assert.is_true(state.unknown:has(1234))
-    assert.is_false(state.pending:has(1234))
-    os.remove(path)
-    assert.has_error(function() journal.open(path) end, "journal.open: the output (for masking) expected")
   end)
 end)

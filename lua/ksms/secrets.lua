@@ -10,7 +10,7 @@
 -- client's own secrets (Masker:mask_in_place), so a server that echoes the
 -- key into its answer cannot put it into err.message or tostring(err); and
 -- every byte the command writes goes through one masker (ksms.cli.output's
--- Out:write), so a secret that reaches a raw answer, a journal line or a
+-- Out:write), so a secret that reaches a raw answer, an outbox listing or a
 -- dry-run body is still hidden.
 --
 -- The forms of a secret: the value, its Base64 (also URL-safe) and its hex

@@ -5,6 +5,7 @@
 
 local config = require "ksms.cli.config"
 local flags = require "ksms.cli.flags"
+local STATES = require("ksms.outbox.states").names -- ksms outbox list --state
 
 local ipairs, pairs = ipairs, pairs
 local format, concat, sort, gsub = string.format, table.concat, table.sort, string.gsub
@@ -71,6 +72,7 @@ function _M.tool(commands, version)
   lines[#lines + 1] = "  ksms send --provider senders --to 010-1111-2222 --from 02-1234-5678 --text '안녕하세요'"
   lines[#lines + 1] = "  ksms check '됬나요? 😀'"
   lines[#lines + 1] = "  ksms bulk customers.csv --provider senders --from 0212345678 --text '{name}님 안녕하세요' --journal c.journal"
+  lines[#lines + 1] = "  ksms outbox list --state maybe_sent --outbox c.journal"
   lines[#lines + 1] = "  ksms balance --provider senders --json"
   return concat(lines, "\n")
 end
@@ -199,13 +201,20 @@ function _M.bash_completion(commands)
     "  done",
     "  case $prev in",
     "    --provider) COMPREPLY=($(compgen -W \"" .. concat(config.PROVIDERS, " ") .. "\" -- \"$cur\")); return ;;",
-    "    --config|--journal|--text-file|--image) COMPREPLY=($(compgen -f -- \"$cur\")); return ;;",
+    "    --state) COMPREPLY=($(compgen -W \"" .. concat(STATES, " ") .. "\" -- \"$cur\")); return ;;",
+    "    --config|--journal|--outbox|--text-file|--image) COMPREPLY=($(compgen -f -- \"$cur\")); return ;;",
     "  esac",
     "  local words",
     "  case $cmd in",
   }
   for _, c in ipairs(commands) do
     l[#l + 1] = format("    %s) words=\"%s\" ;;", c.name, names(_M.flags_of(c)))
+    if c.subcommands then -- the subcommand word first (ksms outbox list)
+      local subs = {}
+      for i, s in ipairs(c.subcommands) do subs[i] = s.name end
+      l[#l] = format("    %s) words=\"%s\"", c.name, names(_M.flags_of(c)))
+      l[#l + 1] = format("        [[ $cur == -* ]] || (( COMP_CWORD != i + 1 )) || words=\"%s\" ;;", concat(subs, " "))
+    end
   end
   l[#l + 1] = "    help) words=\"" .. concat(command_names(commands), " ") .. " options\" ;;"
   l[#l + 1] = "    completion) words=\"bash zsh\" ;;"
@@ -243,7 +252,8 @@ function _M.zsh_completion(commands)
     "  done",
     "  case ${words[CURRENT-1]} in",
     "    --provider) compadd -- " .. concat(config.PROVIDERS, " ") .. "; return ;;",
-    "    --config|--journal|--text-file|--image) _files; return ;;",
+    "    --state) compadd -- " .. concat(STATES, " ") .. "; return ;;",
+    "    --config|--journal|--outbox|--text-file|--image) _files; return ;;",
     "  esac",
   }
   local cmds = {}
@@ -255,6 +265,13 @@ function _M.zsh_completion(commands)
     local o = {}
     for _, f in ipairs(_M.flags_of(c)) do o[#o + 1] = zdesc("--" .. f.name, f.help or f.option or "") end
     l[#l + 1] = format("    %s) opts=(%s) ;;", c.name, concat(o, " "))
+    if c.subcommands then -- the subcommand word right after the command's
+      local subs = {}
+      for i, s in ipairs(c.subcommands) do subs[i] = zdesc(s.name, s.summary) end
+      l[#l] = format("    %s) opts=(%s)", c.name, concat(o, " "))
+      l[#l + 1] = "        if (( CURRENT == i + 1 )) && [[ ${words[CURRENT]} != -* ]]; then"
+      l[#l + 1] = format("          local -a subs; subs=(%s); _describe subcommand subs; return; fi ;;", concat(subs, " "))
+    end
   end
   l[#l + 1] = "    help) _describe command cmds; compadd options; return ;;"
   l[#l + 1] = "    completion) compadd bash zsh; return ;;"

@@ -19,7 +19,7 @@ local format, find = string.format, string.find
 local _M = { _VERSION = "0.2.0" }
 
 local MODULES = { "ksms.cli.commands.send", "ksms.cli.commands.account", "ksms.cli.commands.check",
-  "ksms.cli.commands.bulk", "ksms.cli.commands.listen" }
+  "ksms.cli.commands.bulk", "ksms.cli.commands.outbox", "ksms.cli.commands.listen" }
 
 local COMMANDS, BY_NAME = {}, {}
 for _, modname in ipairs(MODULES) do

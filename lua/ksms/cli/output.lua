@@ -1,6 +1,6 @@
 --- ksms.cli.output: everything the command writes goes through Out:write,
 -- masked (see ksms.secrets): text lines to stdout, notes, errors,
--- --verbose and progress to stderr, JSON documents, the bulk journal.
+-- --verbose and progress to stderr, JSON documents.
 --
 --   local out = output.new { json = false, verbose = false }
 --   out:secret(value)          -- never print this value
@@ -8,7 +8,7 @@
 --   out:note("...")            -- stderr
 --   out:debug("...")           -- stderr, only with --verbose
 --   out:json_doc(tbl)          -- one JSON document on stdout
---   out:write(fh, ...)         -- any other file (the journal), masked
+--   out:write(fh, ...)         -- any file, masked (verbatim pieces excepted)
 -- @module ksms.cli.output
 -- @alias _M
 
@@ -153,8 +153,9 @@ function Out:secret(value) self.masker:add(value) end
 function Out:mask(s) return self.masker:mask(s) end
 
 -- Text the command itself made up, written unmasked by Out:write: the
--- journal's row numbers and outcome words, which a short secret (a
--- numeric password) must not turn into ******** and so lose the row.
+-- frame of a JSON document written piece by piece (ksms outbox list), which
+-- a short secret (a numeric password) must not turn into ******** and so
+-- break the document.
 local Verbatim = {}
 --- Marks text the command made up, written unmasked.
 -- @tparam string s
@@ -163,8 +164,8 @@ function _M.verbatim(s) return setmetatable({ s }, Verbatim) end
 
 --- The one place the command writes bytes: every piece masked, but the
 -- verbatim ones; pieces in a row are masked as one string, so a secret
--- split between them is still found. Flushed at once (a journal line must
--- be on disk before the row is sent).
+-- split between them is still found. Flushed at once (a listing reaches its
+-- reader line by line).
 function Out:write(fh, ...)
   local buf, run = {}, {}
   for i = 1, select("#", ...) do

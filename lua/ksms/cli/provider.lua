@@ -46,9 +46,22 @@ local function counting(t, out)
     return res, err
   end
   function w.request_many(_, reqs, opts)
-    w.started = w.started + #reqs
     local t0 = monotonic()
     out:debug(format("%d requests to %s", #reqs, reqs[1] and reqs[1].url or "?"))
+    if opts and opts.on_start then
+      -- Streaming (send_many's hooks, the outbox's worker): only the
+      -- requests on_start lets go are started.
+      local on_start, copy = opts.on_start, {}
+      for k, v in pairs(opts) do copy[k] = v end
+      copy.on_start = function(k)
+        local go = on_start(k)
+        if go ~= false then w.started = w.started + 1 end
+        return go
+      end
+      opts = copy
+    else
+      w.started = w.started + #reqs
+    end
     local outs = t:request_many(reqs, opts)
     out:debug(format("-> %d answers in %.0f ms", #outs, (monotonic() - t0) * 1000))
     return outs

@@ -70,11 +70,4 @@ function _M.for_error(err, sent)
   return _M.USAGE
 end
 
---- What a bulk row's error means for the journal: "maybe_sent" or "failed".
-function _M.row_outcome(err)
-  -- (OneShot: a message still queued when the wait ended is maybe_sent too.)
-  if err.maybe_sent or err.category == "unknown" then return "maybe_sent" end
-  return "failed"
-end
-
 return _M

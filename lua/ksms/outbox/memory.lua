@@ -30,6 +30,10 @@ local function record_of(row)
   return r
 end
 
+local function closed()
+  return nil, store.error("closed", "the outbox store is closed")
+end
+
 --- Opens an empty memory store.
 -- @param _ (no path)
 -- @tparam table options now
@@ -47,6 +51,7 @@ end
 
 --- See ksms.outbox.store.
 function Store:insert(rows)
+  if self.closed then return closed() end
   local out, now = {}, self.now()
   for i, r in ipairs(rows) do
     local existing = self.by_key[r.key]
@@ -68,6 +73,7 @@ end
 
 --- See ksms.outbox.store.
 function Store:get(key)
+  if self.closed then return closed() end
   local row = self.by_key[key]
   return row and record_of(row) or nil
 end
@@ -78,6 +84,7 @@ end
 
 --- See ksms.outbox.store.
 function Store:update(key, from, to, fields, opts)
+  if self.closed then return closed() end
   local set = store.check_update(from, to)
   store.check_fields(fields)
   local row = self.by_key[key]
@@ -97,6 +104,7 @@ end
 
 --- See ksms.outbox.store.
 function Store:iterate(q)
+  if self.closed then return closed end -- an iterator whose first call says why
   q = q or {}
   local seq, left = q.since or 0, q.limit
   return function()
@@ -115,6 +123,7 @@ end
 
 --- See ksms.outbox.store.
 function Store:counts()
+  if self.closed then return closed() end
   local n = {}
   for _, s in ipairs(states.names) do n[s] = 0 end
   for _, row in pairs(self.rows) do n[row.state] = n[row.state] + 1 end
@@ -123,17 +132,20 @@ end
 
 --- See ksms.outbox.store.
 function Store:meta_get(name)
+  if self.closed then return closed() end
   return self.meta[name]
 end
 
 --- See ksms.outbox.store.
 function Store:meta_set(name, value)
+  if self.closed then return closed() end
   self.meta[name] = value
   return true
 end
 
 --- See ksms.outbox.store.
 function Store:find_ref(client, provider_id)
+  if self.closed then return closed() end
   for _, row in pairs(self.rows) do
     if row.client == client and row.provider_id == provider_id then return record_of(row) end
   end
@@ -142,6 +154,7 @@ end
 
 --- See ksms.outbox.store.
 function Store:claim(client, owner, limit, now)
+  if self.closed then return closed() end
   local got, expired, first = {}, 0, nil
   local seq = self.low
   while seq <= self.seq and #got + expired < limit do
@@ -167,6 +180,7 @@ end
 
 --- See ksms.outbox.store.
 function Store:release(owner)
+  if self.closed then return closed() end
   local n = 0
   for _, row in pairs(self.rows) do
     if row.owner == owner and row.state == "queued" then
@@ -180,6 +194,7 @@ end
 
 --- See ksms.outbox.store.
 function Store:owners()
+  if self.closed then return closed() end
   local seen, out = {}, {}
   for _, row in pairs(self.rows) do
     if row.owner and not seen[row.owner] then seen[row.owner] = true; out[#out + 1] = row.owner end
@@ -190,6 +205,7 @@ end
 
 --- See ksms.outbox.store.
 function Store:recover(owner)
+  if self.closed then return closed() end
   local r = { maybe_sent = 0, released = 0 }
   local now = self.now()
   for _, row in pairs(self.rows) do
@@ -208,8 +224,10 @@ function Store:recover(owner)
   return r
 end
 
---- Forgets nothing (a memory store lives as long as its object).
+--- Closes the store: every call after returns nil, err (code "closed"),
+-- as the SQLite store's do. The records go with the object.
 function Store:close()
+  self.closed = true
   return true
 end
 

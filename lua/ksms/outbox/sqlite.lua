@@ -63,7 +63,11 @@ local SCHEMA = {
     error TEXT,
     attempts REAL NOT NULL DEFAULT 0
   )]],
-  [[CREATE INDEX IF NOT EXISTS ksms_outbox_queue ON ksms_outbox (client, state, seq)]],
+  -- The queue: queued records only (a partial index), so a record leaving
+  -- queued is one index entry deleted and its later changes touch none.
+  -- 'queued' is written here and in WINDOW (not bound): SQLite uses a
+  -- partial index only for a query whose own text implies its WHERE.
+  [[CREATE INDEX IF NOT EXISTS ksms_outbox_queued ON ksms_outbox (client, seq) WHERE state = 'queued']],
   [[CREATE INDEX IF NOT EXISTS ksms_outbox_state ON ksms_outbox (state, seq)]],
   [[CREATE INDEX IF NOT EXISTS ksms_outbox_owner ON ksms_outbox (owner) WHERE owner IS NOT NULL]],
   [[CREATE INDEX IF NOT EXISTS ksms_outbox_ref ON ksms_outbox (provider_id) WHERE provider_id IS NOT NULL]],
@@ -173,9 +177,22 @@ end
 
 -- ---- open ----
 
+-- The size of a file, or nil when there is none.
+local function file_size(path)
+  local f = io_open(path, "rb")
+  if not f then return nil end
+  local size = f:seek("end")
+  f:close()
+  return size
+end
+
 -- What the first 100 bytes say: nil when it may be an SQLite file (or is
 -- empty: a new one), else an error. A file shorter than its header's page
--- count was cut.
+-- count was cut, but only when that count is valid (its version-valid-for
+-- number equals the change counter) and no write-ahead log holds pages
+-- still to be copied in: a checkpoint killed midway writes page 1 (the
+-- new count) before the pages that make the file that long, and SQLite
+-- finishes it from the log.
 local function check_header(path)
   local f = io_open(path, "rb")
   if not f then return nil end
@@ -189,9 +206,14 @@ local function check_header(path)
   local b1, b2 = byte(head, 17, 18)
   local page = b1 * 256 + b2
   if page == 1 then page = 65536 end
-  local c1, c2, c3, c4 = byte(head, 29, 32)
-  local pages = ((c1 * 256 + c2) * 256 + c3) * 256 + c4
-  if page < 512 or pages > 0 and size and size < page * pages then
+  local function u32(at)
+    local c1, c2, c3, c4 = byte(head, at, at + 3)
+    return ((c1 * 256 + c2) * 256 + c3) * 256 + c4
+  end
+  local pages = u32(29)
+  local counted = u32(93) == u32(25)
+  local wal = file_size(path .. "-wal")
+  if page < 512 or counted and (wal == nil or wal == 0) and pages > 0 and size and size < page * pages then
     return store.error("corrupt", format("%s is damaged: %d bytes where its header says %d pages of %d",
       path, size or 0, pages, page))
   end
@@ -298,10 +320,12 @@ function _M.open(path, options)
   end
   ok, perr = exec(self, SYNCHRONOUS[sync])
   if not ok then return fail(perr) end
+  -- Every time, not only for a new file: IF NOT EXISTS and OR IGNORE make
+  -- it a no-op on a complete outbox, two processes creating one at once
+  -- agree, and a file from before an index was added gets it.
+  ok, perr = tx(self, create, self.now())
+  if not ok then return fail(perr) end
   if what == "new" then
-    -- IF NOT EXISTS and OR IGNORE: two processes creating it at once agree.
-    ok, perr = tx(self, create, self.now())
-    if not ok then return fail(perr) end
     what, perr = inspect(self, path)
     if not what then return fail(perr) end
   end
@@ -393,7 +417,8 @@ function Store:iterate(q)
   local sql, extra = "SELECT " .. COLS .. " FROM ksms_outbox WHERE seq > ?", {}
   if q.state ~= nil then sql = sql .. " AND state = ?"; extra[#extra + 1] = q.state end
   if q.client ~= nil then sql = sql .. " AND client = ?"; extra[#extra + 1] = q.client end
-  sql = sql .. " ORDER BY seq LIMIT ?"
+  -- The column, not COLS's REAL alias: ORDER BY the alias sorted every match for each page.
+  sql = sql .. " ORDER BY ksms_outbox.seq LIMIT ?"
   local page, i, count, done = {}, 1, 0, false
   return function()
     if left and left <= 0 then return nil end
@@ -454,25 +479,29 @@ end
 --- See ksms.outbox.store.
 function Store:find_ref(client, provider_id)
   local rows, err = all(self, "SELECT " .. COLS .. " FROM ksms_outbox WHERE provider_id = ? AND client = ? "
-    .. "ORDER BY seq DESC LIMIT 1", tostring(provider_id), client)
+    .. "ORDER BY ksms_outbox.seq DESC LIMIT 1", tostring(provider_id), client)
   if not rows then return nil, err end
   return rows[1] and record_of(rows[1]) or nil
 end
 
-local WINDOW = "SELECT seq FROM ksms_outbox WHERE client = ? AND state = ? AND owner IS NULL ORDER BY seq LIMIT ?"
+-- INDEXED BY: without statistics the planner would walk every queued
+-- record of every client through the state index.
+local WINDOW = "SELECT seq FROM ksms_outbox INDEXED BY ksms_outbox_queued "
+  .. "WHERE client = ? AND state = 'queued' AND owner IS NULL ORDER BY seq LIMIT ?"
 
 local function claim_tx(self, client, owner, limit, now)
   local expired, err = affected(self, "UPDATE ksms_outbox SET state = ?, code = ?, error = ?, updated_at = ? "
     .. "WHERE seq IN (" .. WINDOW .. ") AND expires_at <= ?",
-    "expired", "expired", store.EXPIRED_ERROR, now, client, "queued", limit, now)
+    "expired", "expired", store.EXPIRED_ERROR, now, client, limit, now)
   if not expired then return nil, err end
   local left = limit - expired
   if left > 0 then
     local ok, cerr = exec(self, "UPDATE ksms_outbox SET owner = ?, updated_at = ? WHERE seq IN (" .. WINDOW .. ")",
-      owner, now, client, "queued", left)
+      owner, now, client, left)
     if not ok then return nil, cerr end
   end
-  local rows, rerr = all(self, "SELECT " .. COLS .. " FROM ksms_outbox WHERE owner = ? AND client = ? AND state = ? "
+  -- +client, +state: the owner index, not a walk of every queued record of the client.
+  local rows, rerr = all(self, "SELECT " .. COLS .. " FROM ksms_outbox WHERE owner = ? AND +client = ? AND +state = ? "
     .. "ORDER BY seq", owner, client, "queued")
   if not rows then return nil, rerr end
   for i, r in ipairs(rows) do rows[i] = record_of(r) end

@@ -56,6 +56,9 @@ local misuse = errors.misuse
 
 local _M = { _VERSION = "0.2.0" }
 
+-- Messages are stored as JSON text written by lua-cjson, not by the core's
+-- writer (csrc/json.c): that one writes the OneShot bodies in a key order a
+-- compiled schema fixes, while a message here is any table a client takes.
 -- A private cjson instance: the caller's settings never change ours.
 local json = cjson.new()
 json.decode_max_depth(32)
