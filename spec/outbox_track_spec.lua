@@ -246,6 +246,35 @@ for _, kind in ipairs(STORES) do
       if p2 then os.remove(p2); os.remove(p2 .. "-wal"); os.remove(p2 .. "-shm") end
     end)
 
+    it("matches Cafe24 entries without regDate by the document's sendDateTime (reservations by their time)",
+      function()
+        local schedule = require "ksms.rules.schedule"
+        local ob = open()
+        local now = os.time()
+        local at = now + 900
+        send_record(ob, "cafe24", { to = "010-6666-7777", from = FROM, text = "no regdate" }, "d-1")
+        send_record(ob, "cafe24", { to = "010-6666-8888", from = FROM, text = "reserved", at = at }, "d-2")
+        send_record(ob, "cafe24", { to = "010-6666-9999", from = FROM, text = "reserved too", at = at }, "d-3")
+        -- The history as the document lists it: no regDate.
+        local function answer(send_type, to, text, t)
+          return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<result><code>0000</code><data><record>"
+            .. "<sendType>" .. send_type .. "</sendType><sendPhone>02-1234-5678</sendPhone><receivePhone>" .. to
+            .. "</receivePhone><msg>" .. text .. "</msg><sendDateTime>" .. schedule.format(t, "YYYYMMDDhhmm")
+            .. "</sendDateTime><sendStatus>3</sendStatus><refundDate></refundDate></record></data></result>"
+        end
+        fakes.cafe24:script { path = "/sms_list.php", times = 1, body = answer("I", "010-6666-7777", "no regdate", now) }
+        fakes.cafe24:script { path = "/sms_list.php", times = 1, body = answer("R", "010-6666-8888", "reserved", at) }
+        -- Sent now, not at the reserved time: not this record's entry.
+        fakes.cafe24:script { path = "/sms_list.php", times = 1, body = answer("R", "010-6666-9999", "reserved too", now) }
+        local s = assert(ob:track { clients = { cafe24 = clients.cafe24 }, rounds = 1 })
+        assert.equal(3, s.lookups)
+        assert.equal(2, s.delivered)
+        assert.equal("delivered", ob:status("d-1").state)
+        assert.equal("delivered", ob:status("d-2").state)
+        assert.equal("sent", ob:status("d-3").state)
+        ob:close()
+      end)
+
     it("reconciles a Cafe24 maybe_sent record: sent with the matching entry, or not found with the search",
       function()
         local ob = open()

@@ -138,6 +138,18 @@ local function recipients(msg)
   return list
 end
 
+-- The reservation time of a stored message (epoch seconds or a Korea-time
+-- date table, as send takes it), or nil.
+local function reserved_at(msg)
+  local at = msg.at
+  if type(at) == "number" then return at end
+  if type(at) == "table" then
+    local ok, e = pcall(schedule.from_kst, at)
+    if ok and type(e) == "number" then return e end
+  end
+  return nil
+end
+
 local function kind_of(msg)
   if msg.kind == "sms" or msg.kind == "lms" then return msg.kind end
   local n = cp949_len(msg.text)
@@ -156,7 +168,7 @@ local STATUS = { delivered = "delivered", failed = "undelivered", requested = "p
 
 --- Cafe24: searches the history for one recipient of a record.
 -- @param client a ksms.client("cafe24", ...)
--- @tparam table r { number, text, kind, from, lo, hi (epoch window), own_ref, claimed = fn(ref) -> true when another record holds it }
+-- @tparam table r { number, text, kind, lo, hi (epoch window), at (a reservation), own_ref, claimed = fn(ref) -> true when another record holds it }
 -- @tparam table opts max_pages, page_size
 -- @return "found", match, detail | "not_found", detail | "error", err (the history call failed)
 local function search_one(client, r, opts)
@@ -177,11 +189,23 @@ local function search_one(client, r, opts)
     for _, e in ipairs(list) do
       detail.entries = detail.entries + 1
       local raw = type(e.raw) == "table" and e.raw or {}
-      local reg = kst_epoch(raw.regDate) or kst_epoch(e.sent_at)
+      -- regDate (when it was accepted: the fake's, and what public clients
+      -- of the service read) is in the record's window; without it, the
+      -- document's sendDateTime (to the minute): the send time, which for
+      -- a reservation is the reserved time.
+      local reg = kst_epoch(raw.regDate)
+      local lo, hi = r.lo, r.hi
+      if not reg then
+        reg = kst_epoch(e.sent_at)
+        lo = lo - 60 -- cut to the minute
+        if r.at then lo, hi = r.at - 120, r.at + 120 end
+      elseif reg < lo then
+        done = true -- newest first (by registration): older ones follow
+        break
+      end
       if reg then
-        if reg < r.lo then done = true; break end -- newest first: older ones follow
         local to = digits(e.to)
-        if reg <= r.hi and to == r.number and norm_text(e.text) == r.text then
+        if reg >= lo and reg <= hi and to == r.number and norm_text(e.text) == r.text then
           local k = to .. ":" .. reg
           seen_rank[k] = (seen_rank[k] or 0) + 1
           candidates[#candidates + 1] = { entry = e, reg = reg, rank = seen_rank[k] }
@@ -225,7 +249,7 @@ function _M.cafe24(client, rec, opts)
   local detail = { recipients = #list, searched = {} }
   local refs, verdict = {}, "delivered"
   for i, r in ipairs(list) do
-    r.kind, r.lo, r.hi, r.claimed = kind, opts.lo, opts.hi, opts.claimed
+    r.kind, r.lo, r.hi, r.claimed, r.at = kind, opts.lo, opts.hi, opts.claimed, reserved_at(rec.message)
     -- The record's own reference names its first recipient's entry.
     r.own_ref = i == 1 and own or nil
     local how, m, d = search_one(client, r, opts)
