@@ -1218,7 +1218,9 @@ describe("the ksms command", function()
       -- 20,000 under Lua 5.4; 4.3, 5.3 and 5.4 MB under LuaJIT.)
       local few, many = send_run(2000), send_run(8000)
       assert.is_true(many.memory_kb < 8192, "sending peak " .. many.memory_kb .. " KB")
-      assert.is_true(many.memory_kb - few.memory_kb < 512,
+      -- 1 MB over 6,000 more rows: a leak of 170 bytes a row fails it; the
+      -- collector's timing alone moved it by 600 KB once (512 was too tight).
+      assert.is_true(many.memory_kb - few.memory_kb < 1024,
         ("sending: peak %.0f KB for 8000 rows, %.0f KB for 2000"):format(many.memory_kb, few.memory_kb))
     end)
   end)
