@@ -252,10 +252,11 @@ describe("the outbox with real processes", function()
       ob:close()
       fake:reset()
       fake:script { path = SEND_PATH, latency_ms = LATENCY_MS }
-      -- Together with their default batch, then the second one starting
-      -- while the first sends, both claiming a few records at a time (many
-      -- claims, interleaved, each a transaction the other waits for).
-      local args = q(path) .. " " .. q(fake.base_url) .. " " .. CONCURRENCY .. (race > 1 and " 3" or "")
+      -- Started together claiming 40 at a time (the default batch would
+      -- let the first claim all 120), then the second one starting while
+      -- the first sends, both claiming 3 at a time (many claims,
+      -- interleaved, each a transaction the other waits for).
+      local args = q(path) .. " " .. q(fake.base_url) .. " " .. CONCURRENCY .. (race > 1 and " 3" or " 40")
       local a, a_out, a_err = spawn(dir, "race_a", "run " .. args)
       if race > 1 then socket.sleep(0.03 * (race - 1)) end
       local b, b_out, b_err = spawn(dir, "race_b", "run " .. args)

@@ -181,7 +181,7 @@ end
 --- ob:run{ clients, concurrency, until_idle, deadline, batch, poll_interval } -> summary | nil, err
 -- clients: { name = client } beside open's (a name given to both: run's);
 -- concurrency (default 8): messages in flight at once, and so the most
--- records ever in sending; batch (default max(16 * concurrency, 64)):
+-- records ever in sending; batch (default max(64 * concurrency, 256)):
 -- records claimed per round; until_idle: return when nothing is claimable;
 -- deadline: epoch seconds (the outbox's now) after which nothing more is
 -- handed over; poll_interval (default 1 s): the wait when the queue is
@@ -195,7 +195,7 @@ function _M.run(ob, opts)
   errors.check_options("ksms.outbox: run", opts, RUN_OPTIONS)
   local c = opts.concurrency or 8
   if type(c) ~= "number" or c < 1 or c ~= floor(c) then misuse("ksms.outbox: run: concurrency must be a whole number >= 1") end
-  local batch = opts.batch or max(16 * c, 64)
+  local batch = opts.batch or max(64 * c, 256)
   if type(batch) ~= "number" or batch < 1 or batch ~= floor(batch) then misuse("ksms.outbox: run: batch must be a whole number >= 1") end
   local poll = opts.poll_interval or 1
   if type(poll) ~= "number" or poll < 0 then misuse("ksms.outbox: run: poll_interval must be seconds >= 0") end
