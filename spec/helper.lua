@@ -185,6 +185,18 @@ function H.deep_copy(v)
   return t
 end
 
+-- The OneShot specs' session options against a fake (short reconnect and
+-- connect timeouts), with extra merged in; and their usual message.
+function H.oneshot_options(fake, extra)
+  local o = fake:session_options { reconnect_delay = 0.2, connect_timeout = 2 }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
+end
+
+function H.oneshot_msg(id, text)
+  return { to = "01012345678", from = "15666639", text = text or ("메시지 " .. id), user_msg_id = id }
+end
+
 -- Specs know it as spec_helper; fake_control and nginx_control, which the
 -- benchmarks load too (no busted helper there), require it as helper.
 package.loaded["spec_helper"] = H

@@ -10,15 +10,9 @@ local fake_control = require "fake_control"
 
 local monotonic = core.monotonic
 
-local function opts(fake, extra)
-  local o = fake:session_options { reconnect_delay = 0.2, connect_timeout = 2 }
-  for k, v in pairs(extra or {}) do o[k] = v end
-  return o
-end
+local opts = require("spec_helper").oneshot_options
 
-local function msg(id, text)
-  return { to = "01012345678", from = "15666639", text = text or ("메시지 " .. id), user_msg_id = id }
-end
+local msg = require("spec_helper").oneshot_msg
 
 -- Frames the fake writes now, in one write, on the bound connection.
 local function send_frames(fake, frames) return fake:control("POST", "send", { frames = frames }) end

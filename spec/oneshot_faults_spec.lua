@@ -13,15 +13,9 @@ local H = require "spec_helper"
 local monotonic = core.monotonic
 
 -- The fake's account, with a short reconnect delay for the specs.
-local function opts(fake, extra)
-  local o = fake:session_options { reconnect_delay = 0.2, connect_timeout = 2 }
-  for k, v in pairs(extra or {}) do o[k] = v end
-  return o
-end
+local opts = require("spec_helper").oneshot_options
 
-local function msg(id, text)
-  return { to = "01012345678", from = "15666639", text = text or ("메시지 " .. id), user_msg_id = id }
-end
+local msg = require("spec_helper").oneshot_msg
 
 -- Runs the session's I/O in small slices until pred() holds or seconds pass.
 local function poll_until(s, seconds, pred)

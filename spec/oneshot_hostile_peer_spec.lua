@@ -11,15 +11,9 @@ local monotonic = core.monotonic
 local pack = table.pack or function(...) return { n = select("#", ...), ... } end
 local unpack = table.unpack or unpack
 
-local function opts(fake, extra)
-  local o = fake:session_options { reconnect_delay = 0.2, connect_timeout = 2 }
-  for k, v in pairs(extra or {}) do o[k] = v end
-  return o
-end
+local opts = require("spec_helper").oneshot_options
 
-local function msg(id)
-  return { to = "01012345678", from = "15666639", text = "메시지 " .. id, user_msg_id = id }
-end
+local msg = require("spec_helper").oneshot_msg
 
 local JPEG = "\255\216\255\224" .. ("j"):rep(3000) .. "\255\217"
 

@@ -4,11 +4,7 @@ local session = require "ksms.oneshot.session"
 local fake_control = require "fake_control"
 
 -- The fake's account, with a short reconnect delay for the specs.
-local function opts(fake, extra)
-  local o = fake:session_options { reconnect_delay = 0.2, connect_timeout = 2 }
-  for k, v in pairs(extra or {}) do o[k] = v end
-  return o
-end
+local opts = require("spec_helper").oneshot_options
 
 describe("oneshot session", function()
   local fake
