@@ -292,7 +292,8 @@ static int resp_box_gc(lua_State *L) {
   return 0;
 }
 
-/* reader:buffered() -> bytes received but not yet part of a whole reply */
+/* reader:buffered() -> bytes the reader holds unparsed (of a partial
+ * reply; hiredis may have taken its first bytes already) */
 static int resp_reader_buffered(lua_State *L) {
   resp_reader *d = luaL_checkudata(L, 1, RESP_READER_MT);
   lua_pushinteger(L, d->r ? (lua_Integer)(d->r->len - d->r->pos) : 0);
