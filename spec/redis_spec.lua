@@ -285,3 +285,24 @@ for _, sock in ipairs { "core", "luasocket" } do
     end)
   end)
 end
+
+describe("redis_control", function()
+  teardown(function() rc.stop_all() end)
+
+  it("restarts a killed server on its directory: with AOF nothing acknowledged is lost", function()
+    local srv = rc.start { aof = true }
+    local c = assert(redis.connect { url = srv.url })
+    for i = 1, 100 do assert.equal("OK", c:call("SET", "aof" .. i, i)) end
+    c:close()
+    srv:kill("KILL")
+    require("helper").wait_until("the server to die", 3, function() return srv:command("PING") == nil end, 0.05)
+    srv:stop(true) -- keeps the directory
+    local again = rc.start { aof = true, dir = srv.dir, port = srv.port }
+    c = assert(redis.connect { url = again.url })
+    assert.equal("100", c:call("GET", "aof100"))
+    assert.equal(100, #c:call("KEYS", "aof*"))
+    c:close()
+    again:stop()
+    os.execute("rm -rf '" .. srv.dir .. "'")
+  end)
+end)
