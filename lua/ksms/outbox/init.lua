@@ -32,7 +32,7 @@ Outbox.__index = Outbox
 _M.Outbox = Outbox
 
 local OPEN_OPTIONS = { store = "string|table", clients = "table", now = "function",
-  busy_timeout = "number", synchronous = "string", recover = "boolean" }
+  busy_timeout = "number", synchronous = "string", recover = "boolean", namespace = "string" }
 local ENQUEUE_OPTIONS = { key = "string", client = "string", expires_at = "number" }
 
 local function check_clients(what, clients)
@@ -70,7 +70,7 @@ function _M.open(opts)
   local clients = check_clients("ksms.outbox.open", opts.clients)
   local now = opts.now or os_time
   local st, err = store_mod.open(opts.store, { now = now, busy_timeout = opts.busy_timeout,
-    synchronous = opts.synchronous })
+    synchronous = opts.synchronous, namespace = opts.namespace })
   if not st then return nil, err end
   local self = setmetatable({ store = st, clients = clients, now = now, owner = owner_id() }, Outbox)
   if opts.recover ~= false then
