@@ -30,7 +30,8 @@ local states = require "ksms.outbox.states"
 local errors = require "ksms.errors"
 
 local type, pairs, ipairs, setmetatable, tostring, tonumber, pcall = type, pairs, ipairs, setmetatable, tostring, tonumber, pcall
-local format, find, match, floor, concat = string.format, string.find, string.match, math.floor, table.concat
+local sort = table.sort
+local format, find, match, floor = string.format, string.find, string.match, math.floor
 local misuse = errors.misuse
 local os_time = os.time
 
@@ -490,7 +491,7 @@ function Store:owners()
   if res == nil then return nil, err end
   local out = {}
   for _, o in ipairs(res) do if type(o) == "string" then out[#out + 1] = o end end
-  table.sort(out)
+  sort(out)
   return out
 end
 
@@ -529,8 +530,5 @@ function Store:close()
   self.conn = nil
   return true
 end
-
--- Kept for ksms.outbox.store's list of modules.
-_M.COLUMNS = concat(COLUMNS, ",")
 
 return _M

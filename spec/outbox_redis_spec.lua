@@ -1,0 +1,141 @@
+-- The Redis store's own cases, beside the contract every store keeps
+-- (outbox_spec, outbox_worker_spec run on it too): leases that recover a
+-- worker of another machine, Redis stopped and restarted under an outbox
+-- (nil, err while it is down, nothing accepted lost with AOF), a server
+-- that is not there at open. Real redis-server processes on 127.0.0.1.
+local ksms = require "ksms"
+local outbox = require "ksms.outbox"
+local worker = require "ksms.outbox.worker"
+local socket = require "socket"
+local fake_control = require "fake_control"
+local stores = require "outbox_stores"
+
+local KEY = "test-senders-key"
+
+local function msg(text)
+  return { to = "01012345678", from = "0212345678", text = text or "hello" }
+end
+
+local describe_redis = stores.has_redis and describe or pending
+
+describe_redis("ksms.outbox on Redis", function()
+  local fake, client
+  setup(function()
+    stores.redis_client()
+    fake = fake_control.start("senders")
+    client = ksms.client("senders", { api_key = KEY, base_url = fake.base_url })
+  end)
+  teardown(function()
+    client:close()
+    fake_control.stop_all()
+  end)
+
+  local n = 0
+  local function url()
+    n = n + 1
+    return stores.redis().url .. "?namespace=redis-spec-" .. n
+  end
+
+  it("opens with the namespace option, and keeps namespaces apart", function()
+    local base = stores.redis().url
+    local a = assert(outbox.open { store = base, namespace = "ns-a", clients = { senders = client } })
+    local b = assert(outbox.open { store = base, namespace = "ns-b", clients = { senders = client } })
+    assert(a:enqueue(msg(), { key = "same" }))
+    assert.is_nil(b:status("same"))
+    assert.is_false(assert(b:enqueue(msg(), { key = "same" })).duplicate)
+    assert.equal(1, a:counts().queued)
+    a:close(); b:close()
+  end)
+
+  it("recovers the records of a worker on another machine once its lease lapses", function()
+    local u = url()
+    local ob = assert(outbox.open { store = u, clients = { senders = client } })
+    for i = 1, 4 do assert(ob:enqueue(msg("l" .. i), { key = "l" .. i })) end
+    local gone, live = "4242@another-host:0000aaaa", "4243@another-host:0000bbbb"
+    assert.is_true(ob.store:renew(gone, 0.2))
+    assert.is_true(ob.store:renew(live, 30))
+    local now = os.time()
+    local a = ob.store:claim("senders", gone, 2, now)
+    assert.is_true(ob.store:update(a[1].key, "queued", "sending", nil, { owner = gone }))
+    local b = ob.store:claim("senders", live, 2, now)
+    assert.is_true(ob.store:update(b[1].key, "queued", "sending", nil, { owner = live }))
+    assert.is_false(worker.is_dead(gone, nil, ob.store)) -- its lease still lives
+    socket.sleep(0.35)
+    assert.is_true(worker.is_dead(gone, nil, ob.store))
+    assert.is_false(worker.is_dead(live, nil, ob.store))
+    local r = assert(worker.recover(ob))
+    assert.same({ maybe_sent = 1, released = 1 }, r)
+    assert.equal("maybe_sent", ob:status("l1").state)
+    assert.equal("worker_died", ob:status("l1").code)
+    assert.equal("queued", ob:status("l2").state)
+    assert.is_nil(ob:status("l2").owner)
+    assert.equal("sending", ob:status("l3").state) -- the live one's: untouched
+    assert.equal(live, ob:status("l4").owner)
+    -- the gone worker, resumed, can no longer send what it held
+    assert.is_false(ob.store:update("l2", "queued", "sending", nil, { owner = gone }))
+    ob:close()
+  end)
+
+  it("a worker renews its lease while it runs, and sends every record once", function()
+    local ob = assert(outbox.open { store = url(), clients = { senders = client } })
+    for i = 1, 20 do assert(ob:enqueue(msg("w" .. i), { key = "w" .. i })) end
+    local sum = assert(ob:run { until_idle = true, concurrency = 4 })
+    assert.equal(20, sum.sent)
+    assert.is_false(worker.is_dead(ob.owner, nil, ob.store))
+    assert.equal(20, ob:counts().sent)
+    ob:close()
+  end)
+
+  it("says so at open when no server listens, quickly", function()
+    local s = assert(socket.bind("127.0.0.1", 0))
+    local _, port = s:getsockname()
+    s:close()
+    local t0 = socket.gettime()
+    local ob, err = outbox.open { store = "redis://127.0.0.1:" .. port .. "/0", clients = { senders = client } }
+    assert.is_nil(ob)
+    assert.equal("store", err.category)
+    assert.equal("unavailable", err.code)
+    assert.is_true(err.retryable)
+    assert.truthy(err.message:find("unreachable", 1, true))
+    assert.is_true(socket.gettime() - t0 < 3)
+  end)
+
+  it("returns nil, err while Redis is down, never raises, and loses nothing accepted (AOF)", function()
+    local srv = stores.start_redis { aof = true }
+    local ob = assert(outbox.open { store = srv.url, namespace = "down", clients = { senders = client } })
+    assert(ob:enqueue(msg("before"), { key = "before" }))
+    srv.stop()
+    local rec, err = ob:enqueue(msg("during"), { key = "during" })
+    assert.is_nil(rec)
+    assert.equal("store", err.category)
+    assert.is_true(err.retryable)
+    local got, cerr = ob.store:claim("senders", ob.owner, 10, os.time())
+    assert.is_nil(got); assert.equal("store", cerr.category)
+    assert.is_nil(select(1, ob:counts()))
+    assert.is_nil(select(1, ob.store:update("before", "queued", "failed", { code = "x" })))
+    local run, rerr = ob:run { until_idle = true }
+    assert.is_nil(run); assert.equal("store", rerr.category)
+    local it = ob:list()
+    local first, lerr = it()
+    assert.is_nil(first); assert.equal("store", lerr.category)
+    -- the same server again, from its append-only file: the store reconnects
+    local again = stores.start_redis { aof = true, port = srv.port, dir = srv.dir }
+    assert.equal("queued", ob:status("before").state)
+    assert.is_nil(ob:status("during"))
+    assert(ob:enqueue(msg("after"), { key = "after" }))
+    assert.equal(2, assert(ob:run { until_idle = true }).sent)
+    ob:close()
+    again.stop()
+    os.execute("rm -rf " .. srv.dir)
+  end)
+
+  it("answers a server error (a namespace that holds something else) with nil, err", function()
+    local u = url()
+    local ob = assert(outbox.open { store = u })
+    assert(ob.store:meta_set("application", "not-ksms"))
+    ob:close()
+    local again, err = outbox.open { store = u }
+    assert.is_nil(again)
+    assert.equal("not_an_outbox", err.code)
+  end)
+end)
