@@ -44,6 +44,9 @@
 --   store:recover(owner) -> { maybe_sent = n, released = n } | nil, err:
 --       owner's sending records become maybe_sent, its queued ones unowned.
 --   store:close()
+--   Optional, for a store that recovers workers of any machine (Redis):
+--   store:renew(owner, ttl) -> true | nil, err: owner's lease lives ttl s more.
+--   store:is_dead(owner) -> true (its lease lapsed) | false | nil (no lease).
 -- @module ksms.outbox.store
 -- @alias _M
 
