@@ -44,7 +44,9 @@ WARNFLAGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wn
 ALL_CFLAGS = -std=gnu11 -fPIC -fvisibility=hidden $(OPTFLAGS) $(WARNFLAGS) \
              $(shell pkg-config --cflags $(LUA_PC) $(PKGS)) $(CFLAGS)
 ALL_LDFLAGS = -shared $(LDFLAGS)
-LIBS      = $(shell pkg-config --libs $(PKGS))
+# hiredis (the RESP reader, resp.c): through pkg-config when it has a .pc.
+HIREDIS_LIBS := $(shell pkg-config --libs hiredis 2>/dev/null || echo -lhiredis)
+LIBS      = $(shell pkg-config --libs $(PKGS)) $(HIREDIS_LIBS)
 
 SRCS := $(wildcard csrc/*.c)
 OBJS := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))

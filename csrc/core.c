@@ -250,6 +250,7 @@ KSMS_EXPORT int luaopen_ksms_core(lua_State *L) {
   json_open(L);
   http_open(L);
   tcp_open(L);
+  resp_open(L);
 
   lua_settop(L, 1);
   return 1;

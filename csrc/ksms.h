@@ -167,6 +167,7 @@ void frame_open(lua_State *L);
 void json_open(lua_State *L);
 void http_open(lua_State *L);
 void tcp_open(lua_State *L);
+void resp_open(lua_State *L);
 
 /* zlib.c, used by frame.c: deflate/inflate into a buffer with the state's
  * reused streams. They return NULL on success or a static error code and

@@ -9,6 +9,8 @@ lua-socket lua-sec lua-expat lua-zlib luarocks valgrind libc-bin binutils
 nginx-light libnginx-mod-http-lua curl clang libclang-rt-14-dev"
 # make docs (the LDoc API reference)
 PKGS="$PKGS lua-ldoc lua-dbi-sqlite3"
+# the Redis client (hiredis reader) and the real Redis server the specs start
+PKGS="$PKGS redis-server libhiredis-dev"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
