@@ -9,6 +9,7 @@ local worker = require "ksms.outbox.worker"
 local socket = require "socket"
 local fake_control = require "fake_control"
 local stores = require "outbox_stores"
+local redis_control = require "redis_control"
 
 local KEY = "test-senders-key"
 
@@ -16,12 +17,33 @@ local function msg(text)
   return { to = "01012345678", from = "0212345678", text = text or "hello" }
 end
 
+local function helper_wait(pred)
+  local deadline = socket.gettime() + 5
+  while not pred() do
+    if socket.gettime() > deadline then return false end
+    socket.sleep(0.02)
+  end
+  return true
+end
+
+-- kill -9, and down once its port refuses (the process may stay a zombie a
+-- while: its port is what the store sees).
+local function down(srv)
+  srv:kill("KILL")
+  assert(helper_wait(function()
+    local c = socket.tcp()
+    c:settimeout(0.2)
+    local ok = c:connect("127.0.0.1", srv.port)
+    c:close()
+    return not ok
+  end))
+end
+
 local describe_redis = stores.has_redis and describe or pending
 
 describe_redis("ksms.outbox on Redis", function()
   local fake, client
   setup(function()
-    stores.redis_client()
     fake = fake_control.start("senders")
     client = ksms.client("senders", { api_key = KEY, base_url = fake.base_url })
   end)
@@ -101,10 +123,10 @@ describe_redis("ksms.outbox on Redis", function()
   end)
 
   it("returns nil, err while Redis is down, never raises, and loses nothing accepted (AOF)", function()
-    local srv = stores.start_redis { aof = true }
+    local srv = redis_control.start { aof = true }
     local ob = assert(outbox.open { store = srv.url, namespace = "down", clients = { senders = client } })
     assert(ob:enqueue(msg("before"), { key = "before" }))
-    srv.stop()
+    down(srv)
     local rec, err = ob:enqueue(msg("during"), { key = "during" })
     assert.is_nil(rec)
     assert.equal("store", err.category)
@@ -119,13 +141,14 @@ describe_redis("ksms.outbox on Redis", function()
     local first, lerr = it()
     assert.is_nil(first); assert.equal("store", lerr.category)
     -- the same server again, from its append-only file: the store reconnects
-    local again = stores.start_redis { aof = true, port = srv.port, dir = srv.dir }
+    local again = redis_control.start { aof = true, port = srv.port, dir = srv.dir }
     assert.equal("queued", ob:status("before").state)
     assert.is_nil(ob:status("during"))
     assert(ob:enqueue(msg("after"), { key = "after" }))
     assert.equal(2, assert(ob:run { until_idle = true }).sent)
     ob:close()
-    again.stop()
+    down(again)
+    again.stopped = true -- killed: nothing left to stop but its directory
     os.execute("rm -rf " .. srv.dir)
   end)
 

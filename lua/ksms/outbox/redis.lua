@@ -254,10 +254,10 @@ local function closed()
 end
 
 -- A client error as the store's: a server's answer stays what it is
--- (category "server"); a connection that failed is a retryable store
+-- (category "server", or "auth" for a wrong password); a connection that failed is a retryable store
 -- error, and the connection is dropped so the next call dials again.
 local function failed(self, err)
-  if type(err) == "table" and err.category == "server" then return nil, err end
+  if type(err) == "table" and (err.category == "server" or err.category == "auth") then return nil, err end
   if self.conn then pcall(self.conn.close, self.conn) end
   self.conn = nil
   local why = type(err) == "table" and err.message or tostring(err)
@@ -310,11 +310,15 @@ function _M.open(rest, options)
     misuse("ksms.outbox: a Redis store is \"redis://HOST:PORT/DB\"")
   end
   local url, query = match(rest, "^([^?]*)%??(.*)$")
+  local lib = client_lib()
+  if lib and type(lib.parse_url) == "function" then
+    local parts, why = lib.parse_url("redis:" .. url)
+    if not parts then misuse("ksms.outbox: a Redis store is \"redis://HOST:PORT/DB\": " .. tostring(why)) end
+  end
   local ns = match(query, "^namespace=([^&]+)$") or options.namespace or _M.DEFAULT_NAMESPACE
   if type(ns) ~= "string" or ns == "" or find(ns, "[%z%s]") then
     misuse("ksms.outbox: namespace must be a non-empty string without spaces or NUL")
   end
-  local lib = client_lib()
   if not lib then
     return nil, store.error("no_driver", "the Redis store needs ksms.redis (the ksms Redis client), which is not installed")
   end
