@@ -162,3 +162,123 @@ describe_redis("ksms.outbox on Redis", function()
     assert.equal("not_an_outbox", err.code)
   end)
 end)
+
+-- Worker processes (spec/outbox_worker.lua) on one Redis outbox: killed
+-- with kill -9, and paused (SIGSTOP) past its lease then resumed.
+describe_redis("ksms.outbox on Redis, with worker processes", function()
+  local H = require "helper"
+  local LUA = os.getenv("KSMS_TEST_LUA") or "lua5.4"
+  local here = (debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or ".") .. "/"
+  local WORKER = here .. "outbox_worker.lua"
+  local SEND_PATH = "/APIV2/sms_send"
+  local fake, client, dir
+
+  local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+  local function alive(pid)
+    local f = io.open("/proc/" .. pid .. "/stat")
+    local s = f and f:read("*a") or ""
+    if f then f:close() end
+    local state = s:match("^%d+ %b() (%a)")
+    return state ~= nil and state ~= "Z" and state ~= "X"
+  end
+
+  -- The spec process is the worker's parent (exec all the way), so closing
+  -- the pipe reaps it.
+  local function spawn(name, args)
+    local pipe = assert(io.popen(("echo PID $$; exec %s %s %s >%s/%s.out 2>%s/%s.err"):format(
+      LUA, q(WORKER), args, dir, name, dir, name), "r"))
+    local pid = tonumber((pipe:read("*l") or ""):match("^PID (%d+)$"))
+    return { pid = pid, pipe = pipe }
+  end
+
+  local function reap(w)
+    H.wait_until("worker " .. w.pid .. " to exit", 15, function() return not alive(w.pid) end)
+    w.pipe:close()
+  end
+
+  local function seen()
+    local n = {}
+    for _, r in ipairs(fake:requests(SEND_PATH)) do
+      local _, v = H.form_of(r)
+      local key = (v.msg or ""):match("^ksms outbox key (%S+)")
+      if key then n[key] = (n[key] or 0) + 1 end
+    end
+    return n
+  end
+
+  local function fill(ob, n)
+    local list = {}
+    for i = 1, n do
+      list[i] = { { to = "01012345678", from = "0212345678", text = "ksms outbox key p" .. i }, { key = "p" .. i } }
+    end
+    assert(ob:enqueue_many(list))
+  end
+
+  local function sent_count()
+    local c = 0
+    for _ in pairs(seen()) do c = c + 1 end
+    return c
+  end
+
+  setup(function()
+    fake = fake_control.start("senders", { balance = 10000000 })
+    client = ksms.client("senders", { api_key = KEY, base_url = fake.base_url, timeout = 10 })
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(H.exec_ok("mkdir -p " .. q(dir)))
+  end)
+  teardown(function()
+    client:close()
+    fake:stop()
+    if dir:match("^/tmp/") and not os.getenv("KEEP") then os.execute("rm -rf " .. q(dir)) end
+  end)
+  before_each(function()
+    fake:reset()
+    fake:script { path = SEND_PATH, latency_ms = 25 }
+  end)
+
+  local function check_final(ob, n, max_unknown)
+    local c = ob:counts()
+    assert.equal(0, c.queued + c.sending)
+    assert.equal(n, c.sent + c.maybe_sent)
+    assert.is_true(c.maybe_sent <= max_unknown, "maybe_sent " .. c.maybe_sent)
+    for key, times in pairs(seen()) do assert.equal(1, times, key .. " written twice") end
+    for rec in ob:list { state = "sent" } do assert.equal(1, seen()[rec.key] or 0, rec.key) end
+  end
+
+  it("a worker killed with kill -9: at most its concurrency unknown, the rest sent once", function()
+    local u = stores.redis().url .. "?namespace=kill9"
+    local ob = assert(outbox.open { store = u, clients = { senders = client } })
+    fill(ob, 120)
+    local w = spawn("kill9", "run " .. q(u) .. " " .. q(fake.base_url) .. " 4")
+    H.wait_until("a few sends", 10, function() return sent_count() >= 20 end)
+    os.execute("kill -9 " .. w.pid)
+    reap(w)
+    local before = ob:counts()
+    assert.is_true(before.sending <= 4)
+    assert(ob:run { until_idle = true, concurrency = 4 }) -- recovers (its pid is dead), sends the rest
+    check_final(ob, 120, 4)
+    ob:close()
+  end)
+
+  it("a worker paused past its lease loses its records and, resumed, sends none of them", function()
+    local u = stores.redis().url .. "?namespace=paused"
+    local ob = assert(outbox.open { store = u, clients = { senders = client } })
+    fill(ob, 120)
+    local w = spawn("paused", "run " .. q(u) .. " " .. q(fake.base_url) .. " 4 512 0.6")
+    H.wait_until("a few sends", 10, function() return sent_count() >= 20 end)
+    os.execute("kill -STOP " .. w.pid)
+    local owner = ob.store:owners()[1]
+    assert.is_string(owner)
+    assert.is_false(worker.is_dead(owner, nil, ob.store)) -- its lease still lives
+    socket.sleep(0.8)
+    assert.is_true(worker.is_dead(owner, nil, ob.store)) -- alive by pid, dead by lease
+    local sum = assert(ob:run { until_idle = true, concurrency = 4 })
+    assert.is_true(sum.maybe_sent <= 4)
+    os.execute("kill -CONT " .. w.pid)
+    reap(w)
+    check_final(ob, 120, 4)
+    ob:close()
+  end)
+end)

@@ -38,7 +38,7 @@ local misuse = errors.misuse
 
 local type, pairs, ipairs, pcall, error, tostring, tonumber = type, pairs, ipairs, pcall, error, tostring, tonumber
 local format, floor, max, sort = string.format, math.floor, math.max, table.sort
-local os_time = os.time
+local monotonic = core.monotonic
 local sleep, getpid, pid_alive, hostname = core.sleep, core.getpid, core.pid_alive, core.hostname
 
 local _M = { _VERSION = "0.2.0" }
@@ -104,7 +104,7 @@ _M.LEASE_TTL = 30
 function _M.renew(ob, force)
   local st = ob.store
   if type(st.renew) ~= "function" then return true end
-  local t = os_time()
+  local t = monotonic()
   local ttl = ob.lease_ttl or _M.LEASE_TTL
   if not force and ob.lease_at and t - ob.lease_at < ttl / 3 then return true end
   local ok, err = st:renew(ob.owner, ttl)
@@ -168,6 +168,7 @@ local function round(ob, client, claimed, o, summary)
   local function on_outcome(i, out)
     local r = recs[i]
     if type(out) ~= "table" then return end
+    note(_M.renew(ob))
     local ok
     if out.ok then
       local fields = { provider_id = id_text(out.id) or false, code = code_of(out.code) or false, error = false }
