@@ -33,6 +33,8 @@ external_dependencies = {
   -- Debian keeps curl/curl.h under the multiarch include directory, which
   -- the compiler searches but a header check would not: look for the library.
   CURL = { library = "curl" },
+  -- hiredis's RESP reader (csrc/resp.c; Debian: libhiredis-dev)
+  HIREDIS = { header = "hiredis/read.h" },
 }
 build = {
   type = "builtin",
@@ -42,14 +44,16 @@ build = {
       sources = {
         "csrc/base64.c", "csrc/buffer.c", "csrc/core.c", "csrc/error.c",
         "csrc/frame.c", "csrc/hex.c", "csrc/http.c", "csrc/json.c", "csrc/text.c",
-        "csrc/aes.c", "csrc/zlib.c", "csrc/tcp.c",
+        "csrc/aes.c", "csrc/zlib.c", "csrc/tcp.c", "csrc/resp.c",
       },
-      incdirs = { "csrc", "$(ZLIB_INCDIR)", "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)" },
-      libdirs = { "$(ZLIB_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)" },
-      libraries = { "z", "crypto", "curl" },
+      incdirs = { "csrc", "$(ZLIB_INCDIR)", "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)", "$(HIREDIS_INCDIR)" },
+      libdirs = { "$(ZLIB_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)", "$(HIREDIS_LIBDIR)" },
+      libraries = { "z", "crypto", "curl", "hiredis" },
     },
     ["ksms"] = "lua/ksms/init.lua",
     ["ksms.errors"] = "lua/ksms/errors.lua",
+    -- the Redis client over the core's RESP codec (docs/redis.md)
+    ["ksms.redis"] = "lua/ksms/redis.lua",
     ["ksms.events"] = "lua/ksms/events.lua",
     ["ksms.metrics"] = "lua/ksms/metrics.lua",
     ["ksms.codes"] = "lua/ksms/codes.lua",

@@ -38,6 +38,7 @@ typedef struct resp_reader {
   size_t max_bytes;   /* limit on buffered input, and on one reply's tree */
   size_t tree_bytes;  /* what the reply being built holds */
   int over;           /* a callback refused an object over max_bytes */
+  int bad_bulk;       /* a bulk string not followed by CRLF */
   int newline;        /* a '\n' arrived since hiredis last needed more */
   const char *fail_code;
   char fail_msg[160];
@@ -85,6 +86,13 @@ static resp_node *resp_node_new(const redisReadTask *task, int type, size_t extr
 
 static void *resp_create_string(const redisReadTask *task, char *s, size_t len) {
   resp_reader *d = task->privdata;
+  /* hiredis counts a bulk string's bytes and skips the two after it
+   * unread; they are in its buffer, so we check they are CRLF. (Every
+   * item then ends with '\n', which next() relies on.) */
+  if (task->type == REDIS_REPLY_STRING && (s[len] != '\r' || s[len + 1] != '\n')) {
+    d->bad_bulk = 1;
+    return NULL;
+  }
   if (len >= d->max_bytes) {
     d->over = 1;
     return NULL;
@@ -260,11 +268,14 @@ static int resp_reader_next(lua_State *L) {
   if (!d->r) return luaL_error(L, "resp reader: used after close");
   /* Every RESP item ends with CRLF: without a new '\n' nothing more can
    * be whole, and skipping the call keeps a long line fed in small
-   * pieces from being rescanned each time (linear, not quadratic). */
+   * pieces from being rescanned each time (linear, not quadratic). So a
+   * malformed stream is reported once a '\n' arrives, not before. */
   if (!d->newline) return 0;
   void *reply = NULL;
   if (redisReaderGetReply(d->r, &reply) != REDIS_OK) {
     if (d->over) return resp_fail(L, d, "too_large", "reply over max_bytes (%s)", "tree");
+    if (d->bad_bulk)
+      return resp_fail(L, d, "bad_reply", "not a Redis reply: %s", "bulk string not ended by CRLF");
     return resp_fail(L, d, "bad_reply", "not a Redis reply: %s", d->r->errstr);
   }
   if (!reply) {

@@ -166,6 +166,19 @@ do -- fuzz_inflate: [max_out u16 le] zlib bytes
   put("\255\255" .. core.deflate(rep("a", 5000), 9)) -- a small bomb
 end
 
+do -- fuzz_resp: [max_bytes][split seed][mode] stream, or (mode odd) length-prefixed arguments
+  local put = writer(OUT .. "/resp")
+  local replies = table.concat { "+OK\r\n", ":42\r\n", "$5\r\nhello\r\n", "$-1\r\n", "-ERR bad\r\n",
+    "*-1\r\n", "*0\r\n", "*3\r\n$3\r\nfoo\r\n:1\r\n*2\r\n$-1\r\n-WRONGTYPE x\r\n" }
+  put("\128\7\0" .. replies)
+  put("\16\3\0" .. replies)
+  put("\128\1\0" .. string.rep("*1\r\n", 9) .. ":1\r\n")
+  put("\4\5\0" .. "$99999999999\r\nabc")
+  put("\2\5\0" .. "*2147483647\r\n" .. string.rep(":1\r\n", 20))
+  put("\128\9\1" .. str8("SET") .. str8("key") .. str8("va\r\nlue\0"))
+  put("\128\9\1" .. str8("EVALSHA") .. str8(string.rep("a", 40)) .. str8("1") .. str8("") .. str8("\255"))
+end
+
 do -- fuzz_base64, fuzz_hex
   local b64, hex = writer(OUT .. "/base64"), writer(OUT .. "/hex")
   for _, v in ipairs(frames) do

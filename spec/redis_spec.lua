@@ -204,7 +204,11 @@ for _, sock in ipairs { "core", "luasocket" } do
       assert.is_true(err.maybe_sent)
       assert.is_true(socket.gettime() - t < 3)
       assert.is_true(c:closed())
-      -- and connecting again while it is down is a clear error
+      -- and connecting again while it is down is a clear error (once the
+      -- kernel has closed its listening socket too)
+      require("helper").wait_until("the server's port to close", 3, function()
+        return srv:command("PING") == nil
+      end, 0.05)
       local c2, err2 = redis.connect { url = srv.url, socket = sock, connect_timeout = 1 }
       assert.is_nil(c2)
       assert.is_true(errors.is(err2, "network"))

@@ -137,7 +137,8 @@ describe("core.resp_reader", function()
   end)
 
   it("refuses garbage with a protocol error, and stays failed", function()
-    for _, wire in ipairs { "?\r\n", "hello\r\n", "\0\0\0\r\n", "*1\r\n!x\r\n", ":1\r\n\255\r\n" } do
+    for _, wire in ipairs { "?\r\n", "hello\r\n", "\0\0\0\r\n", "*1\r\n!x\r\n", ":1\r\n\255\r\n",
+                          "$1\r\nabc\r\n", "*2\r\n$2\r\nab*1\r\n" } do
       local r = core.resp_reader()
       r:feed(wire)
       local v, err = r:next()

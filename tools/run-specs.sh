@@ -16,7 +16,7 @@ SUBSET="aes base64 frame json text zlib core_module errors rules
 oneshot_codec oneshot_message oneshot_protocol http
 senders ppurio messageme cafe24 client_boundary
 oneshot_session oneshot_client events metrics logger cli cli_json
-send_many_stream outbox"
+send_many_stream outbox resp redis"
 SUBSET_OUT="keeps memory flat on a large file"
 SUBSET_OUT2="a run killed mid%-send resumes"
 SUBSET_OUT3="Ctrl%-C %(SIGINT%) mid%-send"
