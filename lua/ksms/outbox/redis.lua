@@ -34,6 +34,7 @@ local sort = table.sort
 local format, find, match, floor = string.format, string.find, string.match, math.floor
 local misuse = errors.misuse
 local os_time = os.time
+local _G = _G
 
 local _M = { _VERSION = "0.2.0", PAGE = 256, DEFAULT_NAMESPACE = "ksms:outbox" }
 
@@ -264,21 +265,46 @@ local function failed(self, err)
   return nil, store.error("unavailable", "the Redis outbox store is unreachable: " .. errors.bound(tostring(why), 200), true)
 end
 
+-- The nginx phases where a cosocket may be used (not init, init_worker,
+-- log, header_filter, body_filter).
+local COSOCKET_PHASES = { rewrite = true, server_rewrite = true, access = true, content = true,
+  timer = true, ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true }
+
+-- The socket for the next connection: the option, else a cosocket inside
+-- an nginx request or timer (never blocking the worker), else the core's.
+local function socket_kind(self)
+  if self.socket then return self.socket end
+  local ngx = _G.ngx
+  if type(ngx) == "table" and type(ngx.get_phase) == "function" and COSOCKET_PHASES[ngx.get_phase()] then
+    return "cosocket"
+  end
+  return "core"
+end
+
 local function connection(self)
   if self.closed then return closed() end
   if self.conn then return self.conn end
+  local kind = socket_kind(self)
   local ok, conn, err = pcall(self.lib.connect, { url = self.url, connect_timeout = self.connect_timeout,
-    read_timeout = self.read_timeout })
+    read_timeout = self.read_timeout, socket = kind })
   if not ok then return failed(self, conn) end
   if not conn then return failed(self, err) end
-  self.conn = conn
+  self.socket_used = kind
+  -- A cosocket belongs to the request (or timer) that made it: it serves
+  -- one store call and is closed after it.
+  if kind ~= "cosocket" then self.conn = conn end
   return conn
+end
+
+local function done(self, conn)
+  if conn ~= self.conn then pcall(conn.close, conn) end
 end
 
 local function eval(self, script, args)
   local conn, err = connection(self)
   if not conn then return nil, err end
   local res, eerr = conn:eval(script, {}, args)
+  done(self, conn)
   if res == nil and eerr ~= nil then return failed(self, eerr) end
   return res
 end
@@ -287,6 +313,7 @@ local function call(self, ...)
   local conn, err = connection(self)
   if not conn then return nil, err end
   local res, cerr = conn:call(...)
+  done(self, conn)
   if res == nil and cerr ~= nil then return failed(self, cerr) end
   return res
 end
@@ -302,7 +329,9 @@ end
 -- @tparam string rest what follows "redis:" in the spec: "//HOST:PORT/DB",
 -- optionally "?namespace=NAME"
 -- @tparam table options namespace (default "ksms:outbox"), now,
--- connect_timeout and read_timeout (seconds, default 2 and 5)
+-- connect_timeout and read_timeout (seconds, default 2 and 5), socket
+-- ("core", "luasocket" or "cosocket"; default: a cosocket inside an nginx
+-- request or timer, the core's TCP client elsewhere)
 -- @return a store, or nil, err
 function _M.open(rest, options)
   options = options or {}
@@ -323,7 +352,8 @@ function _M.open(rest, options)
     return nil, store.error("no_driver", "the Redis store needs ksms.redis (the ksms Redis client), which is not installed")
   end
   local self = setmetatable({ lib = lib, url = "redis:" .. url, ns = ns, now = options.now or os_time,
-    connect_timeout = options.connect_timeout or 2, read_timeout = options.read_timeout or 5 }, Store)
+    connect_timeout = options.connect_timeout or 2, read_timeout = options.read_timeout or 5,
+    socket = options.socket }, Store)
   local meta, err = eval(self, INIT, { ns })
   if not meta then return nil, err end
   if meta[1] ~= "ksms.outbox" then
