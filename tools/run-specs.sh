@@ -30,8 +30,10 @@ SUBSET_OUT3="Ctrl%-C %(SIGINT%) mid%-send"
 # more there. The outbox worker and tracking specs go too: they are Lua
 # logic over SQLite and the fakes, waiting on latency; the C they reach
 # (request_many's streaming callbacks) is under the sanitizers through
-# send_many_stream and http. The ordinary passes run them.
-NOT_SANITIZED="nginx_oneshot nginx_metrics install outbox_faults outbox_worker outbox_track"
+# send_many_stream and http. The ordinary passes run them. So does the
+# Redis store's own spec (worker processes, nginx, Redis killed): the C it
+# reaches, the RESP codec, is under the sanitizers through resp and redis.
+NOT_SANITIZED="nginx_oneshot nginx_metrics install outbox_faults outbox_worker outbox_track outbox_redis"
 
 # The nginx specs whose every ksms line runs inside nginx, which loads
 # build/luajit whatever the spec's interpreter: the LuaJIT pass runs them,
