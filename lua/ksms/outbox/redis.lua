@@ -220,8 +220,11 @@ for _, k in ipairs(redis.call('SMEMBERS', ns .. ':own:' .. owner)) do
     maybe = maybe + 1
   end
 end
-if redis.call('SCARD', ns .. ':own:' .. owner) == 0 and redis.call('EXISTS', ns .. ':lease:' .. owner) == 0 then
+-- An owner holding nothing leaves the lease sets (a live worker takes its
+-- lease again before it claims).
+if redis.call('SCARD', ns .. ':own:' .. owner) == 0 then
   redis.call('SREM', ns .. ':leased', owner)
+  redis.call('DEL', ns .. ':lease:' .. owner)
 end
 return { maybe, released }
 ]]
@@ -300,12 +303,23 @@ local function done(self, conn)
   if conn ~= self.conn then pcall(conn.close, conn) end
 end
 
+-- A script's answer; every script here answers a list or a number, so
+-- anything else (runtime input) is an error, not a raise further on.
 local function eval(self, script, args)
   local conn, err = connection(self)
   if not conn then return nil, err end
   local res, eerr = conn:eval(script, {}, args)
   done(self, conn)
   if res == nil and eerr ~= nil then return failed(self, eerr) end
+  if type(res) ~= "table" and type(res) ~= "number" then
+    return nil, store.error("io", "the Redis store answered a script with " .. type(res))
+  end
+  return res
+end
+
+local function list_of(res, err)
+  if res == nil then return nil, err end
+  if type(res) ~= "table" then return nil, store.error("io", "the Redis store answered a number for a list") end
   return res
 end
 
@@ -339,6 +353,10 @@ function _M.open(rest, options)
     misuse("ksms.outbox: a Redis store is \"redis://HOST:PORT/DB\"")
   end
   local url, query = match(rest, "^([^?]*)%??(.*)$")
+  local sock = options.socket
+  if sock ~= nil and sock ~= "core" and sock ~= "luasocket" and sock ~= "cosocket" then
+    misuse("ksms.outbox: socket must be \"core\", \"luasocket\" or \"cosocket\"")
+  end
   local lib = client_lib()
   if lib and type(lib.parse_url) == "function" then
     local parts, why = lib.parse_url("redis:" .. url)
@@ -354,7 +372,7 @@ function _M.open(rest, options)
   local self = setmetatable({ lib = lib, url = "redis:" .. url, ns = ns, now = options.now or os_time,
     connect_timeout = options.connect_timeout or 2, read_timeout = options.read_timeout or 5,
     socket = options.socket }, Store)
-  local meta, err = eval(self, INIT, { ns })
+  local meta, err = list_of(eval(self, INIT, { ns }))
   if not meta then return nil, err end
   if meta[1] ~= "ksms.outbox" then
     return nil, store.error("not_an_outbox", "the Redis namespace " .. ns .. " holds something else than an outbox")
@@ -375,7 +393,7 @@ function Store:insert(rows)
     args[#args + 1] = r.message
     args[#args + 1] = r.expires_at and num(r.expires_at) or ""
   end
-  local res, err = eval(self, INSERT, args)
+  local res, err = list_of(eval(self, INSERT, args))
   if not res then return nil, err end
   local out = {}
   for i = 1, #rows do
@@ -437,7 +455,7 @@ function Store:iterate(q)
         return r
       end
       if done then return nil end
-      local res, err = eval(self, PAGE, { self.ns, zset, num(since), tostring(_M.PAGE), q.client or "" })
+      local res, err = list_of(eval(self, PAGE, { self.ns, zset, num(since), tostring(_M.PAGE), q.client or "" }))
       if not res then done = true; return nil, err end
       local last = tonumber(res[1])
       if not last or last <= since then done = true end
@@ -453,7 +471,7 @@ function Store:counts()
   if self.closed then return closed() end
   local args = { self.ns }
   for _, s in ipairs(states.names) do args[#args + 1] = s end
-  local res, err = eval(self, COUNTS, args)
+  local res, err = list_of(eval(self, COUNTS, args))
   if not res then return nil, err end
   local n = {}
   for i, s in ipairs(states.names) do n[s] = tonumber(res[i]) or 0 end
@@ -491,7 +509,7 @@ end
 --- See ksms.outbox.store.
 function Store:claim(client, owner, limit, now)
   if self.closed then return closed() end
-  local res, err = eval(self, CLAIM, { self.ns, client, owner, tostring(limit), num(now), store.EXPIRED_ERROR })
+  local res, err = list_of(eval(self, CLAIM, { self.ns, client, owner, tostring(limit), num(now), store.EXPIRED_ERROR }))
   if not res then return nil, err end
   local got = {}
   for i = 2, #res do got[#got + 1] = record_of(res[i]) end
@@ -500,8 +518,8 @@ end
 
 local function recover(self, owner, mode)
   if self.closed then return closed() end
-  local res, err = eval(self, RECOVER, { self.ns, owner, mode, num(self.now()), store.RECOVERED_CODE,
-    store.RECOVERED_ERROR })
+  local res, err = list_of(eval(self, RECOVER, { self.ns, owner, mode, num(self.now()), store.RECOVERED_CODE,
+    store.RECOVERED_ERROR }))
   if not res then return nil, err end
   return { maybe_sent = tonumber(res[1]) or 0, released = tonumber(res[2]) or 0 }
 end
@@ -521,7 +539,7 @@ end
 --- See ksms.outbox.store.
 function Store:owners()
   if self.closed then return closed() end
-  local res, err = call(self, "SMEMBERS", self.ns .. ":owners")
+  local res, err = list_of(call(self, "SMEMBERS", self.ns .. ":owners"))
   if res == nil then return nil, err end
   local out = {}
   for _, o in ipairs(res) do if type(o) == "string" then out[#out + 1] = o end end
