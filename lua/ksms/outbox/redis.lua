@@ -85,10 +85,12 @@ end
 local COMMON = [[
 local ns = ARGV[1]
 local function rk(k) return ns .. ':r:' .. k end
+-- (fields another writer damaged must not stop a script halfway)
+local function sc(seq) return tonumber(seq) or 0 end
 local function set_state(k, seq, from, to)
   if from ~= to then
     redis.call('ZREM', ns .. ':st:' .. from, k)
-    redis.call('ZADD', ns .. ':st:' .. to, seq, k)
+    redis.call('ZADD', ns .. ':st:' .. to, sc(seq), k)
     redis.call('HSET', rk(k), 'state', to)
   end
 end
@@ -131,7 +133,7 @@ return out
 local UPDATE = COMMON .. [[
 local k, to, want, now, nfrom = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local h = redis.call('HMGET', rk(k), 'state', 'owner', 'seq', 'client', 'provider_id')
-local st, owner, seq, client, pid = h[1], h[2], h[3], h[4], h[5]
+local st, owner, seq, client, pid = h[1], h[2], h[3], h[4] or '', h[5]
 if not st then return 0 end
 local ok = false
 for i = 1, nfrom do if ARGV[6 + i] == st then ok = true end end
@@ -164,7 +166,7 @@ if owner ~= newowner then
 end
 set_state(k, seq, st, to)
 if to == 'queued' and not newowner then
-  redis.call('ZADD', ns .. ':q:' .. client, seq, k)
+  redis.call('ZADD', ns .. ':q:' .. client, sc(seq), k)
 else
   redis.call('ZREM', ns .. ':q:' .. client, k)
 end
@@ -182,7 +184,7 @@ for _, k in ipairs(keys) do
   redis.call('ZREM', q, k)
   local h = redis.call('HMGET', rk(k), 'state', 'owner', 'expires_at', 'seq')
   if h[1] == 'queued' and not h[2] then
-    if h[3] and tonumber(h[3]) <= now then
+    if tonumber(h[3]) and tonumber(h[3]) <= now then
       set_state(k, h[4], 'queued', 'expired')
       redis.call('HSET', rk(k), 'code', 'expired', 'error', experr, 'updated_at', ARGV[5])
       redis.call('HDEL', rk(k), 'code_t')
@@ -209,7 +211,7 @@ for _, k in ipairs(redis.call('SMEMBERS', ns .. ':own:' .. owner)) do
   elseif h[1] == 'queued' then
     redis.call('HDEL', rk(k), 'owner')
     redis.call('HSET', rk(k), 'updated_at', now)
-    redis.call('ZADD', ns .. ':q:' .. h[4], h[3], k)
+    redis.call('ZADD', ns .. ':q:' .. (h[4] or ''), sc(h[3]), k)
     drop_owner(k, owner)
     released = released + 1
   elseif h[1] == 'sending' and mode == 'recover' then
