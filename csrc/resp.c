@@ -271,6 +271,12 @@ static int resp_reader_next(lua_State *L) {
    * pieces from being rescanned each time (linear, not quadratic). So a
    * malformed stream is reported once a '\n' arrives, not before. */
   if (!d->newline) return 0;
+  /* The box comes first: once hiredis hands a tree over, nothing may
+   * raise before something owns it. A memory error while it becomes Lua
+   * values leaves it to the box's __gc. */
+  resp_node **box = lua_newuserdata(L, sizeof *box);
+  *box = NULL;
+  luaL_setmetatable(L, RESP_BOX_MT);
   void *reply = NULL;
   if (redisReaderGetReply(d->r, &reply) != REDIS_OK) {
     if (d->over) return resp_fail(L, d, "too_large", "reply over max_bytes (%s)", "tree");
@@ -283,11 +289,7 @@ static int resp_reader_next(lua_State *L) {
     return 0;
   }
   d->tree_bytes = 0;
-  /* The tree is parked in the userdata's user value while it becomes Lua
-   * values: a memory error there leaves it to the box's __gc. */
-  resp_node **box = lua_newuserdata(L, sizeof *box);
   *box = reply;
-  luaL_setmetatable(L, RESP_BOX_MT);
   resp_push_node(L, reply);
   resp_node_free(reply);
   *box = NULL;

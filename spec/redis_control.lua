@@ -48,8 +48,15 @@ function Server:command(...)
   return line, rerr
 end
 
+-- Running (a zombie is not: the server's parent shell is gone, and
+-- whoever adopts it may reap it late).
 function Server:alive()
-  return helper.exec_ok("kill -0 " .. self.pid .. " 2>/dev/null")
+  local f = io.open("/proc/" .. self.pid .. "/stat")
+  if not f then return false end
+  local stat = f:read("*a") or ""
+  f:close()
+  local state = stat:match("^%d+ %b() (%a)")
+  return state ~= nil and state ~= "Z" and state ~= "X"
 end
 
 function Server:kill(sig)

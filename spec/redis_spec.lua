@@ -216,3 +216,93 @@ for _, sock in ipairs { "core", "luasocket" } do
     end)
   end)
 end
+
+-- A hostile "server": a process that accepts one connection, reads the
+-- command, then writes `reply` in pieces of `piece` bytes every `gap`
+-- seconds, and holds the connection for a while.
+local function hostile(reply, piece, gap)
+  local interp = os.getenv("KSMS_TEST_LUA") or "lua5.4"
+  local script = os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write(([[
+local socket = require "socket"
+local srv = assert(socket.bind("127.0.0.1", 0))
+local _, port = srv:getsockname(); print(port); io.stdout:flush()
+srv:settimeout(10)
+local c = srv:accept()
+if not c then return end
+c:settimeout(5)
+c:receive(1)
+local reply, piece, gap = %q, %d, %f
+for i = 1, #reply, piece do
+  if not c:send(reply:sub(i, i + piece - 1)) then break end
+  if gap > 0 then socket.sleep(gap) end
+end
+socket.sleep(1)
+c:close()
+]]):format(reply, piece, gap))
+  f:close()
+  local pipe = assert(io.popen(interp .. " " .. script .. " 2>/dev/null"))
+  local port = tonumber(pipe:read("*l"))
+  return port, function() pipe:close(); os.remove(script) end
+end
+
+for _, sock in ipairs { "core", "luasocket" } do
+  describe("ksms.redis over " .. sock .. " against a hostile server", function()
+    it("bytes that are not RESP: a protocol error, the connection closed", function()
+      local port, done = hostile("HTTP/1.1 200 OK\r\n\r\n", 100, 0)
+      local c = assert(redis.connect { url = "redis://127.0.0.1:" .. port, socket = sock })
+      local v, err = c:call("PING")
+      assert.is_nil(v)
+      assert.is_true(errors.is(err, "protocol"), tostring(err))
+      assert.equal("bad_reply", err.code)
+      assert.is_true(c:closed())
+      c:close()
+      done()
+    end)
+
+    it("a huge announced bulk string: too_large at max_bytes, not memory", function()
+      local port, done = hostile("$99999999999\r\n" .. string.rep("x", 20000), 1000, 0)
+      local c = assert(redis.connect { url = "redis://127.0.0.1:" .. port, socket = sock, max_bytes = 4096 })
+      local v, err = c:call("GET", "k")
+      assert.is_nil(v)
+      assert.is_true(errors.is(err, "protocol"), tostring(err))
+      assert.equal("too_large", err.code)
+      done()
+    end)
+
+    it("a server trickling bytes: the call ends at read_timeout", function()
+      local port, done = hostile("+" .. string.rep("a", 30), 1, 0.05)
+      local c = assert(redis.connect { url = "redis://127.0.0.1:" .. port, socket = sock, read_timeout = 0.5 })
+      local t = socket.gettime()
+      local v, err = c:call("PING")
+      assert.is_nil(v)
+      assert.is_true(errors.is(err, "timeout"), tostring(err))
+      assert.is_true(err.maybe_sent)
+      local took = socket.gettime() - t
+      assert.is_true(took >= 0.4 and took < 1.5, ("took %.2fs"):format(took))
+      done()
+    end)
+  end)
+end
+
+describe("redis_control", function()
+  teardown(function() rc.stop_all() end)
+
+  it("restarts a killed server on its directory: with AOF nothing acknowledged is lost", function()
+    local srv = rc.start { aof = true }
+    local c = assert(redis.connect { url = srv.url })
+    for i = 1, 100 do assert.equal("OK", c:call("SET", "aof" .. i, i)) end
+    c:close()
+    srv:kill("KILL")
+    require("helper").wait_until("the server to die", 3, function() return srv:command("PING") == nil end, 0.05)
+    srv:stop(true) -- keeps the directory
+    local again = rc.start { aof = true, dir = srv.dir, port = srv.port }
+    c = assert(redis.connect { url = again.url })
+    assert.equal("100", c:call("GET", "aof100"))
+    assert.equal(100, #c:call("KEYS", "aof*"))
+    c:close()
+    again:stop()
+    os.execute("rm -rf '" .. srv.dir .. "'")
+  end)
+end)

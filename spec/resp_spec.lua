@@ -211,12 +211,15 @@ describe("core.resp_reader", function()
   end)
 
   it("reads a long line fed in small pieces in linear time", function()
+    -- (hiredis alone rescans the line from its start at every piece: this
+    -- check fails, 4x the bytes taking ~16x the time, without resp.c's
+    -- wait for a '\n')
     local function time(n)
       local r = core.resp_reader()
-      local piece = string.rep("a", 16)
+      local piece = string.rep("a", 64)
       local t = os.clock()
       r:feed("+")
-      for _ = 1, n / 16 do
+      for _ = 1, n / 64 do
         r:feed(piece)
         assert.is_nil(r:next())
       end
@@ -226,9 +229,10 @@ describe("core.resp_reader", function()
       r:close()
       return os.clock() - t
     end
-    local t1 = time(1048576)
-    local t4 = time(4194304)
-    assert.is_true(t4 < t1 * 8 + 0.05, ("1 MiB: %.3fs, 4 MiB: %.3fs"):format(t1, t4))
+    time(131072)
+    local t1 = time(131072)
+    local t4 = time(524288)
+    assert.is_true(t4 < t1 * 8 + 0.05, ("128 KiB: %.3fs, 512 KiB: %.3fs"):format(t1, t4))
   end)
 
   it("keeps memory flat over a long stream", function()

@@ -30,7 +30,7 @@ local setmetatable, type, tostring, tonumber, require = setmetatable, type, tost
 local select, pairs = select, pairs
 local concat = table.concat
 local match, find, floor = string.match, string.find, math.floor
-local resp_encode, resp_reader = core.resp_encode, core.resp_reader
+local resp_encode, resp_reader, monotonic = core.resp_encode, core.resp_reader, core.monotonic
 local new_error, misuse, check_options = errors.new, errors.misuse, errors.check_options
 
 local _M = { _VERSION = "0.2.0", null = core.resp_null }
@@ -110,32 +110,35 @@ end
 
 local function is_error(v) return type(v) == "table" and v.err ~= nil and v.n == nil end
 
--- The next count replies, reading as needed.
+-- The reader's protocol error (the server sent what is not RESP, or too
+-- much) as the connection's; the connection is dropped.
+local function protocol_error(self, err)
+  local _, e = net_error(self, "protocol", "read", true)
+  e.category, e.code, e.retryable = "protocol", err.code, false
+  e.message = "redis " .. where(self) .. ": " .. tostring(err.message)
+  return nil, e
+end
+
+-- The next count replies, reading as needed, all within read_timeout of
+-- the call (a server trickling bytes cannot hold a call longer).
 local function read_replies(self, count)
   local out = { n = count }
   local reader, sock = self.reader, self.sock
+  local deadline = monotonic() + self.read_timeout
   local got = 0
   while got < count do
     local reply, err = reader:next()
-    if err then
-      local _, e = net_error(self, nil, "read", true)
-      e.category, e.code, e.retryable = "protocol", err.code, false
-      e.message = "redis " .. where(self) .. ": " .. err.message
-      return nil, e
-    end
+    if err then return protocol_error(self, err) end
     if reply ~= nil then
       got = got + 1
       out[got] = reply
     else
-      local data, rerr = sock:receive(65536, self.read_timeout)
+      local left = deadline - monotonic()
+      if left <= 0 then return net_error(self, "timeout", "read", true) end
+      local data, rerr = sock:receive(65536, left)
       if not data then return net_error(self, rerr, "read", true) end
       local ok, ferr = reader:feed(data)
-      if not ok then
-        local _, e = net_error(self, nil, "read", true)
-        e.category, e.code, e.retryable = "protocol", ferr.code, false
-        e.message = "redis " .. where(self) .. ": " .. ferr.message
-        return nil, e
-      end
+      if not ok then return protocol_error(self, ferr) end
     end
   end
   return out
@@ -253,7 +256,8 @@ end
 --- connect{ url, socket, connect_timeout, read_timeout, password, max_bytes } -> conn or nil, err
 -- url redis://[:password@]host[:port][/db] (default redis://127.0.0.1:6379/0);
 -- socket "core" (default), "luasocket" or "cosocket" (inside nginx);
--- timeouts in seconds (5 each); password (or the URL's) sent with AUTH;
+-- timeouts in seconds (5 each; read_timeout bounds each call's whole
+-- wait for its replies, so a blocking command needs a longer one); password (or the URL's) sent with AUTH;
 -- a db other than 0 selected; max_bytes bounds one reply (64 MiB).
 -- Unreachable: nil, err (category "network", or "timeout"), never a hang
 -- past connect_timeout. A wrong password: category "auth".

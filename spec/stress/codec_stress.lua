@@ -77,6 +77,17 @@ for round = 1, ROUNDS do
   end
   assert(core.frame_decoder():feed("Content-Length:" .. #bomb .. "\r\n" .. bomb:sub(1, -2) .. "x") == nil)
   assert(core.b64decode(core.b64encode(data)) == data)
+  -- the RESP codec: a command read back, then hostile bytes (failed
+  -- readers, a tree over max_bytes, a reader left to __gc half way)
+  local r = core.resp_reader(4096)
+  assert(r:feed(core.resp_encode { "SET", data, round }))
+  local cmd = r:next()
+  assert(cmd.n == 3 and cmd[2] == data and cmd[3] == tostring(round))
+  r:feed("*99999\r\n" .. (":1\r\n"):rep(900))
+  assert(r:next() == nil)
+  r:feed(data .. "\r\n")
+  r:next()
+  if round % 2 == 0 then r:close() end
 end
 
 collectgarbage()
