@@ -364,7 +364,12 @@ function _M.open(rest, options)
     local parts, why = lib.parse_url("redis:" .. url)
     if not parts then misuse("ksms.outbox: a Redis store is \"redis://HOST:PORT/DB\": " .. tostring(why)) end
   end
-  local ns = match(query, "^namespace=([^&]+)$") or options.namespace or _M.DEFAULT_NAMESPACE
+  local in_url = match(query, "^namespace=([^&]+)$")
+  if query ~= "" and not in_url then misuse("ksms.outbox: a Redis store URL takes only ?namespace=NAME") end
+  if in_url and options.namespace and options.namespace ~= in_url then
+    misuse("ksms.outbox: the URL's namespace and the namespace option differ")
+  end
+  local ns = in_url or options.namespace or _M.DEFAULT_NAMESPACE
   if type(ns) ~= "string" or ns == "" or find(ns, "[%z%s]") then
     misuse("ksms.outbox: namespace must be a non-empty string without spaces or NUL")
   end
