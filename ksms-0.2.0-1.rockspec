@@ -99,6 +99,7 @@ build = {
     ["ksms.outbox.store"] = "lua/ksms/outbox/store.lua",
     ["ksms.outbox.memory"] = "lua/ksms/outbox/memory.lua",
     ["ksms.outbox.sqlite"] = "lua/ksms/outbox/sqlite.lua",
+    ["ksms.outbox.redis"] = "lua/ksms/outbox/redis.lua", -- needs ksms.redis
     ["ksms.outbox.worker"] = "lua/ksms/outbox/worker.lua",
     -- the ksms command (bin/ksms)
     ["ksms.cli.args"] = "lua/ksms/cli/args.lua",

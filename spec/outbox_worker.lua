@@ -1,8 +1,9 @@
 -- outbox_worker.lua - one outbox worker process for spec/outbox_faults_spec.lua
 -- (run with $KSMS_TEST_LUA, LUA_PATH and LUA_CPATH as the specs have them).
 --
---   lua spec/outbox_worker.lua run STORE BASE_URL CONCURRENCY [BATCH]
---     opens the SQLite outbox STORE with one Senders client at BASE_URL (a
+--   lua spec/outbox_worker.lua run STORE BASE_URL CONCURRENCY [BATCH [LEASE_TTL]]
+--     opens the SQLite outbox STORE (or a redis:// URL, with the worker's
+--     lease_ttl) with one Senders client at BASE_URL (a
 --     fake), prints "OPEN", runs ob:run{ concurrency, batch, until_idle = true },
 --     prints "DONE <sent> <failed> <maybe_sent>" and exits 0. The spec kills
 --     it with kill -9 wherever it happens to be.
@@ -26,9 +27,10 @@ local function message(key, pad)
 end
 
 if mode == "run" then
-  local base_url, concurrency, batch = arg[3], tonumber(arg[4]), tonumber(arg[5])
+  local base_url, concurrency, batch, lease_ttl = arg[3], tonumber(arg[4]), tonumber(arg[5]), tonumber(arg[6])
   local client = ksms.client("senders", { api_key = "test-senders-key", base_url = base_url, timeout = 10 })
-  local ob, err = outbox.open { store = "sqlite:" .. store, clients = { senders = client } }
+  local ob, err = outbox.open { store = store:find("^redis://") and store or "sqlite:" .. store,
+    clients = { senders = client }, lease_ttl = lease_ttl }
   if not ob then
     io.stderr:write("open: ", tostring(err), "\n")
     os.exit(2)

@@ -34,9 +34,10 @@ SUBSET_OUT3="Ctrl%-C %(SIGINT%) mid%-send"
 # (request_many's streaming callbacks) is under the sanitizers through
 # send_many_stream and http. So do the CLI spec (the ksms command is Lua
 # over the core; the C it reaches is in the codec, HTTP and OneShot specs,
-# and it is the longest spec) and ksms.redis's (Lua over the RESP codec,
-# which resp_spec puts under the sanitizers). The ordinary passes run them.
-NOT_SANITIZED="nginx_oneshot nginx_metrics install outbox_faults outbox_worker outbox_track cli redis"
+# and it is the longest spec), ksms.redis's (Lua over the RESP codec,
+# which resp_spec puts under the sanitizers) and the Redis store's (worker
+# processes, nginx, Redis killed). The ordinary passes run them.
+NOT_SANITIZED="nginx_oneshot nginx_metrics install outbox_faults outbox_worker outbox_track outbox_redis cli redis"
 
 # The nginx specs whose every ksms line runs inside nginx, which loads
 # build/luajit whatever the spec's interpreter: the LuaJIT pass runs them,

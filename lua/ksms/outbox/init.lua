@@ -32,7 +32,8 @@ Outbox.__index = Outbox
 _M.Outbox = Outbox
 
 local OPEN_OPTIONS = { store = "string|table", clients = "table", now = "function",
-  busy_timeout = "number", synchronous = "string", recover = "boolean" }
+  busy_timeout = "number", synchronous = "string", recover = "boolean", namespace = "string",
+  lease_ttl = "number", socket = "string" }
 local ENQUEUE_OPTIONS = { key = "string", client = "string", expires_at = "number" }
 
 local function check_clients(what, clients)
@@ -54,12 +55,15 @@ local function owner_id()
 end
 _M.owner_id = owner_id
 
---- ksms.outbox.open{ store, clients, now, busy_timeout, synchronous } -> ob | nil, err
+--- ksms.outbox.open{ store, clients, now, busy_timeout, synchronous, namespace, lease_ttl } -> ob | nil, err
 -- store: "sqlite:/path" (the default embedded store), "memory", or a store
 -- object (ksms.outbox.store's contract). clients: { name = client, ... },
 -- the clients enqueue checks messages with and run sends through (run
 -- may add more). now: epoch seconds (default os.time). busy_timeout and
--- synchronous: the SQLite store's (ksms.outbox.sqlite). Records a dead
+-- synchronous: the SQLite store's (ksms.outbox.sqlite); namespace: the
+-- Redis store's key prefix, socket its client's ("core", "luasocket",
+-- "cosocket"; default: cosocket inside nginx); lease_ttl: seconds a worker's lease lives
+-- without renewal, on a store with leases (default 30). Records a dead
 -- worker left behind are recovered here (recover = false skips that).
 -- @tparam table opts
 -- @return an Outbox, or nil, err
@@ -70,9 +74,11 @@ function _M.open(opts)
   local clients = check_clients("ksms.outbox.open", opts.clients)
   local now = opts.now or os_time
   local st, err = store_mod.open(opts.store, { now = now, busy_timeout = opts.busy_timeout,
-    synchronous = opts.synchronous })
+    synchronous = opts.synchronous, namespace = opts.namespace, socket = opts.socket })
   if not st then return nil, err end
-  local self = setmetatable({ store = st, clients = clients, now = now, owner = owner_id() }, Outbox)
+  if opts.lease_ttl ~= nil and not (opts.lease_ttl > 0) then misuse("ksms.outbox.open: lease_ttl must be seconds > 0") end
+  local self = setmetatable({ store = st, clients = clients, now = now, owner = owner_id(),
+    lease_ttl = opts.lease_ttl }, Outbox)
   if opts.recover ~= false then
     local ok, rerr = require("ksms.outbox.worker").recover(self)
     if not ok then st:close(); return nil, rerr end

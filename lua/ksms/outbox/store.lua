@@ -1,8 +1,9 @@
 --- ksms.outbox.store: the contract every outbox store keeps, the dispatch
 -- from a store spec to its module, and the record codec the stores share.
 --
--- store.open(spec, { now = fn, busy_timeout, synchronous }) -> store | nil, err
---   spec "memory" (ksms.outbox.memory) or "sqlite:/path" (ksms.outbox.sqlite);
+-- store.open(spec, { now = fn, busy_timeout, synchronous, namespace }) -> store | nil, err
+--   spec "memory" (ksms.outbox.memory), "sqlite:/path" (ksms.outbox.sqlite)
+--   or "redis://HOST:PORT/DB" (ksms.outbox.redis, under options.namespace);
 --   a table with the methods below is used as it is (a store of your own).
 --
 -- A record is a table: key, client, state, message (the message table, or
@@ -43,6 +44,9 @@
 --   store:recover(owner) -> { maybe_sent = n, released = n } | nil, err:
 --       owner's sending records become maybe_sent, its queued ones unowned.
 --   store:close()
+--   Optional, for a store that recovers workers of any machine (Redis):
+--   store:renew(owner, ttl) -> true | nil, err: owner's lease lives ttl s more.
+--   store:is_dead(owner) -> true (its lease lapsed) | false | nil (no lease).
 -- @module ksms.outbox.store
 -- @alias _M
 
@@ -186,20 +190,21 @@ function _M.check_fields(fields)
   end
 end
 
-local MODULES = { memory = "ksms.outbox.memory", sqlite = "ksms.outbox.sqlite" }
+local MODULES = { memory = "ksms.outbox.memory", sqlite = "ksms.outbox.sqlite", redis = "ksms.outbox.redis" }
 _M.modules = MODULES
 
 --- store.open(spec, options) -> store | nil, err (see above).
--- @param spec "memory", "sqlite:/path", or a store object
--- @tparam table options now, and the SQLite store's busy_timeout and synchronous
+-- @param spec "memory", "sqlite:/path", "redis://HOST:PORT/DB", or a store object
+-- @tparam table options now, the SQLite store's busy_timeout and synchronous,
+-- the Redis store's namespace
 function _M.open(spec, options)
   if type(spec) == "table" then return spec end
-  if type(spec) ~= "string" then misuse("ksms.outbox: store must be \"memory\", \"sqlite:/path\" or a store object") end
+  if type(spec) ~= "string" then misuse("ksms.outbox: store must be \"memory\", \"sqlite:/path\", \"redis://HOST:PORT/DB\" or a store object") end
   local kind, rest = spec, nil
   local colon = find(spec, ":", 1, true)
   if colon then kind, rest = sub(spec, 1, colon - 1), sub(spec, colon + 1) end
   local modname = MODULES[kind]
-  if not modname then misuse("ksms.outbox: unknown store '" .. spec .. "' (memory, sqlite:/path)") end
+  if not modname then misuse("ksms.outbox: unknown store '" .. spec .. "' (memory, sqlite:/path, redis://HOST:PORT/DB)") end
   return require(modname).open(rest, options or {})
 end
 

@@ -22,7 +22,10 @@
 -- "<pid>@<host>:<random>"; an owner on this host whose pid is not alive is
 -- dead: its sending records become maybe_sent (never resent by ksms), its
 -- claimed queued records are released. Owners on other hosts are left
--- alone (the SQLite store is a one-machine store).
+-- alone (the SQLite store is a one-machine store), except by a store that
+-- keeps leases (store:renew and store:is_dead, the Redis store): the worker
+-- renews its lease while it runs, and an owner whose lease lapsed is dead
+-- wherever it ran.
 --
 -- SQLite calls block: run the worker in a plain Lua process, not inside
 -- nginx.
@@ -35,6 +38,7 @@ local misuse = errors.misuse
 
 local type, pairs, ipairs, pcall, error, tostring, tonumber = type, pairs, ipairs, pcall, error, tostring, tonumber
 local format, floor, max, sort = string.format, math.floor, math.max, table.sort
+local monotonic = core.monotonic
 local sleep, getpid, pid_alive, hostname = core.sleep, core.getpid, core.pid_alive, core.hostname
 
 local _M = { _VERSION = "0.2.0" }
@@ -53,14 +57,18 @@ function _M.parse_owner(owner)
   return pid, host
 end
 
---- Whether an owner is a dead worker of this host (its pid not alive). The
--- same pid as ours is not dead: it is this process (another outbox object)
--- or a reused pid, and either way not ours to judge.
+--- Whether an owner is a dead worker: one whose lease lapsed, when the store
+-- keeps leases (store:is_dead, the Redis store), or one of this host whose
+-- pid is not alive. The same pid as ours is not dead: it is this process
+-- (another outbox object) or a reused pid, and either way not ours to judge.
 -- @tparam string owner
 -- @tparam[opt] string self_owner this worker's id (never dead)
+-- @param[opt] store the outbox's store
 -- @treturn boolean
-function _M.is_dead(owner, self_owner)
+function _M.is_dead(owner, self_owner, store)
   if owner == self_owner then return false end
+  -- A store with leases (Redis) knows of owners on any machine.
+  if store and type(store.is_dead) == "function" and store:is_dead(owner) == true then return true end
   local pid, host = _M.parse_owner(owner)
   if not pid or host ~= hostname() or pid == getpid() then return false end
   return not pid_alive(pid)
@@ -74,7 +82,7 @@ function _M.recover(ob)
   local owners, err = ob.store:owners()
   if not owners then return nil, err end
   for _, owner in ipairs(owners) do
-    if _M.is_dead(owner, ob.owner) then
+    if _M.is_dead(owner, ob.owner, ob.store) then
       local r, rerr = ob.store:recover(owner)
       if not r then return nil, rerr end
       total.maybe_sent = total.maybe_sent + r.maybe_sent
@@ -82,6 +90,27 @@ function _M.recover(ob)
     end
   end
   return total
+end
+
+-- The lease a store with leases (store:renew) keeps for this worker: its
+-- records are recovered by others once it has not renewed for LEASE_TTL
+-- seconds (it died, or it was paused that long). Renewed every third of it.
+_M.LEASE_TTL = 30
+
+--- Renews this worker's lease when its store keeps leases and a third of
+-- the TTL has passed (force: now). true, or nil, err (the store failed).
+-- @param ob the outbox
+-- @tparam[opt] boolean force
+function _M.renew(ob, force)
+  local st = ob.store
+  if type(st.renew) ~= "function" then return true end
+  local t = monotonic()
+  local ttl = ob.lease_ttl or _M.LEASE_TTL
+  if not force and ob.lease_at and t - ob.lease_at < ttl / 3 then return true end
+  local ok, err = st:renew(ob.owner, ttl)
+  if not ok then return nil, err end
+  ob.lease_at = t
+  return true
 end
 
 -- A provider's id as text: cjson gives Lua 5.4 floats (12345.0).
@@ -125,6 +154,7 @@ local function round(ob, client, claimed, o, summary)
   local function on_sending(i)
     local r = recs[i]
     if store_err or ob.stopping or (o.deadline and now() >= o.deadline) then return false end
+    if not note(_M.renew(ob)) then return false end
     if r.expires_at and now() >= r.expires_at then
       if note(store:update(r.key, "queued", "expired", { code = "expired", error = {
         category = "expired", code = "expired", provider = "ksms", maybe_sent = false,
@@ -138,6 +168,7 @@ local function round(ob, client, claimed, o, summary)
   local function on_outcome(i, out)
     local r = recs[i]
     if type(out) ~= "table" then return end
+    note(_M.renew(ob))
     local ok
     if out.ok then
       local fields = { provider_id = id_text(out.id) or false, code = code_of(out.code) or false, error = false }
@@ -218,7 +249,9 @@ function _M.run(ob, opts)
   ob.stopping = false
   while not ob.stopping do
     if o.deadline and ob.now() >= o.deadline then break end
-    local ok, err = _M.recover(ob)
+    local ok, err = _M.renew(ob, true)
+    if not ok then return nil, err end
+    ok, err = _M.recover(ob)
     if not ok then return nil, err end
     local busy = false
     for _, name in ipairs(names) do
