@@ -11,7 +11,8 @@
 -- The states and their transitions are in ksms.outbox.states, the store
 -- contract in ksms.outbox.store, the worker in ksms.outbox.worker, the
 -- guarantees in docs/outbox.md. Misuse raises at the caller's line; a
--- store that fails returns nil, err (category "store").
+-- store that fails returns nil, err (category "store"; a Redis server that
+-- cannot be reached: category "server", code "unavailable").
 -- @module ksms.outbox
 -- @alias _M
 

@@ -260,14 +260,17 @@ local function closed()
 end
 
 -- A client error as the store's: a server's answer stays what it is
--- (category "server", or "auth" for a wrong password); a connection that failed is a retryable store
--- error, and the connection is dropped so the next call dials again.
+-- (category "server", or "auth" for a wrong password); a server that
+-- cannot be reached is category "server" too (code "unavailable",
+-- retryable: what issue 15 asks producers to get while Redis is down), and
+-- the connection is dropped so the next call dials again.
 local function failed(self, err)
   if type(err) == "table" and (err.category == "server" or err.category == "auth") then return nil, err end
   if self.conn then pcall(self.conn.close, self.conn) end
   self.conn = nil
   local why = type(err) == "table" and err.message or tostring(err)
-  return nil, store.error("unavailable", "the Redis outbox store is unreachable: " .. errors.bound(tostring(why), 200), true)
+  return nil, errors.new { category = "server", code = "unavailable", retryable = true,
+    message = "the Redis outbox store is unreachable: " .. errors.bound(tostring(why), 200) }
 end
 
 -- The nginx phases where a cosocket may be used (not init, init_worker,
