@@ -205,8 +205,19 @@ describe("core.resp_reader", function()
       assert.equal(count, #out)
       return os.clock() - t
     end
-    local t1 = time(20000, 7)
-    local t4 = time(80000, 7)
+    -- The best of three of each, after a full collection: one run of
+    -- 20 ms is at the mercy of the collector and the other core (a single
+    -- 80k run once took 11x the 20k one on a loaded machine).
+    local function best(count)
+      local b = math.huge
+      for _ = 1, 3 do
+        collectgarbage()
+        b = math.min(b, time(count, 7))
+      end
+      return b
+    end
+    local t1 = best(20000)
+    local t4 = best(80000)
     assert.is_true(t4 < t1 * 8 + 0.05, ("20k: %.3fs, 80k: %.3fs"):format(t1, t4))
   end)
 
