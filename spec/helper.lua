@@ -197,6 +197,20 @@ function H.oneshot_msg(id, text)
   return { to = "01012345678", from = "15666639", text = text or ("메시지 " .. id), user_msg_id = id }
 end
 
+-- How many times each text reached a Senders fake's sms_send: text ->
+-- count; with pattern, keyed by its capture instead (texts that do not
+-- match are left out).
+function H.senders_texts(fake, pattern)
+  local seen = {}
+  for _, r in ipairs(fake:requests("/APIV2/sms_send")) do
+    local _, fields = H.form_of(r)
+    local k = fields.msg
+    if pattern then k = (k or ""):match(pattern) end
+    if k then seen[k] = (seen[k] or 0) + 1 end
+  end
+  return seen
+end
+
 -- Specs know it as spec_helper; fake_control and nginx_control, which the
 -- benchmarks load too (no busted helper there), require it as helper.
 package.loaded["spec_helper"] = H

@@ -89,13 +89,7 @@ end
 
 -- key -> how many requests carrying it reached the fake.
 local function provider_seen(fake)
-  local seen = {}
-  for _, r in ipairs(fake:requests(SEND_PATH)) do
-    local _, fields = H.form_of(r)
-    local key = (fields.msg or ""):match("^ksms outbox key (%S+)")
-    if key then seen[key] = (seen[key] or 0) + 1 end
-  end
-  return seen
+  return H.senders_texts(fake, "^ksms outbox key (%S+)")
 end
 
 local function total(counts)

@@ -228,13 +228,7 @@ describe_redis("ksms.outbox on Redis, with worker processes", function()
   end
 
   local function seen()
-    local n = {}
-    for _, r in ipairs(fake:requests(SEND_PATH)) do
-      local _, v = H.form_of(r)
-      local key = (v.msg or ""):match("^ksms outbox key (%S+)")
-      if key then n[key] = (n[key] or 0) + 1 end
-    end
-    return n
+    return H.senders_texts(fake, "^ksms outbox key (%S+)")
   end
 
   local function fill(ob, n)

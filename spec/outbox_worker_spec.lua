@@ -17,14 +17,7 @@ local function msg(text)
 end
 
 -- The texts the fake received, each with how many times.
-local function received(fake)
-  local seen = {}
-  for _, r in ipairs(fake:requests("/APIV2/sms_send")) do
-    local _, v = H.form_of(r)
-    seen[v.msg] = (seen[v.msg] or 0) + 1
-  end
-  return seen
-end
+local received = H.senders_texts
 
 describe("ksms.outbox worker", function()
   local fake, client

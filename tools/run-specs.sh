@@ -45,22 +45,21 @@ NOT_SANITIZED="nginx_oneshot nginx_metrics install outbox_faults outbox_worker o
 # both: half of it is ksms.transport.http1 run by the spec's interpreter.)
 NGINX_ONLY="nginx_oneshot nginx_metrics"
 
-if [ "$which" = nonginx ]; then
-  files=""
+# Every spec file but those named in $1 (names without _spec.lua).
+specs_without() {
   for f in spec/*_spec.lua; do
     name=$(basename "$f" _spec.lua); skip=""
-    for n in $NGINX_ONLY; do [ "$name" = "$n" ] && skip=1; done
-    [ -z "$skip" ] && files="$files $f"
+    for n in $1; do [ "$name" = "$n" ] && skip=1; done
+    [ -z "$skip" ] && echo "$f"
   done
+}
+
+if [ "$which" = nonginx ]; then
+  files=$(specs_without "$NGINX_ONLY")
   echo "== specs under $interp ($build), but those that run only inside nginx (the LuaJIT pass has them): $NGINX_ONLY"
   set -- $files
 elif [ "$which" = sanitized ]; then
-  files=""
-  for f in spec/*_spec.lua; do
-    name=$(basename "$f" _spec.lua); skip=""
-    for n in $NOT_SANITIZED; do [ "$name" = "$n" ] && skip=1; done
-    [ -z "$skip" ] && files="$files $f"
-  done
+  files=$(specs_without "$NOT_SANITIZED")
   echo "== specs under $interp ($build), but those left out of the sanitizer passes: $NOT_SANITIZED"
   # The CLI's large-file memory check measures the Lua heap, not C, and
   # takes long under the sanitizers.
