@@ -135,4 +135,19 @@ describe("send_many streaming (OneShot)", function()
     assert.is_nil(ok)
     assert.equal("oneshot", err.provider)
   end)
+
+  it("on_sending returning false holds a message back: cancelled, and its frame never reaches the server", function()
+    fake:reset()
+    fake:state { record_messages = true }
+    local list = {}
+    for i = 1, 3 do list[i] = { to = "01011112222", from = "15666639", text = "veto" .. i } end
+    local outs = c:send_many(list, { on_sending = function(i) return i ~= 2 end })
+    assert.is_true(outs[1].ok and outs[3].ok)
+    assert.equal("cancelled", outs[2].category)
+    assert.is_false(outs[2].maybe_sent)
+    local texts = {}
+    for _, r in ipairs(fake:requests("MsgSendReq")) do texts[#texts + 1] = r.body.Message end
+    table.sort(texts)
+    assert.same({ "veto1", "veto3" }, texts)
+  end)
 end)

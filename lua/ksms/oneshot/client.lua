@@ -95,9 +95,9 @@ end
 
 -- Submits every message (one per recipient) and waits for all outcomes.
 -- The list was checked (_check) and the session is ready. hooks (optional):
--- on_sending(i) just before message i's frame is written (its return is
--- ignored: the frame is encoded by then), on_outcome(i, out) as soon as
--- its outcome is known. The first raise of either is raised once every
+-- on_sending(i) just before message i's frame is built and written (false
+-- holds it back: its outcome is category "cancelled"), on_outcome(i, out)
+-- as soon as its outcome is known. The first raise of either is raised once every
 -- message has its outcome (or the wait ends).
 function Client:_run(list, timeout, hooks)
   local outcomes, pending = {}, 0
@@ -115,7 +115,13 @@ function Client:_run(list, timeout, hooks)
       pending = pending - 1
       if on_outcome then guarded(on_outcome, i, outcomes[i]) end
     end
-    local sending = on_sending and function() guarded(on_sending, i) end
+    -- false from on_sending holds the message back (cancelled, not written)
+    local sending = on_sending and function()
+      if failure then return false end
+      local ok, verdict = pcall(on_sending, i)
+      if not ok then failure = verdict return false end
+      return verdict
+    end
     local ok, err = session:submit(msg, on_result, sending)
     if ok then
       pending = pending + 1
@@ -172,9 +178,9 @@ local SEND_MANY_OPTIONS = { timeout = "number", concurrency = "number", on_sendi
 -- Misuse in any message raises before any is queued (as ksms.client).
 -- on_sending(i) is called just before message i's frame is written and
 -- on_outcome(i, outcome) as soon as its outcome is known, as for the HTTP
--- clients; on_sending's return value is ignored here (the session has
--- encoded the frame by then), and concurrency is accepted for the same
--- shape but the session's pacing (the granted Speed) decides.
+-- clients (on_sending returning false holds message i back: "cancelled"),
+-- and concurrency is accepted for the same shape but the session's pacing
+-- (the granted Speed) decides.
 -- msg.expires_at is honoured in the session's queue.
 function Client:send_many(messages, opts)
   if type(messages) ~= "table" then misuse("ksms: send_many needs a list of messages") end

@@ -38,8 +38,9 @@
 -- "refuse"), clock (os.time: the epoch the window is judged by), and the
 -- callbacks on_report, on_spam, on_change_phone (each push is acknowledged
 -- only after its callback returns: one that raises is pushed again after a
--- reconnect), on_sending(rec) (before the bytes of a MsgSendReq are
--- written), on_requeued(rec), and on_event(ev) (ksms.events): one event per
+-- reconnect), on_sending(rec) (before the frame of a MsgSendReq is built
+-- and written; false holds the message back: it ends as cancelled, never
+-- written; submit takes a per-message one too), on_requeued(rec), and on_event(ev) (ksms.events): one event per
 -- message outcome (operation "send", or "alimtalk" / "friendtalk" by its
 -- kind), per pushed report, spam notice and number change, per connect and
 -- bind attempt ("bind") and per bound connection lost ("disconnect"),
@@ -113,13 +114,14 @@ function _M.new(name, opts, adapter, extra)
   local popts = {}
   for k, v in pairs(opts) do if not OPTIONS[k] and not (extra and extra[k]) then popts[k] = v end end
   local p = protocol.new(popts)
-  return setmetatable({
+  local d = setmetatable({
     name = name, opts = opts, p = p, adapter = adapter, conn = nil, bound = false, closed = false,
     grant = nil, outside = false, holding = false, callbacks = {}, on_sendings = {}, reconnect_at = nil, last_error = nil,
     reconnect_delay = opts.reconnect_delay or 30, connect_timeout = opts.connect_timeout or 10,
     write_timeout = opts.write_timeout or 10, auto_reconnect = opts.auto_reconnect ~= false,
     read_timeout = opts.read_timeout or (popts.keepalive_interval or 25) + (popts.alive_timeout or 10) + 60,
     outside_window = ow, clock = opts.clock or os.time,
+    gate = nil,         -- set below: self:_gate as a closure for the protocol
     upload_results = setmetatable({}, { __mode = "k" }),
     submitted = {},     -- rec -> monotonic time of submit (with on_event)
     binds = 0, ever_bound = false, -- connect attempts since the last bind
@@ -129,6 +131,8 @@ function _M.new(name, opts, adapter, extra)
     -- to ngx.log.
     log = opts.logger and events.logger(opts.logger) or nil,
   }, D)
+  d.gate = function(rec) return d:_gate(rec) end
+  return d
 end
 
 -- ---- callbacks and events ----
@@ -138,10 +142,15 @@ end
 function D:_call(what, fn, a, b)
   local ok, err = pcall(fn, a, b)
   if ok then return true end
+  self:_raised(what, err)
+  return false
+end
+
+-- A callback raised: kept as last_error and logged.
+function D:_raised(what, err)
   self.last_error = new_error { category = "unknown", code = "callback", provider = "oneshot",
     message = what .. " raised: " .. tostring(err) }
   if self.log then self.log("error", what .. " raised: " .. tostring(err), { provider = "oneshot", event = "callback_error" }) end
-  return false
 end
 
 -- At most one protocol warning a second, with a count of those left out:
@@ -186,14 +195,6 @@ function D:_emit(ev)
         rec.attempts or 0)
     end
     if cb then self:_call("on_result", cb, outcome_of(ev)) end
-  elseif t == "sent" then
-    local mine = self.on_sendings[ev.rec]
-    if mine then
-      self.on_sendings[ev.rec] = nil
-      self:_call("on_sending", mine, ev.rec)
-    end
-    local fn = self.opts.on_sending
-    if fn then self:_call("on_sending", fn, ev.rec) end
   elseif t == "report" or t == "spam" or t == "change_phone" then
     if self.opts.on_event then
       local o = ev.outcome or { ok = true }
@@ -283,6 +284,27 @@ function D:_drop_unsent()
   return #messages + #uploads
 end
 
+-- The protocol's gate: a message's own on_sending, then the session's,
+-- just before its frame is built; either returning false holds it back
+-- (cancelled, never written). One that raises is recorded (last_error) and
+-- does not hold the message back: a broken hook is not a decision.
+function D:_gate(rec)
+  local mine = self.on_sendings[rec]
+  self.on_sendings[rec] = nil
+  if mine then
+    local ok, verdict = pcall(mine, rec)
+    if not ok then self:_raised("on_sending", verdict)
+    elseif verdict == false then return false end
+  end
+  local fn = self.opts.on_sending
+  if fn then
+    local ok, verdict = pcall(fn, rec)
+    if not ok then self:_raised("on_sending", verdict)
+    elseif verdict == false then return false end
+  end
+  return true
+end
+
 -- A "bind" event: each connect and bind attempt, ok or not.
 function D:_bind_event(out)
   local t0 = self.connect_started
@@ -347,7 +369,7 @@ function D:step(max_wait)
   local outside = self.grant and not in_window(self.grant, self.clock()) or false
   self.outside = outside
   self.p:hold(self.holding or outside)
-  local events, out = self.p:poll(now)
+  local events, out = self.p:poll(now, self.gate)
   self:_emit_all(events)
   self:_write(out)
   return self.conn ~= nil

@@ -7,7 +7,7 @@
 --   local p = protocol.new { id =, password =, key =, iv =, ... }
 --   out                = p:connected(now)        -- after the TCP connect
 --   events, out        = p:receive(bytes, now)   -- whatever the socket gave
---   events, out        = p:poll(now)             -- at p:next_deadline() or later
+--   events, out        = p:poll(now, [gate])     -- at p:next_deadline() or later
 --   out                = p:ack(event, [now])     -- after handling a report,
 --                                                -- spam or change_phone event
 --   rec | nil, err     = p:submit(msg, [deadline]) -- queue a message (built and
@@ -36,7 +36,9 @@
 --                on after a requeue): one for every MsgSendReq in the out
 --                that the same poll returns. The events come back before
 --                the bytes are written, so a driver can record "written"
---                first.
+--                first. poll's gate(rec), when given, is asked just before
+--                each MsgSendReq is framed: false holds that message back
+--                (a result event, category "cancelled", nothing written).
 --   upload_step  handle, step ("name" | "data" | "finish"), result
 --   upload_done  handle, file_name   /  upload_failed handle, err
 --   alive_res    /  unbound result  /  dead reason ("alive_timeout" | "bind_timeout")
@@ -802,10 +804,17 @@ end
 
 -- ---- time ----
 
+local CANCELLED = { category = "cancelled", code = "cancelled", provider = "oneshot", retryable = true,
+  maybe_sent = false, message = "not sent: held back just before it was written (on_sending returned false)" }
+
 --- Time passes: returns events and the bytes due now (sends, keepalives).
+-- gate(rec) (optional) is asked before each message is framed, after the
+-- pacer allowed it: false ends the message as cancelled, never written (a
+-- fenced sender checks its lease there; the pacer's slot is left unused).
 -- @tparam number now
+-- @tparam[opt] function gate
 -- @return events, bytes to write
-function P:poll(now)
+function P:poll(now, gate)
   local events, out = {}, {}
   local st = STATES[self.state]
   if st.binding then
@@ -842,6 +851,12 @@ function P:poll(now)
           maybe_sent = false, message = "not sent: the message's expires_at passed while it was queued" } }
     elseif not pacer:take(now) then
       break
+    elseif gate and not gate(head) then
+      local rec = self:_pop()
+      self.ids[rec.key] = nil
+      rec.state = "dropped"
+      events[#events + 1] = { type = "result", rec = rec, user_msg_id = rec.id, sub_id = rec.sub_id, ok = false,
+        outcome = errors.new(CANCELLED) }
     else
     local rec = self:_pop()
     rec.attempts = rec.attempts + 1
