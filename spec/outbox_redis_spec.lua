@@ -102,6 +102,33 @@ describe_redis("ksms.outbox on Redis", function()
     ob:close()
   end)
 
+  it("a fenced update happens only while the fence key holds its value, in the same step", function()
+    local u = url()
+    local ob = assert(outbox.open { store = u, clients = { senders = client } })
+    local conn = assert(require("ksms.redis").connect { url = stores.redis().url })
+    for i = 1, 2 do assert(ob:enqueue(msg("f" .. i), { key = "f" .. i })) end
+    local me = "4244@fence-host:0000cccc"
+    assert(ob.store:claim("senders", me, 2, os.time()))
+    local fence = { key = u:match("namespace=(.*)$") .. ":lock", value = "holder-1:7" }
+    assert(conn:call("SET", fence.key, "holder-2:8")) -- another holder took the lock
+    local ok, why = ob.store:update("f1", "queued", "sending", nil, { owner = me, fence = fence })
+    assert.is_false(ok)
+    assert.equal("fenced", why)
+    assert.equal("queued", ob:status("f1").state)
+    assert(conn:call("SET", fence.key, "holder-1:7"))
+    assert.is_true(ob.store:update("f1", "queued", "sending", nil, { owner = me, fence = fence }))
+    assert.equal("sending", ob:status("f1").state)
+    assert(conn:call("DEL", fence.key)) -- expired: no holder at all
+    assert.is_false(ob.store:update("f2", "queued", "sending", nil, { owner = me, fence = fence }))
+    assert.has_error(function() ob.store:update("f2", "queued", "sending", nil, { fence = "x" }) end)
+    local mem = assert(outbox.open { store = "memory", clients = { senders = client } })
+    assert.has_error(function() mem.store:update("k", "queued", "sending", nil, { fence = fence }) end,
+      "ksms.outbox: a fenced update needs the Redis store")
+    mem:close()
+    conn:close()
+    ob:close()
+  end)
+
   it("a worker renews its lease while it runs, and sends every record once", function()
     local ob = assert(outbox.open { store = url(), clients = { senders = client } })
     for i = 1, 20 do assert(ob:enqueue(msg("w" .. i), { key = "w" .. i })) end

@@ -87,6 +87,7 @@ function Store:update(key, from, to, fields, opts)
   if self.closed then return closed() end
   local set = store.check_update(from, to)
   store.check_fields(fields)
+  store.refuse_fence(opts)
   local row = self.by_key[key]
   if not row or not set[row.state] then return false end
   if opts and opts.owner ~= nil and row.owner ~= opts.owner then return false end

@@ -128,19 +128,22 @@ end
 return out
 ]]
 
--- ARGV: ns, key, to, owner ('' = any), now, nfrom, from..., then
--- name, value pairs ('\0' clears a field; code_t marks a numeric code).
+-- ARGV: ns, key, to, owner ('' = any), now, fence key ('' = none), fence
+-- value, nfrom, from..., then name, value pairs ('\0' clears a field;
+-- code_t marks a numeric code). Returns 1 (done), 0 (not in a from state,
+-- or not the owner's) or 2 (fenced: the fence key does not hold the value).
 local UPDATE = COMMON .. [[
-local k, to, want, now, nfrom = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local k, to, want, now, nfrom = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[8])
+if ARGV[6] ~= '' and redis.call('GET', ARGV[6]) ~= ARGV[7] then return 2 end
 local h = redis.call('HMGET', rk(k), 'state', 'owner', 'seq', 'client', 'provider_id')
 local st, owner, seq, client, pid = h[1], h[2], h[3], h[4] or '', h[5]
 if not st then return 0 end
 local ok = false
-for i = 1, nfrom do if ARGV[6 + i] == st then ok = true end end
+for i = 1, nfrom do if ARGV[8 + i] == st then ok = true end end
 if not ok then return 0 end
 if want ~= '' and owner ~= want then return 0 end
 local newowner, newpid = owner, pid
-for i = 7 + nfrom, #ARGV - 1, 2 do
+for i = 9 + nfrom, #ARGV - 1, 2 do
   local f, v = ARGV[i], ARGV[i + 1]
   if v == '\0' then
     redis.call('HDEL', rk(k), f)
@@ -428,7 +431,12 @@ function Store:update(key, from, to, fields, opts)
   if self.closed then return closed() end
   local set = store.check_update(from, to)
   store.check_fields(fields)
-  local args = { self.ns, key, to, opts and opts.owner or "", num(self.now()) }
+  local fence = opts and opts.fence
+  if fence ~= nil and (type(fence) ~= "table" or type(fence.key) ~= "string" or type(fence.value) ~= "string") then
+    misuse("ksms.outbox: update's fence is { key = a Redis key, value = string }")
+  end
+  local args = { self.ns, key, to, opts and opts.owner or "", num(self.now()),
+    fence and fence.key or "", fence and fence.value or "" }
   local list = {}
   for s in pairs(set) do list[#list + 1] = s end
   args[#args + 1] = tostring(#list)
@@ -446,6 +454,7 @@ function Store:update(key, from, to, fields, opts)
   end
   local res, err = eval(self, UPDATE, args)
   if res == nil then return nil, err end
+  if res == 2 then return false, "fenced" end
   return res == 1
 end
 

@@ -381,6 +381,7 @@ local FIELD_ORDER = { "provider_id", "code", "error", "attempts", "expires_at", 
 function Store:update(key, from, to, fields, opts)
   local set = store.check_update(from, to)
   store.check_fields(fields)
+  store.refuse_fence(opts)
   local sets, args = { "state = ?", "updated_at = ?" }, { to, self.now() }
   for _, k in ipairs(FIELD_ORDER) do
     local v = fields and fields[k]

@@ -27,6 +27,9 @@
 --       to_state with fields set (provider_id, code, error, attempts,
 --       expires_at, owner; false clears a field). Leaving queued/sending
 --       clears the owner. A transition states.allowed refuses raises.
+--       opts.fence = { key, value } (the Redis store only; others raise):
+--       done only while the Redis key `key` holds `value`, in the same
+--       atomic step; otherwise false, "fenced" (ksms.oneshot.fleet's lock).
 --   store:iterate{ state, client, since, limit } -> iterator of records
 --       in seq order, seq > since, fetched a page at a time (flat memory).
 --       A store failure ends the iteration: that call returns nil, err.
@@ -136,6 +139,13 @@ function _M.decode_error(text)
   if type(out.category) ~= "string" then out.category = "unknown" end
   if type(out.message) ~= "string" then out.message = out.category end
   return setmetatable(out, errors.mt)
+end
+
+--- Raises (misuse) for a fenced update on a store without fences (memory,
+-- SQLite): ignoring the fence would drop the guarantee its caller asked for.
+-- @param opts update's options
+function _M.refuse_fence(opts)
+  if opts and opts.fence ~= nil then misuse("ksms.outbox: a fenced update needs the Redis store") end
 end
 
 --- from_states as a set, checked: every name a state, and to_state

@@ -129,31 +129,32 @@ local function code_of(v)
   return nil
 end
 
--- One send_many round over a claimed batch. Returns true, or nil, err
--- when the store failed (the round still ends cleanly).
-local function round(ob, client, claimed, o, summary)
+--- The two steps every sender of outbox records takes per record, shared by
+-- ob:run's rounds and ksms.oneshot.fleet's holder:
+-- h.sending(r) -> boolean: just before record r goes to the transport, the
+--   compare-and-set queued + our owner -> sending (false: do not send it);
+-- h.outcome(r, out): its outcome recorded (see the module comment).
+-- o: deadline (epoch s), guard() (false: send nothing more, e.g. a lock
+-- lost), fence ({ key, value }: the set is done only while the Redis key
+-- holds value), sending_fields(r) (fields set with the sending mark).
+-- h.error() is the first store failure (nil, err), after which nothing
+-- more is sent; summary counts sent, failed, maybe_sent, expired.
+-- @param ob the outbox
+-- @tparam table summary
+-- @tparam table o
+-- @treturn table h
+function _M.hooks(ob, summary, o)
   local store, owner, now = ob.store, ob.owner, ob.now
   local store_err
   local function note(ok, err)
     if ok == nil and not store_err then store_err = err end
     return ok
   end
-  local recs, msgs = {}, {}
-  for _, r in ipairs(claimed) do
-    if r.message then
-      local m = {}
-      for k, v in pairs(r.message) do m[k] = v end
-      m.expires_at = r.expires_at
-      recs[#recs + 1], msgs[#recs + 1] = r, m
-    elseif note(store:update(r.key, "queued", "failed", { code = "bad_record", error = {
-      category = "invalid_input", code = "bad_record", provider = "ksms", maybe_sent = false,
-      message = "the stored message cannot be read: " .. tostring(r.message_error) } }, { owner = owner })) then
-      summary.failed = summary.failed + 1 -- the store gave back text that is not a message: never sent
-    end
-  end
-  local function on_sending(i)
-    local r = recs[i]
+  local h = { note = note }
+  function h.error() return store_err end
+  function h.sending(r)
     if store_err or ob.stopping or (o.deadline and now() >= o.deadline) then return false end
+    if o.guard and not o.guard() then return false end
     if not note(_M.renew(ob)) then return false end
     if r.expires_at and now() >= r.expires_at then
       if note(store:update(r.key, "queued", "expired", { code = "expired", error = {
@@ -163,10 +164,10 @@ local function round(ob, client, claimed, o, summary)
       end
       return false
     end
-    return note(store:update(r.key, "queued", "sending", nil, { owner = owner })) == true
+    local fields = o.sending_fields and o.sending_fields(r) or nil
+    return note(store:update(r.key, "queued", "sending", fields, { owner = owner, fence = o.fence })) == true
   end
-  local function on_outcome(i, out)
-    local r = recs[i]
+  function h.outcome(r, out)
     if type(out) ~= "table" then return end
     note(_M.renew(ob))
     local ok
@@ -184,8 +185,8 @@ local function round(ob, client, claimed, o, summary)
         { code = code_of(out.code) or false, error = out }, { owner = owner }))
       if ok then summary.maybe_sent = summary.maybe_sent + 1 end
     elseif out.category == "cancelled" then
-      -- on_sending refused it (nothing changed) or the transport dropped
-      -- it after on_sending: not sent, back to the queue.
+      -- sending refused it (nothing changed) or the transport dropped
+      -- it after the mark: not sent, back to the queue.
       note(store:update(r.key, "sending", "queued", { owner = false }, { owner = owner }))
     elseif out.category == "expired" then
       ok = note(store:update(r.key, { "sending", "queued" }, "expired",
@@ -197,15 +198,51 @@ local function round(ob, client, claimed, o, summary)
       if ok then summary.failed = summary.failed + 1 end
     end
   end
-  local pok, perr = pcall(client.send_many, client, msgs,
-    { concurrency = o.concurrency, on_sending = on_sending, on_outcome = on_outcome })
+  return h
+end
+
+--- A claimed record's message as the transport takes it (with the
+-- record's expires_at), or nil when the stored text is not a message: the
+-- record is then failed (never sent; h.note keeps a store failure).
+-- @param ob the outbox
+-- @param r the record
+-- @param h the hooks
+-- @tparam table summary counts (failed)
+-- @return a message table or nil
+function _M.message_of(ob, r, h, summary)
+  if r.message then
+    local m = {}
+    for k, v in pairs(r.message) do m[k] = v end
+    m.expires_at = r.expires_at
+    return m
+  end
+  if h.note(ob.store:update(r.key, "queued", "failed", { code = "bad_record", error = {
+    category = "invalid_input", code = "bad_record", provider = "ksms", maybe_sent = false,
+    message = "the stored message cannot be read: " .. tostring(r.message_error) } }, { owner = ob.owner })) then
+    summary.failed = summary.failed + 1 -- the store gave back text that is not a message: never sent
+  end
+  return nil
+end
+
+-- One send_many round over a claimed batch. Returns true, or nil, err
+-- when the store failed (the round still ends cleanly).
+local function round(ob, client, claimed, o, summary)
+  local h = _M.hooks(ob, summary, o)
+  local recs, msgs = {}, {}
+  for _, r in ipairs(claimed) do
+    local m = _M.message_of(ob, r, h, summary)
+    if m then recs[#recs + 1], msgs[#recs + 1] = r, m end
+  end
+  local pok, perr = pcall(client.send_many, client, msgs, { concurrency = o.concurrency,
+    on_sending = function(i) return h.sending(recs[i]) end,
+    on_outcome = function(i, out) h.outcome(recs[i], out) end })
   -- Claims never handed over go back; a record left in sending by a
   -- raise (its outcome unknown to us) is maybe_sent, as after a crash.
-  local ok, err = store:recover(owner)
+  local ok, err = ob.store:recover(ob.owner)
   if ok then summary.maybe_sent = summary.maybe_sent + ok.maybe_sent end
   if not pok then error(perr, 0) end
   if not ok then return nil, err end
-  if store_err then return nil, store_err end
+  if h.error() then return nil, h.error() end
   return true
 end
 
