@@ -20,6 +20,11 @@
 
 #define CORE_STATE_MT "ksms.core.state"
 
+/* The last SIGINT or SIGTERM caught once core.catch_stop_signals() ran
+ * (0: none). A flag the handler sets and the loop reads: nothing else is
+ * safe in a signal handler. */
+static volatile sig_atomic_t core_stop_signal_seen = 0;
+
 static int core_state_gc(lua_State *L) {
   core_state *s = luaL_checkudata(L, 1, CORE_STATE_MT);
   buf_free(&s->out);
@@ -57,7 +62,8 @@ static int core_sleep(lua_State *L) {
     ts.tv_sec = (time_t)secs;
     ts.tv_nsec = (long)((secs - (lua_Number)ts.tv_sec) * 1e9);
     if (ts.tv_nsec > 999999999L) ts.tv_nsec = 999999999L; /* rounding */
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    /* A stop signal ends the wait early: the loop that sleeps notices it. */
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !core_stop_signal_seen) {
     }
   }
   lua_pushnumber(L, secs);
@@ -160,6 +166,33 @@ static int core_pid_alive(lua_State *L) {
   return 1;
 }
 
+static void core_on_stop_signal(int sig) { core_stop_signal_seen = sig; }
+
+/* core.catch_stop_signals() -> true: from now on SIGINT and SIGTERM only
+ * set a flag (core.stop_signal() reads it), so a long-running loop (the
+ * fleet binder) can unbind and hand over before it exits. For the whole
+ * process: call it from a program's main script, not from a library. */
+static int core_catch_stop_signals(lua_State *L) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = core_on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
+    return luaL_error(L, "ksms.core: sigaction failed: %s", strerror(errno));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.stop_signal() -> "SIGINT" | "SIGTERM" | nil: the last stop signal
+ * caught since core.catch_stop_signals(). */
+static int core_stop_signal(lua_State *L) {
+  int sig = core_stop_signal_seen;
+  if (sig == SIGINT) lua_pushliteral(L, "SIGINT");
+  else if (sig == SIGTERM) lua_pushliteral(L, "SIGTERM");
+  else lua_pushnil(L);
+  return 1;
+}
+
 /* core.hostname() -> string: gethostname(), "localhost" when it fails (the
  * host part of an outbox owner id: pids are only compared on one host). */
 static int core_hostname(lua_State *L) {
@@ -237,6 +270,10 @@ KSMS_EXPORT int luaopen_ksms_core(lua_State *L) {
   lua_setfield(L, 1, "pid_alive");
   lua_pushcfunction(L, core_hostname);
   lua_setfield(L, 1, "hostname");
+  lua_pushcfunction(L, core_catch_stop_signals);
+  lua_setfield(L, 1, "catch_stop_signals");
+  lua_pushcfunction(L, core_stop_signal);
+  lua_setfield(L, 1, "stop_signal");
   lua_pushliteral(L, KSMS_VERSION);
   lua_setfield(L, 1, "_VERSION");
 

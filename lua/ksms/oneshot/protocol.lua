@@ -20,8 +20,8 @@
 -- out is always a string ("" when there is nothing to write); write all of
 -- it, in order. Every event is a table with a `type`:
 --   bound        speed, begin_time, end_time, effective_time, bind_id
---   bind_failed  code, err (a ksms error), retry_after (seconds: 30 after a
---                refused login, as the document asks; nil after an answer
+--   bind_failed  code, err (a ksms error), retry_after (seconds: bind_retry,
+--                default 30, after a refused login, as the document asks; nil after an answer
 --                that cannot be read, so the caller's own delay applies)
 --   result       rec, user_msg_id, sub_id, result, ok, outcome, body
 --                (outcome: { ok = true, code = 0 } or a ksms error; a message
@@ -128,7 +128,7 @@ local OPTIONS = {
   bind_timeout = "number", queue_limit = "number", pace_margin = "number",
   max_retries = "number", retry_backoff = "number", resend_unanswered = "boolean",
   id_prefix = "string", version = "number", dedup_size = "number", sms_max = "number",
-  lms_max = "number", upload_chunk = "number", default_speed = "number",
+  lms_max = "number", upload_chunk = "number", default_speed = "number", bind_retry = "number",
 }
 _M.options = OPTIONS -- the drivers check a caller's options against these and theirs
 
@@ -227,6 +227,7 @@ function _M.new(opts)
     keepalive_interval = opts.keepalive_interval or 25,
     alive_timeout = opts.alive_timeout or 10,
     bind_timeout = opts.bind_timeout or 10,
+    bind_retry = opts.bind_retry or 30, -- seconds before the next bind after a refused one
     queue_limit = opts.queue_limit or 10000,
     pace_margin = opts.pace_margin or 0.015,
     max_retries = opts.max_retries or 5,
@@ -606,7 +607,7 @@ end
 
 function P:_bind_failed(err, events, code)
   self:_to("bind_failed")
-  events[#events + 1] = { type = "bind_failed", code = code, retry_after = code and 30 or nil, err = err }
+  events[#events + 1] = { type = "bind_failed", code = code, retry_after = code and self.bind_retry or nil, err = err }
 end
 
 -- The text fields of a push, checked: name -> text | nil, err. The first

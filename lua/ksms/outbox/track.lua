@@ -110,9 +110,15 @@ local function report_fields(ev)
   return fields
 end
 
--- Applies one report: "applied", "unmatched", "later" (the record is still
--- being sent), "done" (already settled), or nil, err.
-local function apply_report(ob, name, ev)
+--- Applies one pushed OneShot report to the outbox record whose
+-- provider_id is its UserMsgId: "applied", "unmatched", "later" (the record
+-- is still being sent), "done" (already settled), or nil, err (the store
+-- failed). ksms.oneshot.fleet's holder calls it for every report.
+-- @param ob the outbox
+-- @tparam string name the client's name in the outbox
+-- @tparam table ev the protocol's report event
+-- @return how, or nil, err
+function _M.apply_report(ob, name, ev)
   local store = ob.store
   local id = ev.user_msg_id
   if type(id) ~= "string" or id == "" then return "unmatched" end
@@ -156,7 +162,7 @@ local function flush_stash(ob)
     local k = order[i]
     local s = d.stash[k]
     if s then
-      local how = apply_report(ob, s.name, s.ev)
+      local how = _M.apply_report(ob, s.name, s.ev)
       if how == "later" or how == nil then
         kept[#kept + 1] = k
         waiting = waiting + 1
@@ -197,7 +203,7 @@ function _M.watch(ob, name, client)
     local o = w.ob
     local d = delivery_of(o)
     d.reports = d.reports + 1
-    local how, err = apply_report(o, w.name, ev)
+    local how, err = _M.apply_report(o, w.name, ev)
     if how == nil then error(err, 0) end -- unacknowledged: pushed again later
     if how == "unmatched" then
       -- Perhaps its outcome is not recorded yet: kept a while, then dropped.
