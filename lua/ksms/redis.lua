@@ -239,6 +239,21 @@ function C:eval(script, keys, args)
   return reply
 end
 
+--- conn:set_read_timeout(seconds) -> the previous read_timeout
+-- How long each later call waits for its replies (connect's read_timeout).
+-- A blocking command (XREADGROUP ... BLOCK, BLPOP) needs its block time
+-- plus a margin: set it for that call, then set the previous one back.
+-- @tparam number seconds more than 0
+-- @treturn number
+function C:set_read_timeout(seconds)
+  if type(seconds) ~= "number" or not (seconds > 0) then
+    misuse("ksms.redis: set_read_timeout expects seconds (a positive number)")
+  end
+  local previous = self.read_timeout
+  self.read_timeout = seconds
+  return previous
+end
+
 --- conn:close(): closes the connection (idempotent).
 function C:close()
   if self.sock then self.sock:close(); self.sock = nil end
@@ -257,7 +272,8 @@ end
 -- url redis://[:password@]host[:port][/db] (default redis://127.0.0.1:6379/0);
 -- socket "core" (default), "luasocket" or "cosocket" (inside nginx);
 -- timeouts in seconds (5 each; read_timeout bounds each call's whole
--- wait for its replies, so a blocking command needs a longer one); password (or the URL's) sent with AUTH;
+-- wait for its replies, so a blocking command needs a longer one: see
+-- set_read_timeout); password (or the URL's) sent with AUTH;
 -- a db other than 0 selected; max_bytes bounds one reply (64 MiB).
 -- Unreachable: nil, err (category "network", or "timeout"), never a hang
 -- past connect_timeout. A wrong password: category "auth".
