@@ -33,6 +33,10 @@ opts.logger = function(level, message, fields)
 end
 
 local summary, stats = fleet.run(opts)
+if not summary then
+  io.stderr:write(name, ": ", tostring(stats), "\n")
+  os.exit(1)
+end
 io.stdout:write(("%s done sent=%d failed=%d maybe_sent=%d expired=%d holds=%d lost=%d binds=%d reports=%d\n"):format(
   name, summary.sent, summary.failed, summary.maybe_sent, summary.expired, stats.holds, stats.lost, stats.binds,
   stats.reports))

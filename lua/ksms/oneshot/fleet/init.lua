@@ -511,11 +511,15 @@ end
 
 --- fleet.run(opts): a blocking binder loop for a plain Lua process (see
 -- the module comment); SIGINT and SIGTERM stop it cleanly (signals =
--- false leaves the process's signals alone).
+-- false leaves the process's signals alone). A Redis that cannot be
+-- reached at start is nil, err at once (a wrong URL must not look like a
+-- standby); once running, Redis failures are waited out.
 -- @tparam table opts
--- @return summary, stats
+-- @return summary, stats, or nil, err
 function _M.run(opts)
   local f = _M.new(opts)
+  local ok, err = f:_connect()
+  if not ok then return nil, err end
   if opts.signals ~= false and f.socket ~= "cosocket" then
     core.catch_stop_signals()
     f.signals = true
