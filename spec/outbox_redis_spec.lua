@@ -355,7 +355,7 @@ describe_nginx("ksms.outbox on Redis inside nginx", function()
       local rec, err = ob:enqueue({ to = "01012345678", from = "0212345678", text = "from nginx" },
         { key = ngx.var.arg_key })
       ob:close()
-      ngx.say(rec and (rec.state .. " " .. tostring(rec.duplicate) .. " " .. ob.store.socket_used) or ("ERR " .. tostring(err)))
+      ngx.say(rec and (rec.state .. " " .. tostring(rec.duplicate) .. " " .. ob.store.h.kind) or ("ERR " .. tostring(err)))
     } }
 ]]):format(fake.base_url, url),
     }
@@ -375,7 +375,7 @@ describe_nginx("ksms.outbox on Redis inside nginx", function()
     local ob = assert(outbox.open { store = stores.redis().url .. "?namespace=nginx", clients = { senders = client } })
     assert.equal("from nginx", ob:status("ngx-1").message.text)
     assert.equal(1, assert(ob:run { until_idle = true }).sent)
-    assert.equal("core", ob.store.socket_used)
+    assert.equal("core", ob.store.h.kind)
     ob:close()
   end)
 end)

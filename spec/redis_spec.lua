@@ -286,6 +286,48 @@ for _, sock in ipairs { "core", "luasocket" } do
   end)
 end
 
+describe("ksms.redis.handle", function()
+  teardown(function() rc.stop_all() end)
+
+  it("dials on first use, says 'unavailable' while the server is down, and dials again once it is back", function()
+    local srv = rc.start { password = "h4ndle-secret" }
+    local h = redis.handle { url = "redis://:h4ndle-secret@127.0.0.1:" .. srv.port .. "/0", name = "the test store",
+      connect_timeout = 1, read_timeout = 1 }
+    assert.is_nil(h.conn) -- nothing connects at creation
+    assert.equal("OK", h:call("SET", "k", "v"))
+    assert.equal("v", h:eval("return redis.call('GET', KEYS[1])", { "k" }, {}))
+    local replies = assert(h:pipeline { { "INCR", "n" }, { "INCR", "n" } })
+    assert.equal(2, replies[2])
+    local port, dir = srv.port, srv.dir
+    srv:stop(true)
+    local v, err = h:call("GET", "k")
+    assert.is_nil(v)
+    assert.equal("server", err.category)
+    assert.equal("unavailable", err.code)
+    assert.is_true(err.retryable)
+    assert.matches("the test store is unreachable", tostring(err))
+    assert.is_nil(tostring(err):find("h4ndle-secret", 1, true))
+    assert.is_nil(tostring(h):find("h4ndle-secret", 1, true))
+    local again = rc.start { port = port, dir = dir, password = "h4ndle-secret" }
+    assert.equal("PONG", h:call("PING"))
+    -- a server's answer stays what it is
+    assert.equal("OK", h:call("SET", "s", "text"))
+    local _, serr = h:call("INCR", "s")
+    assert.equal("server", serr.category)
+    assert.equal("ERR", serr.code)
+    h:close()
+    local _, cerr = h:call("PING")
+    assert.equal("closed", cerr.code)
+    again:stop()
+  end)
+
+  it("refuses misuse", function()
+    assert.has_error(function() redis.handle { url = "http://x" } end)
+    assert.has_error(function() redis.handle { url = "redis://x", socket = "udp" } end)
+    assert.has_error(function() redis.handle { url = "redis://x", bogus = 1 } end)
+  end)
+end)
+
 describe("redis_control", function()
   teardown(function() rc.stop_all() end)
 

@@ -322,4 +322,115 @@ function _M.connect(opts)
   return self
 end
 
+-- ---- handles: a connection made when needed, and again after it broke ----
+
+-- The nginx phases where a cosocket may be used (not init, init_worker,
+-- log, header_filter, body_filter).
+local COSOCKET_PHASES = { rewrite = true, server_rewrite = true, access = true, content = true,
+  timer = true, ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true }
+
+-- The socket a handle's next connection uses: the option, else a cosocket
+-- inside an nginx request or timer (never blocking the worker), else the core's.
+local function socket_kind(opt)
+  if opt then return opt end
+  local ngx = _G.ngx
+  if type(ngx) == "table" and type(ngx.get_phase) == "function" and COSOCKET_PHASES[ngx.get_phase()] then
+    return "cosocket"
+  end
+  return "core"
+end
+
+local H = {}
+H.__index = H
+
+local HANDLE_OPTIONS = { name = "string" }
+for k, t in pairs(OPTIONS) do HANDLE_OPTIONS[k] = t end
+
+--- handle{ url, socket, connect_timeout, read_timeout, password, max_bytes, name } -> handle
+-- A connection made on first use and made again after one broke (a
+-- restart, a reset, a timeout), for code that outlives connections: the
+-- outbox's Redis store, the fleet's lock, the report stream. h:call,
+-- h:eval and h:pipeline answer as a connection's, except that a failure to
+-- reach Redis (refused, reset, timed out, unreadable) is category "server",
+-- code "unavailable", retryable (maybe_sent kept), its message naming
+-- `name` ("the Redis outbox store is unreachable: ..."); a server's answer
+-- stays what it is (category server, or auth). socket: as connect's; when
+-- nil, a cosocket inside an nginx request or timer and the core's client
+-- elsewhere. A cosocket belongs to the request or timer that made it, so
+-- it is kept for calls from the same coroutine and made anew for another.
+-- Nothing connects here.
+-- @tparam table opts
+-- @return a handle
+function _M.handle(opts)
+  if type(opts) ~= "table" then misuse("ksms.redis.handle expects a table of options") end
+  check_options("ksms.redis.handle", opts, HANDLE_OPTIONS)
+  local parts, why = _M.parse_url(opts.url or "redis://127.0.0.1:6379/0")
+  if not parts then misuse("ksms.redis.handle: bad url: " .. why) end
+  if opts.socket ~= nil and not ADAPTERS[opts.socket] then
+    misuse("ksms.redis.handle: socket must be core, luasocket or cosocket, not " .. tostring(opts.socket))
+  end
+  local copts = {}
+  for k, v in pairs(opts) do if k ~= "name" then copts[k] = v end end
+  return setmetatable({ copts = copts, name = opts.name or "Redis", conn = nil, co = nil, closed = false }, H)
+end
+
+-- err as the handle's: a server's answer as it is, the rest "unavailable".
+local function unavailable(self, err)
+  if type(err) == "table" and (err.category == "server" or err.category == "auth") then return nil, err end
+  if self.conn then self.conn:close(); self.conn = nil end
+  local why = type(err) == "table" and err.message or tostring(err)
+  local e = new_error { category = "server", code = "unavailable", retryable = true, provider = "redis",
+    message = self.name .. " is unreachable: " .. errors.bound(tostring(why), 200) }
+  e.maybe_sent = type(err) == "table" and err.maybe_sent or false
+  return nil, e
+end
+
+--- h:connection() -> the live connection (made now when there is none, or
+-- when a cosocket of another coroutine is kept), or nil, err.
+-- @return a connection, or nil, err
+function H:connection()
+  if self.closed then
+    return nil, new_error { category = "server", code = "closed", provider = "redis",
+      message = self.name .. ": the handle is closed" }
+  end
+  local co = coroutine.running()
+  if self.conn and not self.conn:closed() and (self.kind ~= "cosocket" or self.co == co) then return self.conn end
+  if self.conn then pcall(self.conn.close, self.conn); self.conn = nil end
+  self.kind = socket_kind(self.copts.socket)
+  local copts = {}
+  for k, v in pairs(self.copts) do copts[k] = v end
+  copts.socket = self.kind
+  local ok, conn, err = pcall(_M.connect, copts)
+  if not ok then return unavailable(self, conn) end
+  if not conn then return unavailable(self, err) end
+  self.conn, self.co = conn, co
+  return conn
+end
+
+local function through(self, method, ...)
+  local conn, err = self:connection()
+  if not conn then return nil, err end
+  local res, cerr = conn[method](conn, ...)
+  if res == nil and cerr ~= nil then return unavailable(self, cerr) end
+  return res
+end
+
+--- h:call(name, ...): as conn:call, over the handle's connection.
+-- @return the reply, or nil, err
+function H:call(...) return through(self, "call", ...) end
+--- h:eval(script, keys, args): as conn:eval.
+-- @return the reply, or nil, err
+function H:eval(...) return through(self, "eval", ...) end
+--- h:pipeline(commands): as conn:pipeline.
+-- @return the replies, or nil, err
+function H:pipeline(...) return through(self, "pipeline", ...) end
+
+--- h:close(): closes the connection; later calls are nil, err (idempotent).
+function H:close()
+  self.closed = true
+  if self.conn then pcall(self.conn.close, self.conn); self.conn = nil end
+end
+
+H.__tostring = function(self) return "ksms.redis handle (" .. self.name .. ")" end
+
 return _M

@@ -34,13 +34,12 @@ local sort = table.sort
 local format, find, match, floor = string.format, string.find, string.match, math.floor
 local misuse = errors.misuse
 local os_time = os.time
-local _G = _G
 
 local _M = { _VERSION = "0.2.0", PAGE = 256, DEFAULT_NAMESPACE = "ksms:outbox" }
 
--- The Redis client: ksms.redis (connect{ url, connect_timeout, read_timeout }
--- -> conn with call and eval). Another module with the same connect may be
--- set here (a test's, an application's pool).
+-- The Redis client: ksms.redis (handle{ url, socket, name, connect_timeout,
+-- read_timeout } -> a handle with call and eval). Another module with the
+-- same handle may be set here (a test's, an application's pool).
 _M.client = nil
 
 local Store = {}
@@ -262,63 +261,18 @@ local function closed()
   return nil, store.error("closed", "the outbox store is closed")
 end
 
--- A client error as the store's: a server's answer stays what it is
--- (category "server", or "auth" for a wrong password); a server that
--- cannot be reached is category "server" too (code "unavailable",
--- retryable: what issue 15 asks producers to get while Redis is down), and
--- the connection is dropped so the next call dials again.
-local function failed(self, err)
-  if type(err) == "table" and (err.category == "server" or err.category == "auth") then return nil, err end
-  if self.conn then pcall(self.conn.close, self.conn) end
-  self.conn = nil
-  local why = type(err) == "table" and err.message or tostring(err)
-  return nil, errors.new { category = "server", code = "unavailable", retryable = true,
-    message = "the Redis outbox store is unreachable: " .. errors.bound(tostring(why), 200) }
-end
-
--- The nginx phases where a cosocket may be used (not init, init_worker,
--- log, header_filter, body_filter).
-local COSOCKET_PHASES = { rewrite = true, server_rewrite = true, access = true, content = true,
-  timer = true, ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true }
-
--- The socket for the next connection: the option, else a cosocket inside
--- an nginx request or timer (never blocking the worker), else the core's.
-local function socket_kind(self)
-  if self.socket then return self.socket end
-  local ngx = _G.ngx
-  if type(ngx) == "table" and type(ngx.get_phase) == "function" and COSOCKET_PHASES[ngx.get_phase()] then
-    return "cosocket"
-  end
-  return "core"
-end
-
-local function connection(self)
-  if self.closed then return closed() end
-  if self.conn then return self.conn end
-  local kind = socket_kind(self)
-  local ok, conn, err = pcall(self.lib.connect, { url = self.url, connect_timeout = self.connect_timeout,
-    read_timeout = self.read_timeout, socket = kind })
-  if not ok then return failed(self, conn) end
-  if not conn then return failed(self, err) end
-  self.socket_used = kind
-  -- A cosocket belongs to the request (or timer) that made it: it serves
-  -- one store call and is closed after it.
-  if kind ~= "cosocket" then self.conn = conn end
-  return conn
-end
-
-local function done(self, conn)
-  if conn ~= self.conn then pcall(conn.close, conn) end
-end
+-- Every call goes through a ksms.redis handle: dialled on first use and
+-- again after Redis went away, a server that cannot be reached being
+-- category "server", code "unavailable", retryable (what issue 15 asks
+-- producers to get while Redis is down); inside nginx a cosocket, one per
+-- request or timer.
 
 -- A script's answer; every script here answers a list or a number, so
 -- anything else (runtime input) is an error, not a raise further on.
 local function eval(self, script, args)
-  local conn, err = connection(self)
-  if not conn then return nil, err end
-  local res, eerr = conn:eval(script, {}, args)
-  done(self, conn)
-  if res == nil and eerr ~= nil then return failed(self, eerr) end
+  if self.closed then return closed() end
+  local res, err = self.h:eval(script, {}, args)
+  if res == nil then return nil, err end
   if type(res) ~= "table" and type(res) ~= "number" then
     return nil, store.error("io", "the Redis store answered a script with " .. type(res))
   end
@@ -332,18 +286,14 @@ local function list_of(res, err)
 end
 
 local function call(self, ...)
-  local conn, err = connection(self)
-  if not conn then return nil, err end
-  local res, cerr = conn:call(...)
-  done(self, conn)
-  if res == nil and cerr ~= nil then return failed(self, cerr) end
-  return res
+  if self.closed then return closed() end
+  return self.h:call(...)
 end
 
 local function client_lib()
   if _M.client then return _M.client end
   local ok, lib = pcall(require, "ksms.redis")
-  if ok and type(lib) == "table" and type(lib.connect) == "function" then return lib end
+  if ok and type(lib) == "table" and type(lib.handle) == "function" then return lib end
   return nil
 end
 
@@ -382,9 +332,9 @@ function _M.open(rest, options)
   if not lib then
     return nil, store.error("no_driver", "the Redis store needs ksms.redis (the ksms Redis client), which is not installed")
   end
-  local self = setmetatable({ lib = lib, url = "redis:" .. url, ns = ns, now = options.now or os_time,
-    connect_timeout = options.connect_timeout or 2, read_timeout = options.read_timeout or 5,
-    socket = options.socket }, Store)
+  local self = setmetatable({ ns = ns, now = options.now or os_time,
+    h = lib.handle { url = "redis:" .. url, socket = options.socket, name = "the Redis outbox store",
+      connect_timeout = options.connect_timeout or 2, read_timeout = options.read_timeout or 5 } }, Store)
   local meta, err = list_of(eval(self, INIT, { ns }))
   if not meta then return nil, err end
   if meta[1] ~= "ksms.outbox" then
@@ -597,8 +547,7 @@ end
 -- The records stay in Redis.
 function Store:close()
   self.closed = true
-  if self.conn then pcall(self.conn.close, self.conn) end
-  self.conn = nil
+  self.h:close()
   return true
 end
 

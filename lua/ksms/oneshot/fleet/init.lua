@@ -217,38 +217,6 @@ function F:_log(level, msg, event)
   if self.log then self.log(level, msg, { provider = "oneshot", event = event, account = self.account }) end
 end
 
--- The lock's and the reports' Redis connection: made on first use and
--- again after a connection failure (ksms.redis closes a connection whose
--- replies can no longer be matched), so a Redis restart costs the calls
--- made while it was down, nothing more.
-local Lazy = {}
-Lazy.__index = Lazy
-
-local function lazy(url, socket, timeout)
-  return setmetatable({ url = url, socket = socket, timeout = timeout, c = nil }, Lazy)
-end
-
-local BROKEN = { network = true, timeout = true, protocol = true }
-
-function Lazy:_do(method, ...)
-  if not self.c then
-    local c, err = redis.connect { url = self.url, socket = self.socket,
-      connect_timeout = self.timeout, read_timeout = self.timeout }
-    if not c then return nil, err end
-    self.c = c
-  end
-  local res, err = self.c[method](self.c, ...)
-  if res == nil and type(err) == "table" and BROKEN[err.category] then
-    self.c:close()
-    self.c = nil
-  end
-  return res, err
-end
-function Lazy:eval(...) return self:_do("eval", ...) end
-function Lazy:call(...) return self:_do("call", ...) end
-function Lazy:pipeline(...) return self:_do("pipeline", ...) end
-function Lazy:close() if self.c then self.c:close() self.c = nil end end
-
 -- Outbox, lock and report stream, made when missing (Redis may be down).
 function F:_connect()
   if self.ob then return true end
@@ -256,7 +224,10 @@ function F:_connect()
   local ob, oerr = outbox.open { store = outbox_url(o), namespace = o.outbox_namespace, socket = self.socket,
     clients = { [self.account] = checker(o) }, lease_ttl = self.ttl }
   if not ob then return nil, oerr end
-  local conn = lazy(o.redis, self.socket, o.redis_timeout or 3)
+  -- The lock's and the reports' connection: a handle, so a Redis restart
+  -- costs the calls made while it was down, nothing more.
+  local conn = redis.handle { url = o.redis, socket = self.socket, name = "the fleet's Redis",
+    connect_timeout = o.redis_timeout or 3, read_timeout = o.redis_timeout or 3 }
   self.conn, self.ob = conn, ob
   self.lock = lock_mod.new(conn, { key = self.ns .. ":lock", fence_key = self.ns .. ":fence",
     owner = ob.owner, ttl = self.ttl })

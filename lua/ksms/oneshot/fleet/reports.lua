@@ -117,74 +117,30 @@ local function keys_of(opts)
   return base .. ":reports", base .. ":seen:"
 end
 
--- ---- the connection: given, or dialled from a URL (again after a failure) ----
+-- ---- the connection: given, or a ksms.redis handle on a URL ----
 
+-- A given connection (or handle) is used as it is; a URL becomes a handle
+-- (ksms.redis.handle: dialled on first use and again after a failure,
+-- Redis down being category server, code unavailable, retryable).
 local function new_link(what, conn, opts)
   if conn ~= nil then
     if type(conn) ~= "table" or type(conn.call) ~= "function" or type(conn.eval) ~= "function" then
       misuse(what .. ": conn must be a ksms.redis connection")
     end
-    return { conn = conn, own = false }
+    return conn, false
   end
   if not opts.redis then misuse(what .. ": give a connection (conn) or a URL (redis = \"redis://...\")") end
   local redis = require "ksms.redis"
   local parts, why = redis.parse_url(opts.redis)
   if not parts then misuse(what .. ": bad redis URL: " .. why) end
-  return { lib = redis, url = opts.redis, own = true, socket = opts.socket,
-    connect_timeout = opts.connect_timeout or 2, read_timeout = opts.read_timeout or 5 }
+  return redis.handle { url = opts.redis, socket = opts.socket, name = "the Redis report stream",
+    connect_timeout = opts.connect_timeout or 2, read_timeout = opts.read_timeout or 5 }, true
 end
 
--- A client error as ours: the server's answer stays what it is (category
--- server or auth); anything else (refused, reset, timed out, unreadable)
--- means Redis cannot be reached now: category server, code unavailable,
--- retryable, as ksms.outbox.redis says it. An owned connection is dropped
--- so that the next call dials again.
-local function link_failed(self, err)
-  if type(err) == "table" and (err.category == "server" or err.category == "auth") then return nil, err end
-  if self.own and self.conn then pcall(self.conn.close, self.conn); self.conn = nil end
-  local why = type(err) == "table" and err.message or tostring(err)
-  local e = new_error { category = "server", code = "unavailable", retryable = true, provider = "redis",
-    message = "the Redis report stream is unreachable: " .. bound(tostring(why), 200) }
-  e.maybe_sent = type(err) == "table" and err.maybe_sent or false
-  return nil, e
-end
-
-local function link_get(self)
-  if self.closed then
-    return nil, new_error { category = "server", code = "closed", provider = "redis",
-      message = "the report stream handle is closed" }
-  end
-  if self.conn then return self.conn end
-  if not self.own then return link_failed(self, "the connection is gone") end
-  local ok, conn, err = pcall(self.lib.connect, { url = self.url, socket = self.socket,
-    connect_timeout = self.connect_timeout, read_timeout = self.read_timeout })
-  if not ok then return link_failed(self, conn) end
-  if not conn then return link_failed(self, err) end
-  self.conn = conn
-  return conn
-end
-
--- conn:call(...) and conn:eval(...), their failures as link_failed's.
-local function link_call(self, ...)
-  local conn, err = link_get(self)
-  if not conn then return nil, err end
-  local res, cerr = conn:call(...)
-  if res == nil and cerr ~= nil then return link_failed(self, cerr) end
-  return res
-end
-
-local function link_eval(self, script, keys, args)
-  local conn, err = link_get(self)
-  if not conn then return nil, err end
-  local res, eerr = conn:eval(script, keys, args)
-  if res == nil and eerr ~= nil then return link_failed(self, eerr) end
-  return res
-end
-
-local function link_close(self)
-  self.closed = true
-  if self.own and self.conn then pcall(self.conn.close, self.conn) end
-  self.conn = nil
+-- The link's live connection (for a per-call read timeout).
+local function link_conn(link)
+  if type(link.connection) == "function" then return link:connection() end
+  return link
 end
 
 -- ---- the publisher (the binder) ----
@@ -208,9 +164,10 @@ local function text(v)
 end
 
 --- reports.publisher(conn, opts) -> a publisher for one account's stream.
--- conn: a connected ksms.redis connection (the binder's; a failure leaves
--- it closed, as ksms.redis does), or nil with opts.redis, a URL the
--- publisher dials itself and dials again after a failure. opts: account
+-- conn: a ksms.redis connection or handle (the binder's; a connection's
+-- failure leaves it closed, as ksms.redis does, and its errors come as
+-- they are), or nil with opts.redis, a URL the publisher reaches through a
+-- ksms.redis.handle (dialled again after a failure). opts: account
 -- (required), namespace ("ksms:fleet"), dedup_ttl (seconds a dedup mark
 -- lives, 86400), maxlen (the stream's approximate length bound, 100000),
 -- and with redis: socket, connect_timeout, read_timeout. Misuse raises.
@@ -231,7 +188,8 @@ function _M.publisher(conn, opts)
   if conn ~= nil and opts.redis then misuse(what .. ": give conn or redis, not both") end
   local stream, seen = keys_of(opts)
   local ttl = opts.dedup_ttl or 86400
-  return setmetatable({ link = new_link(what, conn, opts), stream = stream, seen = seen,
+  local link, own = new_link(what, conn, opts)
+  return setmetatable({ link = link, own = own, stream = stream, seen = seen,
     ttl = num(ttl < 0.001 and 1 or floor(ttl * 1000 + 0.5)), maxlen = num(floor(opts.maxlen or 100000)),
     account = opts.account }, Publisher)
 end
@@ -297,7 +255,7 @@ function Publisher:publish(ev, extra)
       message = id and ("the report's id is " .. #id .. " bytes, over " .. _M.ID_MAX)
         or "the report has neither a server_msg_id nor a user_msg_id to dedup it by" }
   end
-  local res, err = link_eval(self.link, PUBLISH, { self.stream, self.seen .. id }, args)
+  local res, err = self.link:eval(PUBLISH, { self.stream, self.seen .. id }, args)
   if res == nil then return nil, err end
   if type(res) ~= "table" or (res[1] ~= 0 and res[1] ~= 1) then
     return nil, new_error { category = "protocol", code = "bad_reply", provider = "redis",
@@ -309,7 +267,7 @@ end
 
 --- pub:close(): closes a connection the publisher dialled itself (a given
 -- one stays the caller's).
-function Publisher:close() link_close(self.link) end
+function Publisher:close() if self.own then self.link:close() end end
 
 -- ---- the consumer (an application) ----
 
@@ -395,16 +353,17 @@ function _M.consumer(opts)
   end
   check_name(what, "consumer", name)
   local stream = keys_of(opts)
-  local self = setmetatable({ link = new_link(what, opts.conn, opts), stream = stream,
+  local link, own = new_link(what, opts.conn, opts)
+  local self = setmetatable({ link = link, own = own, stream = stream,
     group = opts.group, name = name, account = opts.account, margin = opts.read_timeout or 5 }, Consumer)
   local ok, err = self:_create_group()
-  if not ok then link_close(self.link); return nil, err end
+  if not ok then self:close(); return nil, err end
   return self
 end
 
 -- XGROUP CREATE at id 0 with MKSTREAM; an existing group (BUSYGROUP) is fine.
 function Consumer:_create_group()
-  local res, err = link_call(self.link, "XGROUP", "CREATE", self.stream, self.group, "0", "MKSTREAM")
+  local res, err = self.link:call("XGROUP", "CREATE", self.stream, self.group, "0", "MKSTREAM")
   if res == nil and not (err and err.code == "BUSYGROUP") then return nil, err end
   return true
 end
@@ -412,11 +371,11 @@ end
 -- A call that recreates the group once when Redis lost it (NOGROUP: a
 -- restart without persistence, a deleted stream) and tries again.
 function Consumer:_call(...)
-  local res, err = link_call(self.link, ...)
+  local res, err = self.link:call(...)
   if res == nil and err and err.code == "NOGROUP" then
     local ok, gerr = self:_create_group()
     if not ok then return nil, gerr end
-    res, err = link_call(self.link, ...)
+    res, err = self.link:call(...)
   end
   return res, err
 end
@@ -452,7 +411,7 @@ function Consumer:read(opts)
     misuse("ksms.oneshot.fleet.reports: read's block must be seconds from 0")
   end
   local ms = block and floor(block * 1000 + 0.5) or 0
-  local conn, cerr = link_get(self.link)
+  local conn, cerr = link_conn(self.link)
   if not conn then return nil, cerr end
   local res, err
   if ms > 0 then
@@ -489,7 +448,7 @@ function Consumer:ack(...)
     cmd[#cmd + 1] = id
   end
   if n == 0 then return 0 end
-  local res, aerr = link_call(self.link, unpack(cmd))
+  local res, aerr = self.link:call(unpack(cmd))
   if res == nil then return nil, aerr end
   return tonumber(res) or 0
 end
@@ -543,7 +502,7 @@ end
 
 --- c:close(): closes a connection the consumer dialled itself (a given
 -- one stays the caller's).
-function Consumer:close() link_close(self.link) end
+function Consumer:close() if self.own then self.link:close() end end
 
 Publisher.__tostring = function(self) return "ksms.oneshot.fleet.reports publisher (" .. self.stream .. ")" end
 Consumer.__tostring = function(self)
