@@ -240,9 +240,15 @@ describe("core.resp_reader", function()
       r:close()
       return os.clock() - t
     end
-    time(131072)
-    local t1 = time(131072)
-    local t4 = time(524288)
+    -- The best of three of each: one run on a loaded machine (2 cores, other
+    -- specs beside) once measured 16x for 4x while alone it is 3.6x.
+    local function best(n)
+      local b = math.huge
+      for _ = 1, 3 do collectgarbage(); b = math.min(b, time(n)) end
+      return b
+    end
+    local t1 = best(131072)
+    local t4 = best(524288)
     assert.is_true(t4 < t1 * 8 + 0.05, ("128 KiB: %.3fs, 512 KiB: %.3fs"):format(t1, t4))
   end)
 

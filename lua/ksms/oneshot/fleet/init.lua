@@ -128,6 +128,8 @@ end
 local Checker = {}
 Checker.__index = Checker
 
+--- checker:check(msg) -> true | nil, err: the OneShot client's checks.
+-- @tparam table msg
 function Checker:check(msg)
   if type(msg) ~= "table" then misuse("ksms.oneshot.fleet: check needs a message table") end
   if type(msg.to) == "table" then
@@ -144,6 +146,7 @@ function Checker:check(msg)
   return true
 end
 
+--- checker:send_many(): misuse (the holder sends; this only checks).
 function Checker:send_many()
   misuse("ksms.oneshot.fleet: this client only checks messages; the fleet's holder sends them")
 end
