@@ -116,7 +116,8 @@ function Client:_run(list, timeout, hooks)
       if on_outcome then guarded(on_outcome, i, outcomes[i]) end
     end
     -- false from on_sending holds the message back (cancelled, not written)
-    local sending = on_sending and function()
+    local sending = on_sending and function(rec)
+      if rec.attempts > 0 then return not failure end -- a requeued one: asked once, at its first attempt
       if failure then return false end
       local ok, verdict = pcall(on_sending, i)
       if not ok then failure = verdict return false end

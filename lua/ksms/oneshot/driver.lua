@@ -285,12 +285,13 @@ function D:_drop_unsent()
 end
 
 -- The protocol's gate: a message's own on_sending, then the session's,
--- just before its frame is built; either returning false holds it back
--- (cancelled, never written). One that raises is recorded (last_error) and
--- does not hold the message back: a broken hook is not a decision.
+-- just before its frame is built, at every attempt (rec.attempts is 0 the
+-- first time; a 903/11 requeue writes it again); either returning false
+-- holds it back (cancelled, never written). One that raises is recorded
+-- (last_error) and does not hold the message back: a broken hook is not a
+-- decision.
 function D:_gate(rec)
   local mine = self.on_sendings[rec]
-  self.on_sendings[rec] = nil
   if mine then
     local ok, verdict = pcall(mine, rec)
     if not ok then self:_raised("on_sending", verdict)

@@ -14,7 +14,8 @@
 --                                  msg.images: JPEGs uploaded first, sent as MMS)
 --   s:upload(data [, ext])      -> the uploaded file's name | nil, err
 --   s:submit(msg, on_result, on_sending) -> true | nil, err   (queued; on_result(res) or on_result(nil, err);
---                                  on_sending(rec) just before its bytes are written)
+--                                  on_sending(rec) just before its frame is built, at each
+--                                  attempt; false holds it back: cancelled, never written)
 --   s:poll(timeout)             -> runs I/O and callbacks for up to timeout seconds
 --   s:flush([timeout])          -> true when every submitted message has its outcome
 --   s:close()                   -> UnBind, then close (idempotent; also __close;

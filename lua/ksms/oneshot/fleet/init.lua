@@ -362,8 +362,10 @@ function F:_top_up()
     if m then
       if m.id == nil and m.user_msg_id == nil then m.id = "f" .. format("%.0f", r.seq or 0) end
       r.umid = m.user_msg_id or m.id
+      -- The fenced mark at the first attempt; a 903/11 requeue is written
+      -- again only while the hold is still fresh.
       local ok, err = d:submit(m, function(res, e) self:_record(h, r, res or e) end,
-        function() return h.sending(r) end)
+        function(rec) if rec.attempts == 0 then return h.sending(r) end return self.hooks_opts.guard() end)
       if not ok then self:_record(h, r, err) end -- refused before any byte: failed, or queue_full: back
     end
   end
