@@ -7,14 +7,9 @@
 local ksms = require "ksms"
 local outbox = require "ksms.outbox"
 local fake_control = require "fake_control"
+local stores = require "outbox_stores"
 
 local FROM = "02-1234-5678"
-
-local function tmpfile()
-  local p = os.tmpname()
-  os.remove(p)
-  return p .. ".outbox"
-end
 
 -- The worker's path for one record, with a real send.
 local function send_record(ob, name, msg, key)
@@ -32,20 +27,19 @@ local function send_record(ob, name, msg, key)
   return ob:status(rec.key), res, err
 end
 
-local STORES = { "memory", "sqlite" }
-
-for _, kind in ipairs(STORES) do
+for _, store_kind in ipairs(stores.list) do
+  local kind = store_kind.name
   describe("ob:track and ob:reconcile (" .. kind .. " store)", function()
-    local fakes, clients, path = {}, {}, nil
+    local fakes, clients, cleanups = {}, {}, {}
 
+    -- A fresh store of this kind (spec/outbox_stores.lua), removed in teardown.
+    local function new_spec()
+      local spec, cleanup = store_kind.new()
+      cleanups[#cleanups + 1] = cleanup
+      return spec
+    end
     local function open()
-      local spec = "memory"
-      if kind == "sqlite" then
-        if path then os.remove(path); os.remove(path .. "-wal"); os.remove(path .. "-shm") end
-        path = tmpfile()
-        spec = "sqlite:" .. path
-      end
-      return assert(outbox.open { store = spec, clients = clients })
+      return assert(outbox.open { store = new_spec(), clients = clients })
     end
 
     setup(function()
@@ -64,7 +58,7 @@ for _, kind in ipairs(STORES) do
     teardown(function()
       for _, c in pairs(clients) do c:close() end
       fake_control.stop_all()
-      if path then os.remove(path); os.remove(path .. "-wal"); os.remove(path .. "-shm") end
+      for _, cleanup in ipairs(cleanups) do cleanup() end
     end)
 
     before_each(function()
@@ -230,10 +224,7 @@ for _, kind in ipairs(STORES) do
     it("matches Cafe24 history only within the record's time window (skew)", function()
       -- An outbox whose clock is an hour behind the provider's: the record's
       -- times are an hour before the history entry's registration.
-      local spec = "memory"
-      local p2
-      if kind == "sqlite" then p2 = tmpfile(); spec = "sqlite:" .. p2 end
-      local ob = assert(outbox.open { store = spec, clients = clients, now = function() return os.time() - 3600 end })
+      local ob = assert(outbox.open { store = new_spec(), clients = clients, now = function() return os.time() - 3600 end })
       send_record(ob, "cafe24", { to = "010-4444-5555", from = FROM, text = "clock" }, "w-1")
       local s = assert(ob:track { clients = { cafe24 = clients.cafe24 }, rounds = 1 })
       assert.equal(1, s.lookups)
@@ -243,7 +234,6 @@ for _, kind in ipairs(STORES) do
       assert.equal(1, s.delivered)
       assert.equal("delivered", ob:status("w-1").state)
       ob:close()
-      if p2 then os.remove(p2); os.remove(p2 .. "-wal"); os.remove(p2 .. "-shm") end
     end)
 
     it("matches Cafe24 entries without regDate by the document's sendDateTime (reservations by their time)",
