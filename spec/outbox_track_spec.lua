@@ -1,7 +1,7 @@
 -- ob:track and ob:reconcile (ksms.outbox.track): real clients against the
 -- real fakes (ppurio reports, Cafe24 history, OneShot pushed reports,
--- Senders without a lookup), records in the memory store and in real
--- SQLite files. Sent and maybe_sent records are made the way the worker
+-- Senders without a lookup), records in every store of
+-- spec/outbox_stores.lua (memory, SQLite files, a real redis-server). Sent and maybe_sent records are made the way the worker
 -- makes them: the message is sent for real, then the store records the
 -- outcome (queued -> sending -> sent | maybe_sent, provider_id = the id).
 local ksms = require "ksms"
