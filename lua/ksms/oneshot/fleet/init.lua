@@ -398,6 +398,10 @@ function F:_hold_round()
     if ok == false then return self:_leave("lost") end
     if ok then
       worker.renew(self.ob, true)
+      -- A dead holder's lease may lapse a moment after our take: its
+      -- records are recovered at the first renewal after that.
+      local rok, rerr = worker.recover(self.ob)
+      if not rok then self:_log("warn", "recovery failed: " .. tostring(rerr), "recover") end
       self:_retry_unrecorded()
       self:_retry_stash()
       self.renew_at = now + self.ttl / 4
