@@ -60,6 +60,7 @@ build = {
     ["ksms.client"] = "lua/ksms/client.lua",
     ["ksms.message"] = "lua/ksms/message.lua",
     ["ksms.rules.phone"] = "lua/ksms/rules/phone.lua",
+    ["ksms.rules.ad"] = "lua/ksms/rules/ad.lua",
     ["ksms.rules.schedule"] = "lua/ksms/rules/schedule.lua",
     ["ksms.rules.text"] = "lua/ksms/rules/text.lua",
     ["ksms.providers.common"] = "lua/ksms/providers/common.lua",

@@ -59,6 +59,7 @@ build = {
     ["ksms.metrics"] = "lua/ksms/metrics.lua",
     ["ksms.message"] = "lua/ksms/message.lua",
     ["ksms.rules.phone"] = "lua/ksms/rules/phone.lua",
+    ["ksms.rules.ad"] = "lua/ksms/rules/ad.lua",
     ["ksms.rules.schedule"] = "lua/ksms/rules/schedule.lua",
     ["ksms.rules.text"] = "lua/ksms/rules/text.lua",
     ["ksms.providers.common"] = "lua/ksms/providers/common.lua",

@@ -229,10 +229,11 @@ end
 --- Checks a message as send does (the same errors; misuse raises), sending nothing.
 -- The outbox checks what it is given with this before storing it.
 -- @tparam table msg a message as for send
--- @return true, or nil, err
+-- @return true and what the checks decided ({ kind, bytes, text, held_until }:
+--   text as it would be sent, an ad composed), or nil, err
 function Client:check(msg)
   local plan, err = self.adapter.plan_send(self.cfg, msg, self.ctx)
-  if plan then return true end
+  if plan then return true, plan.checked end
   return nil, self:_outcome(err)
 end
 
@@ -397,7 +398,8 @@ _M.options = {
   transport = "table|string", -- an object with request, request_many, close; or "ngx" | "curl"
   insecure = "boolean", ca_file = "string", -- TLS, for the transport ksms makes
   concurrency = "number", -- requests at once in send_many (default 8)
-  now = "function", -- epoch seconds, for reservations
+  now = "function", -- epoch seconds, for reservations and the ad night rule
+  ad = "table", -- { name, opt_out, night }: advertising messages (ksms.rules.ad, docs/ads.md)
   require_tls = "boolean", -- see check_require_tls
   on_event = "function", -- called once per provider operation (ksms.events, docs/metrics.md)
   logger = "function", -- logger(level, message, fields): where ksms's log lines go (ksms.events.logger)
@@ -425,7 +427,9 @@ end
 -- (true: raise rather than use an http:// URL, see check_require_tls),
 -- on_event (a function called once per provider operation, ksms.events),
 -- logger (logger(level, message, fields): where the client's log lines go,
--- secrets masked; default ngx.log inside nginx, else stderr).
+-- secrets masked; default ngx.log inside nginx, else stderr), ad ({ name,
+-- opt_out, night }: the sender name, 080 opt-out number and night policy
+-- of messages sent with ad = true, see docs/ads.md).
 -- An option neither the client nor the adapter declares raises: a typo
 -- such as baseurl would otherwise send to the provider's default host.
 function _M.new(provider, options)
@@ -472,6 +476,7 @@ function _M.new(provider, options)
   local ctx = {
     provider = provider,
     now = options.now or os.time,
+    ad = require("ksms.message").check_ad_option(options.ad, format("ksms.client(%q)", provider)),
   }
   local masker = secrets.masker()
   for name, value in pairs(options) do

@@ -8,6 +8,7 @@
 local session = require "ksms.oneshot.session"
 local protocol = require "ksms.oneshot.protocol"
 local message = require "ksms.oneshot.message"
+local ad_message = require "ksms.message" -- the ad fields and their checks, shared with the HTTP providers
 local errors = require "ksms.errors"
 
 local type, ipairs, pairs, setmetatable, error = type, ipairs, pairs, setmetatable, error
@@ -45,7 +46,10 @@ _M.limits = limits_of(nil)
 -- The options ksms.client("oneshot", ...) takes, with their types: the
 -- session's own and the protocol's (the CLI reads them from here), and
 -- require_tls, which ksms.client answers (OneShot has no TLS).
-_M.options = { require_tls = "boolean" }
+_M.options = { require_tls = "boolean",
+  ad = "table", -- { name, opt_out, night }: advertising messages (ad = true), docs/ads.md
+  now = "function", -- epoch seconds: the clock of the ad night rule (default os.time)
+}
 for _, schema in ipairs { session.options, protocol.options } do
   for k, v in pairs(schema) do _M.options[k] = v end
 end
@@ -58,9 +62,46 @@ _M.required = { "host", "port", "id", "password", "key", "iv" }
 -- @return a client
 function _M.new(options)
   if type(options) ~= "table" then misuse("ksms.client(\"oneshot\"): options table expected") end
+  local ad, now = options.ad, options.now
+  if ad ~= nil or now ~= nil then
+    -- The client's own options; the session refuses what it does not know.
+    if now ~= nil and type(now) ~= "function" then misuse("ksms.client(\"oneshot\"): now must be a function") end
+    local rest = {}
+    for k, v in pairs(options) do if k ~= "ad" and k ~= "now" then rest[k] = v end end
+    options = rest
+  end
   local s = session.new(options)
   return setmetatable({ provider = "oneshot", session = s,
+    ctx = { now = now or os.time, ad = ad_message.check_ad_option(ad, "ksms.client(\"oneshot\")") },
     capabilities = _M.capabilities, limits = limits_of(options) }, Client)
+end
+
+-- An ad (msg.ad = true) as the protocol takes it: the text composed by
+-- ksms.rules.ad, the night rule applied by the client's now (OneShot has
+-- no reservations: night = "hold" is refused), KakaoAdFlag "Y" for
+-- FriendTalk, and the ad fields left out. Any other message as it is.
+function Client:_ad(msg)
+  if type(msg) ~= "table" then return msg end
+  local is_ad = false
+  for k in pairs(ad_message.ad_fields) do if msg[k] ~= nil then is_ad = true; break end end
+  if not is_ad then return msg end
+  local kind = msg.kind or "auto"
+  local text, err = ad_message.ad_text(msg, self.ctx, kind)
+  if not text then err.provider = "oneshot"; return nil, err end
+  if msg.ad == true then
+    local _, nerr = ad_message.ad_night(msg, self.ctx, nil, false)
+    if nerr then nerr.provider = "oneshot"; return nil, nerr end
+  end
+  local m = {}
+  for k, v in pairs(msg) do if not ad_message.ad_fields[k] then m[k] = v end end
+  m.text = text
+  if msg.ad == true and kind == "friendtalk" then
+    local kakao = {}
+    for k, v in pairs(type(msg.kakao) == "table" and msg.kakao or {}) do kakao[k] = v end
+    kakao.ad_flag = "Y"
+    m.kakao = kakao
+  end
+  return m
 end
 
 function Client:_ready()
@@ -150,6 +191,9 @@ end
 function Client:send(msg)
   if type(msg) ~= "table" then misuse("ksms: send needs a message table") end
   if msg.at ~= nil then misuse("ksms: OneShot has no reservations (client.capabilities.reservation)") end
+  local aerr
+  msg, aerr = self:_ad(msg)
+  if not msg then return nil, aerr end
   local list
   if type(msg.to) == "table" then
     list = {}
@@ -198,6 +242,15 @@ function Client:send_many(messages, opts)
     if type(msg) ~= "table" then misuse(("ksms: send_many: message %d is not a table"):format(i)) end
     if msg.at ~= nil then misuse("ksms: OneShot has no reservations (client.capabilities.reservation)") end
   end
+  -- Ads composed (and refused) first; a refused one keeps its place.
+  local refused, list, where = nil, {}, {}
+  for i, msg in ipairs(messages) do
+    local m, e = self:_ad(msg)
+    if m then list[#list + 1] = m; where[#list] = i
+    else refused = refused or {}; refused[i] = e end
+  end
+  if refused then return self:_send_many_some(messages, list, where, refused, opts) end
+  messages = list
   self:_check(messages)
   local ok, err = self:_ready()
   if not ok then
@@ -210,20 +263,46 @@ function Client:send_many(messages, opts)
   return self:_run(messages, opts and opts.timeout, opts)
 end
 
+-- send_many where some messages were refused by the ad rules: the others
+-- go through send_many, their hooks and outcomes mapped back to the
+-- caller's indexes; the refused ones get their error (and on_outcome).
+function Client:_send_many_some(messages, list, where, refused, opts)
+  local on_sending, on_outcome = opts and opts.on_sending, opts and opts.on_outcome
+  local sub = {}
+  for k, v in pairs(opts or {}) do sub[k] = v end
+  if on_sending then sub.on_sending = function(k) return on_sending(where[k]) end end
+  if on_outcome then sub.on_outcome = function(k, out) return on_outcome(where[k], out) end end
+  local outs = {}
+  for i, e in pairs(refused) do
+    outs[i] = e
+    if on_outcome then on_outcome(i, e) end
+  end
+  if #list > 0 then
+    local got = self:send_many(list, sub)
+    for k, o in ipairs(got) do outs[where[k]] = o end
+  end
+  return outs
+end
+
 --- client:check(msg) -> true | nil, err: the checks send makes (misuse raises), sending nothing.
 function Client:check(msg)
   if type(msg) ~= "table" then misuse("ksms: check needs a message table") end
   if msg.at ~= nil then misuse("ksms: OneShot has no reservations (client.capabilities.reservation)") end
+  local aerr
+  msg, aerr = self:_ad(msg)
+  if not msg then return nil, aerr end
   local list = { msg }
   if type(msg.to) == "table" then
     list = {}
     for i, to in ipairs(msg.to) do list[i] = copy_with(msg, to) end
   end
+  local kind
   for _, m in ipairs(list) do
     local body, e = build(m, self.limits)
     if not body then return stamped(nil, e) end
+    kind = e
   end
-  return true
+  return true, { kind = kind, bytes = require("ksms.core").cp949_len(msg.text), text = msg.text }
 end
 
 -- AlimTalk / FriendTalk in the HTTP providers' fields, mapped onto the

@@ -121,12 +121,13 @@ function _M.define(p)
       form[#form + 1] = { "dstaddr", concat(rcpts, cfg.recipient_separator) }
       if m.image then form[#form + 1] = { "image", m.image } end
       reserve_fields(cfg, form, m.at)
-      if p.call_block then form[#form + 1] = { "call_block", m.opt_out and "1" or "0" } end
+      -- An ad's 080 opt-out is the provider's call_block (docs/ads.md).
+      if p.call_block then form[#form + 1] = { "call_block", (m.opt_out or m.ad) and "1" or "0" } end
       reqs[i] = post(cfg.urls.sms, form)
     end
-    local extra = { kind = m.kind, bytes = m.bytes, recipients = #m.to, reserved_at = m.at }
+    local extra = message.ad_extra({ kind = m.kind, bytes = m.bytes, recipients = #m.to, reserved_at = m.at }, m)
     local parse = parse_result({ kind = m.kind })
-    return { requests = reqs, finish = function(outs) return combine(P, parts, outs, parse, extra) end }
+    return { requests = reqs, checked = message.checked(m), finish = function(outs) return combine(P, parts, outs, parse, extra) end }
   end
 
   function P.plan_balance(cfg)
@@ -219,6 +220,7 @@ function _M.define(p)
   if p.paths.friendtalk then
     local FIELDS = { channel = true, text = true, button = true, image = true, image_link = true,
       to = true, from = true, fallback = true, at = true }
+    for k in pairs(message.ad_fields) do FIELDS[k] = true end -- FriendTalk ads: docs/ads.md
     local function invalid(code, fmt, ...) return common.invalid(p.name, code, fmt, ...) end
     function P.plan_friendtalk(cfg, msg, ctx)
       if type(msg) == "table" then
@@ -229,7 +231,18 @@ function _M.define(p)
       end
       local m, err = common_kakao(msg, ctx, "friendtalk", FIELDS)
       if not m then return nil, err end
-      local chars = text_rules.chars(msg.text)
+      -- An ad is composed before it is counted, and held or refused at night.
+      local text
+      text, err = message.ad_text(msg, ctx, "friendtalk")
+      if not text then return nil, err end
+      local given = m.at
+      m.at, err = message.ad_night(msg, ctx, m.at, true)
+      if err then return nil, err end
+      if m.at ~= given then
+        m.at, err = message.reservation(m.at, ctx)
+        if not m.at then return nil, err end
+      end
+      local chars = text_rules.chars(text)
       local limit = msg.image and 400 or 1000
       if chars == 0 then
         return nil, errors.new { category = "message_length", code = "empty", provider = p.name, message = "text is empty" }
@@ -240,7 +253,7 @@ function _M.define(p)
             msg.image and " with an image" or ""), chars = chars, limit = limit }
       end
       if m.fallback then
-        local ok, cerr = text_rules.check_charset(msg.text, "cp949", "text (for the SMS fallback)")
+        local ok, cerr = text_rules.check_charset(text, "cp949", "text (for the SMS fallback)")
         if not ok then return nil, cerr end
       end
       local button = msg.button
@@ -263,7 +276,7 @@ function _M.define(p)
         if not ok then return nil, uerr end
       end
       return per_recipient(cfg.urls.friendtalk, m, function(n)
-        local form = { { "api_key", cfg.api_key }, { "kakaochannel", msg.channel }, { "msg", msg.text },
+        local form = { { "api_key", cfg.api_key }, { "kakaochannel", msg.channel }, { "msg", text },
           { "button_type", button and "1" or "0" } }
         if button then
           form[#form + 1] = { "button_name", button.name }

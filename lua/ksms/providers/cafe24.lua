@@ -220,8 +220,9 @@ function P.plan_send(cfg, msg, ctx)
     reqs[i] = { method = "POST", url = cfg.urls.send, form = encoded(fields) }
     recipient_parts[i] = numbers
   end
-  local extra = { kind = m.kind, bytes = m.bytes, recipients = #m.to, reserved_at = m.at, test = cfg.test or nil }
-  return { requests = reqs, finish = function(outs)
+  local extra = message.ad_extra({ kind = m.kind, bytes = m.bytes, recipients = #m.to, reserved_at = m.at,
+    test = cfg.test or nil }, m)
+  return { requests = reqs, checked = message.checked(m), finish = function(outs)
     return common.combine(P, recipient_parts, outs, parse_answer(m.kind), extra)
   end }
 end

@@ -189,8 +189,8 @@ function P.plan_send(cfg, msg, ctx)
     end
     reqs[i] = req
   end
-  local extra = { kind = m.kind, bytes = m.bytes, recipients = #m.to, reserved_at = m.at }
-  return { requests = reqs, finish = function(outs)
+  local extra = message.ad_extra({ kind = m.kind, bytes = m.bytes, recipients = #m.to, reserved_at = m.at }, m)
+  return { requests = reqs, checked = message.checked(m), finish = function(outs)
     return common.combine(P, parts, outs, parse_send(m.kind), extra)
   end }
 end
