@@ -64,7 +64,7 @@ describe("unknown client options", function()
       local all = with(creds)
       for k in pairs(names) do
         if all[k] == nil then
-          local given = { transport = "curl", now = os.time, on_event = function() end, logger = function() end, require_tls = false, insecure = false, test = false,
+          local given = { transport = "curl", now = os.time, ad = { name = "ksms", opt_out = "0801234567" }, on_event = function() end, logger = function() end, require_tls = false, insecure = false, test = false,
             nointeractive = true, ca_file = "/etc/ssl/certs/ca-certificates.crt", reserve_format = "YYYY|MM|DD|hh|mm|ss" }
           if given[k] ~= nil then all[k] = given[k]
           else all[k] = (k:find("url$") and "http://127.0.0.1:1") or (k:find("separator$") and "|") or 5 end

@@ -80,6 +80,15 @@ end
 -- ksms.rules.ad, the night rule applied by the client's now (OneShot has
 -- no reservations: night = "hold" is refused), KakaoAdFlag "Y" for
 -- FriendTalk, and the ad fields left out. Any other message as it is.
+--- An advertising message as the protocol takes it (or msg as it is when
+-- it is no ad); the CLI's dry run uses it as send does.
+-- @tparam table ctx { now = function, ad = the client's ad option }
+-- @tparam table msg
+-- @return the message to submit, or nil, err (code ad_rules or ad_night)
+function _M.ad_message(ctx, msg)
+  return Client._ad({ ctx = ctx }, msg)
+end
+
 function Client:_ad(msg)
   if type(msg) ~= "table" then return msg end
   local is_ad = false
