@@ -51,20 +51,6 @@ local AD_FLAGS = {
     help = "an ad 21:00-08:00 KST: refuse (default) or hold until 08:00 as a reservation" },
 }
 
--- The message's ad fields from the flags; any of them without --ad is a usage error.
-local function ad_fields(o, msg)
-  if not o.ad then
-    for _, k in ipairs { "ad_name", "ad_opt_out", "night_consent", "night" } do
-      if o[k] ~= nil then usage(format("--%s needs --ad", (k:gsub("_", "-")))) end
-    end
-    return msg
-  end
-  if o.night ~= nil and o.night ~= "refuse" and o.night ~= "hold" then usage("--night takes refuse or hold") end
-  msg.ad, msg.ad_name, msg.ad_opt_out = true, o.ad_name, o.ad_opt_out
-  msg.night_consent, msg.night = o.night_consent or nil, o.night
-  return msg
-end
-
 local ALIM_FLAGS = {
   { name = "template", kind = "string", arg = "CODE", help = "approved template code" },
   { name = "var", kind = "multi", arg = "VALUE", help = "template variable, in order; repeatable" },
@@ -88,6 +74,20 @@ local FRIEND_FLAGS = {
 }
 
 local function usage(msg) error(status.usage(msg), 0) end
+
+-- The message's ad fields from the flags; any of them without --ad is a usage error.
+local function ad_fields(o, msg)
+  if not o.ad then
+    for _, k in ipairs { "ad_name", "ad_opt_out", "night_consent", "night" } do
+      if o[k] ~= nil then usage(format("--%s needs --ad", (k:gsub("_", "-")))) end
+    end
+    return msg
+  end
+  if o.night ~= nil and o.night ~= "refuse" and o.night ~= "hold" then usage("--night takes refuse or hold") end
+  msg.ad, msg.ad_name, msg.ad_opt_out = true, o.ad_name, o.ad_opt_out
+  msg.night_consent, msg.night = o.night_consent or nil, o.night
+  return msg
+end
 
 -- Flags that belong to one provider: refused elsewhere, not ignored.
 local OWNER = { opt_out = "senders", from_name = "ppurio", to_name = "ppurio", name = "cafe24",
