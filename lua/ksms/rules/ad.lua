@@ -36,7 +36,7 @@
 local errors = require "ksms.errors"
 
 local type, ipairs, floor = type, ipairs, math.floor
-local format, find, sub, gsub, match = string.format, string.find, string.sub, string.gsub, string.match
+local format, find, sub, gsub, match, byte = string.format, string.find, string.sub, string.gsub, string.match, string.byte
 
 local _M = { _VERSION = "0.2.0" }
 
@@ -90,14 +90,19 @@ local function variant(s)
   return nil
 end
 
+local WS = " \t\r\n\v\f"
 local FOOTER_WORDS = { "무료수신거부", "무료거부" }
 
 -- The footer of s when its last non-empty line is an accepted one:
 -- returns true; false, why when that line is an opt-out line the rules do
 -- not accept; nil when it is no opt-out line at all.
 local function footer(s)
-  local last = match(s, "([^\n]*)%s*$")
-  last = trim(last or "")
+  -- The last non-empty line, found from the end (linear in the text).
+  local e = #s
+  while e > 0 and find(WS, sub(s, e, e), 1, true) do e = e - 1 end
+  local b = e
+  while b > 0 and byte(s, b) ~= 10 do b = b - 1 end
+  local last = trim(sub(s, b + 1, e))
   for _, w in ipairs(FOOTER_WORDS) do
     if sub(last, 1, #w) == w then
       local rest = trim(gsub(sub(last, #w + 1), "^%s*:?", ""))
