@@ -76,10 +76,6 @@ function _M.new(options)
     capabilities = _M.capabilities, limits = limits_of(options) }, Client)
 end
 
--- An ad (msg.ad = true) as the protocol takes it: the text composed by
--- ksms.rules.ad, the night rule applied by the client's now (OneShot has
--- no reservations: night = "hold" is refused), KakaoAdFlag "Y" for
--- FriendTalk, and the ad fields left out. Any other message as it is.
 --- An advertising message as the protocol takes it (or msg as it is when
 -- it is no ad); the CLI's dry run uses it as send does.
 -- @tparam table ctx { now = function, ad = the client's ad option }
@@ -89,6 +85,10 @@ function _M.ad_message(ctx, msg)
   return Client._ad({ ctx = ctx }, msg)
 end
 
+-- An ad (msg.ad = true) as the protocol takes it: the text composed by
+-- ksms.rules.ad, the night rule applied by the client's now (OneShot has
+-- no reservations: night = "hold" is refused), KakaoAdFlag "Y" for
+-- FriendTalk, and the ad fields left out. Any other message as it is.
 function Client:_ad(msg)
   if type(msg) ~= "table" then return msg end
   local is_ad = false

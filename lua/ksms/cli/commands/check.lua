@@ -118,7 +118,7 @@ _M.commands = {
     usage = "ksms check [TEXT | -] [--provider NAME] [--ad --ad-name NAME --ad-opt-out NUMBER] [--json]",
     flags = {
       { name = "ad", kind = "bool", help = "compose the text as an ad first, then check it" },
-      { name = "ad-name", kind = "string", arg = "NAME", help = "the sender name after (광고)" },
+      { name = "ad-name", kind = "string", arg = "NAME", help = "the sender name after the ad marker" },
       { name = "ad-opt-out", kind = "string", arg = "NUMBER", help = "the free 080 opt-out number" },
     },
     offline = true,

@@ -43,8 +43,8 @@ local SEND_FLAGS = {
 
 -- Advertising messages (ksms.rules.ad, docs/ads.md): send and friendtalk.
 local AD_FLAGS = {
-  { name = "ad", kind = "bool", help = "an advertising message: (광고) and the name first, 무료거부 080 last" },
-  { name = "ad-name", kind = "string", arg = "NAME", help = "the sender name after (광고) (with --ad)" },
+  { name = "ad", kind = "bool", help = "an advertising message: the ad marker and the name first, the free 080 opt-out line last" },
+  { name = "ad-name", kind = "string", arg = "NAME", help = "the sender name after the ad marker (with --ad)" },
   { name = "ad-opt-out", kind = "string", arg = "NUMBER", help = "the free 080 opt-out number (with --ad)" },
   { name = "night-consent", kind = "bool", help = "the recipients consented to ads 21:00-08:00 KST (with --ad)" },
   { name = "night", kind = "string", arg = "refuse|hold",
