@@ -222,6 +222,44 @@ describe("ads against the Senders fake", function()
   end)
 end)
 
+describe("ads on the other HTTP providers", function()
+  local fake
+  setup(function() fake = fake_control.start("messageme") end)
+  teardown(function() fake:stop() end)
+  before_each(function() fake:reset() end)
+
+  it("composes a MessageMe FriendTalk ad, and refuses one at night before anything is sent", function()
+    local t = kst(12, 0)
+    local c = ksms.client("messageme", { api_key = "test-messageme-key", base_url = fake.base_url, timeout = 5,
+      now = function() return t end, ad = { name = NAME, opt_out = OPT_OUT } })
+    assert(c:friendtalk { channel = "@ksms", text = "할인", to = "01011112222", from = "0212345678", ad = true })
+    local reqs = fake:requests()
+    assert.equal(1, #reqs)
+    local _, f = H.form_of(reqs[1])
+    assert.equal("(광고)ksms상사\n할인" .. FOOTER, f.msg)
+    t = kst(22, 30)
+    local res, err = c:friendtalk { channel = "@ksms", text = "할인", to = "01011112222", from = "0212345678", ad = true }
+    assert.is_nil(res)
+    assert.equal("ad_night", err.code)
+    assert.equal(1, #fake:requests())
+    c:close()
+  end)
+
+  it("holds a Cafe24 ad past 08:00 when its 10-minute lead needs it", function()
+    local t = kst(7, 55)
+    local c = ksms.client("cafe24", { user_id = "u", secure_key = "k", base_url = "http://127.0.0.1:9",
+      now = function() return t end, ad = { name = NAME, opt_out = OPT_OUT, night = "hold" } })
+    local ok, info = c:check { to = "01011112222", from = "0212345678", text = "할인", ad = true }
+    assert.is_true(ok)
+    assert.equal(t + 600 + 60, info.held_until)
+    assert.equal("08:06", schedule.format(info.held_until, "hh:mm"))
+    t = kst(3, 0)
+    ok, info = c:check { to = "01011112222", from = "0212345678", text = "할인", ad = true }
+    assert.equal(kst(8, 0), info.held_until)
+    c:close()
+  end)
+end)
+
 describe("ads against the OneShot fake", function()
   local fake
   setup(function() fake = fake_control.start("oneshot") end)
@@ -259,6 +297,26 @@ describe("ads against the OneShot fake", function()
     assert.equal("ad_night", outs[1].code)
     assert.equal(0, fake:stats().binds)
     assert.equal(0, #fake:requests("MsgSendReq"))
+    c:close()
+  end)
+
+  it("send_many: a refused ad keeps its place, the others are sent and reported at theirs", function()
+    local c = client_at(kst(23, 0))
+    local seen = {}
+    local outs = c:send_many({
+      { to = "01011112222", from = "0212345678", text = "공지" },
+      { to = "01011112222", from = "0212345678", text = "할인", ad = true },
+      { to = "01033334444", from = "0212345678", text = "할인", ad = true, night_consent = true },
+    }, { on_outcome = function(i, o) seen[i] = o.ok and "ok" or o.code end })
+    assert.is_true(outs[1].ok)
+    assert.equal("ad_night", outs[2].code)
+    assert.is_true(outs[3].ok)
+    assert.same({ "ok", "ad_night", "ok" }, seen)
+    local reqs = fake:requests("MsgSendReq")
+    assert.equal(2, #reqs)
+    local texts = { reqs[1].body.Message, reqs[2].body.Message }
+    table.sort(texts)
+    assert.same({ "(광고)ksms상사\n할인" .. FOOTER, "공지" }, texts)
     c:close()
   end)
 end)
