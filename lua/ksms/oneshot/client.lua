@@ -1,7 +1,9 @@
 --- ksms.oneshot.client: ksms.client("oneshot", options) — the OneShot session
 -- behind the same send / send_many shape as the HTTP providers. The session
 -- connects and binds on first use; options are the session's (see
--- ksms.oneshot.session).
+-- ksms.oneshot.session), and the client's own: ad = { name, opt_out } and
+-- now (the clock of the ad night rule) for messages with ad = true
+-- (ksms.rules.ad, docs/ads.md).
 -- @module ksms.oneshot.client
 -- @alias _M
 
@@ -293,7 +295,8 @@ function Client:_send_many_some(messages, list, where, refused, opts)
   return outs
 end
 
---- client:check(msg) -> true | nil, err: the checks send makes (misuse raises), sending nothing.
+--- client:check(msg) -> true, { kind, bytes, text } | nil, err: the checks send makes (misuse raises),
+-- sending nothing; text is as it would be sent (an ad composed, ksms.rules.ad).
 function Client:check(msg)
   if type(msg) ~= "table" then misuse("ksms: check needs a message table") end
   if msg.at ~= nil then misuse("ksms: OneShot has no reservations (client.capabilities.reservation)") end
