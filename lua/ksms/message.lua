@@ -148,7 +148,8 @@ function _M.ad_night(msg, ctx, at, can_hold, min_lead)
     night = msg.night or opt.night, can_hold = can_hold })
   if not verdict then return nil, err end
   if verdict == true then return at end
-  -- Held: 08:00 KST, or later when the provider needs more lead.
+  -- Held: 08:00 KST, or later when the provider needs more lead (a
+  -- minute more: the request leaves a moment after this check).
   local lead = now + (min_lead or 0) + 60
   if verdict < lead then verdict = lead end
   return verdict
