@@ -194,6 +194,7 @@ function App:reset()
   self.state = deep_copy(self.initial_state)
   self.scripts = scripts.new(method_matches, validate_script)
   self.records, self.reports, self.pushes = {}, {}, {}
+  self.report_of = {}                       -- ServerMsgId -> report: ReportRes in O(1), not a scan
   self.files, self.sent_ids, self.arrivals = {}, {}, {}
   self.conn_log = {}                        -- every connection since the reset, closed ones too
   self.next_server_msg, self.next_push = 780000, 0
@@ -708,6 +709,7 @@ handlers.MsgSendReq = function(app, conn, b, script, at)
   app:send_frame(conn, "MsgSendRes", answer, { fault = script.fault })
   if st.reports then
     app.reports[#app.reports + 1] = report
+    app.report_of[report.body.ServerMsgId] = report
     app.server:after(st.report_delay_ms, function() app:push_report(report) end)
   end
 end
@@ -727,12 +729,13 @@ function App:push_report(r)
 end
 
 handlers.ReportRes = function(app, conn, b)
-  for _, r in ipairs(app.reports) do
-    if r.body.ServerMsgId == str(b.ServerMsgId) and r.status ~= "acked" then
-      r.status, r.ack = "acked", b
-      app.stats.reports_acked = app.stats.reports_acked + 1
-      return
-    end
+  -- A lookup, not a scan of every report: a long run at Speed would make
+  -- each answer slower and the fake's arrival stamps late.
+  local r = app.report_of[str(b.ServerMsgId)]
+  if r and r.status ~= "acked" then
+    r.status, r.ack = "acked", b
+    app.stats.reports_acked = app.stats.reports_acked + 1
+    return
   end
   app:record(conn, { error = "ReportRes for an unknown ServerMsgId " .. str(b.ServerMsgId) })
 end
