@@ -287,7 +287,10 @@ end
 -- The protocol's gate: a message's own on_sending, then the session's,
 -- just before its frame is built; either returning false holds it back
 -- (cancelled, never written). One that raises is recorded (last_error) and
--- does not hold the message back: a broken hook is not a decision.
+-- does not hold the message back: a broken hook is not a decision. When a
+-- hook ran (it may have done I/O: a durable mark), the time it ended goes
+-- back with true: the protocol paces the frame from then and writes it
+-- alone (see ksms.oneshot.protocol's poll).
 function D:_gate(rec)
   local mine = self.on_sendings[rec]
   self.on_sendings[rec] = nil
@@ -302,6 +305,7 @@ function D:_gate(rec)
     if not ok then self:_raised("on_sending", verdict)
     elseif verdict == false then return false end
   end
+  if mine or fn then return true, monotonic() end
   return true
 end
 
