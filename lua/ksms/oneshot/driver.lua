@@ -373,6 +373,10 @@ function D:step(max_wait)
   local outside = self.grant and not in_window(self.grant, self.clock()) or false
   self.outside = outside
   self.p:hold(self.holding or outside)
+  -- The time again: the callbacks of what arrived (outcomes and reports a
+  -- fleet records in Redis) may have taken a while, and the pacer must
+  -- judge the next send by when it leaves, not by when the read ended.
+  now = monotonic()
   local events, out = self.p:poll(now, self.gate)
   self:_emit_all(events)
   self:_write(out)
