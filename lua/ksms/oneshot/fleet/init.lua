@@ -331,6 +331,11 @@ function F:_take()
   worker.renew(ob, true)
   local ok, err = worker.recover(ob)
   if not ok then self:_log("warn", "recovery failed: " .. tostring(err), "recover") end
+  -- The dead holder's lease (lock_ttl, renewed just after its lock) may
+  -- outlive its lock by a moment, and its records would then stay sending
+  -- or claimed for good: recovery runs again at each renewal until the
+  -- lease of whoever held before must have lapsed.
+  self.recover_until = monotonic() + 2 * self.ttl
   local fence = self.lock:fence()
   local lock = self.lock
   self.hooks_opts = {
@@ -422,6 +427,10 @@ function F:_hold_round()
     if ok == false then return self:_leave("lost") end
     if ok then
       worker.renew(self.ob, true)
+      if self.recover_until and now < self.recover_until then
+        local rok, rerr = worker.recover(self.ob)
+        if not rok then self:_log("warn", "recovery failed: " .. tostring(rerr), "recover") end
+      end
       self:_retry_unrecorded()
       self:_retry_stash()
       self.renew_at = now + self.ttl / 4
