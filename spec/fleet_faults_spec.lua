@@ -7,6 +7,10 @@
 -- its append-only file mid-run; Redis is unreachable at start. What reached
 -- the provider is the fake's record of MsgSendReq frames and connections;
 -- what the fleet believes is the outbox in Redis and the report stream.
+-- Run as root, each binder gets a hostname of its own (unshare -u): its
+-- death is then known only by its lapsed lease, as on another machine.
+-- KSMS_FLEET_DUMP=FILE: when a UserMsgId was written twice, the fake's
+-- MsgSendReq arrivals ("<at> <conn> <UserMsgId>" lines) go to FILE.
 local fleet = require "ksms.oneshot.fleet"
 local kredis = require "ksms.redis"
 local cjson = require "cjson"
@@ -25,6 +29,14 @@ local LOCK_TTL = 2
 local WINDOW = 40          -- the holder's in-flight window (claimed, queued in its session or written)
 local TOTAL = 3000
 local EACH = 1000         -- per producer
+-- The fake stamps a MsgSendReq when its loop reads it: on a busy 2-core
+-- machine (ten processes here) the stamps lag by 20 to 45 ms now and then
+-- (measured: a window of 1 s at the fake held up to 17 more frames than
+-- the pacer's schedule), more than the default 15 ms margin absorbs; a
+-- real server's counting has its own jitter, which this option is for.
+-- Two holders sending at once, or no quiet second after a move, would
+-- still show as hundreds over Speed.
+local PACE_MARGIN = 0.1
 local FINAL = { "sent", "delivered", "undelivered", "failed", "maybe_sent", "expired" }
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
@@ -53,10 +65,14 @@ end
 -- A process of ours: the spec is its parent (io.popen, exec all the way:
 -- the pid is the interpreter's), so reap() collects it and no zombie's pid
 -- passes for a live owner.
-local function spawn(dir, name, script, args, env)
+-- host: run it under that hostname in a UTS namespace of its own (unshare
+-- -u, root), so it is another machine to the fleet: its owner id names
+-- that host, and no process on this one can tell it died by its pid.
+local function spawn(dir, name, script, args, env, host)
   local out, err = dir .. "/" .. name .. ".out", dir .. "/" .. name .. ".err"
-  local pipe = assert(io.popen(("echo PID $$; %sexec %s %s %s >%s 2>%s"):format(
-    env or "", LUA, q(script), args, q(out), q(err)), "r"))
+  local cmd = ("exec %s %s %s"):format(LUA, q(script), args)
+  if host then cmd = "exec unshare -u sh -c " .. q("hostname " .. q(host) .. " && " .. cmd) end
+  local pipe = assert(io.popen(("echo PID $$; %s%s >%s 2>%s"):format(env or "", cmd, q(out), q(err)), "r"))
   local pid = tonumber((pipe:read("*l") or ""):match("^PID (%d+)$"))
   assert(pid, "no pid for " .. name)
   return { pid = pid, pipe = pipe, out = out, err = err, name = name }
@@ -84,6 +100,10 @@ local function stop_all(list)
     end
   end
 end
+
+-- Whether binders can run as machines of their own (see spawn).
+local MACHINES = H.run("unshare -u sh -c 'hostname ksms-fleet-probe && hostname' 2>/dev/null")
+  :find("ksms-fleet-probe", 1, true) ~= nil
 
 local function count_lines(text, pattern)
   local n = 0
@@ -115,7 +135,7 @@ describe("ksms.oneshot.fleet with real processes", function()
   -- The binders' options file (the password goes in the environment).
   local function config(name, url, ns, extra)
     local o = fake:session_options { redis = url, account = "acct", namespace = ns, outbox_namespace = ns .. ":ob",
-      lock_ttl = LOCK_TTL, reconnect_delay = 0.2, window = WINDOW }
+      lock_ttl = LOCK_TTL, reconnect_delay = 0.2, window = WINDOW, pace_margin = PACE_MARGIN }
     local password = o.password
     o.password = nil
     for k, v in pairs(extra or {}) do o[k] = v end
@@ -125,7 +145,7 @@ describe("ksms.oneshot.fleet with real processes", function()
   end
 
   local function binder(name, cfg, env)
-    local p = spawn(dir, name, BINDER, q(cfg) .. " " .. q(name), env)
+    local p = spawn(dir, name, BINDER, q(cfg) .. " " .. q(name), env, MACHINES and "ksms-" .. name:sub(1, 2) or nil)
     procs[#procs + 1] = p
     return p
   end
@@ -210,7 +230,7 @@ describe("ksms.oneshot.fleet with real processes", function()
       H.wait_until("sending to resume after the " .. f.kind, 30, function()
         local _, _, token = holder()
         return token and token ~= f.token and accepted() >= f.accepted + 100
-      end, 0.05)
+      end, 0.1)
       local bind
       for _, c in ipairs(fake:connections(true)) do
         if c.bound_at and c.bound_at > f.at and (not bind or c.bound_at < bind) then bind = c.bound_at end
@@ -221,7 +241,7 @@ describe("ksms.oneshot.fleet with real processes", function()
 
     for n, kind in ipairs { "kill", "kill", "stop" } do
       local at_count = ({ 500, 1200, 1900 })[n]
-      H.wait_until(at_count .. " accepted", 40, function() return accepted() >= at_count end, 0.02)
+      H.wait_until(at_count .. " accepted", 40, function() return accepted() >= at_count end, 0.1)
       local i, m, token = holder()
       assert(m, "no holder among the machines at fault " .. n)
       local f = { kind = kind, token = token, accepted = accepted(), maybe_before = ob:counts().maybe_sent,
@@ -277,7 +297,29 @@ describe("ksms.oneshot.fleet with real processes", function()
     local frames = 0
     for id, c in pairs(seen) do
       frames = frames + c
-      assert(c == 1, "UserMsgId " .. id .. " was written " .. c .. " times")
+      if c ~= 1 then
+        local where = {}
+        for _, r in ipairs(fake:requests("MsgSendReq")) do
+          if r.body and tostring(r.body.UserMsgId) == id then
+            where[#where + 1] = ("conn %s at %.3f"):format(tostring(r.conn), r.at)
+          end
+        end
+        if os.getenv("KSMS_FLEET_DUMP") then
+          local f = io.open(os.getenv("KSMS_FLEET_DUMP"), "w")
+          for _, r in ipairs(fake:requests("MsgSendReq")) do
+            f:write(("%.4f %s %s\n"):format(r.at, tostring(r.conn), tostring(r.body and r.body.UserMsgId)))
+          end
+          f:close()
+        end
+        local lives = {}
+        for _, l in ipairs(fake:connections(true)) do
+          lives[#lives + 1] = ("%d: %s/%s/%s/%s"):format(l.id, tostring(l.opened_at), tostring(l.bound_at),
+            tostring(l.unbound_at), tostring(l.closed_at))
+        end
+        error(("UserMsgId %s was written %d times (max/s %d, speed errors %d): %s; connections %s; faults at %s %s %s"):format(id, c,
+          st.max_per_second, st.speed_errors,
+          table.concat(where, ", "), table.concat(lives, "; "), faults[1].at, faults[2].at, faults[3].at))
+      end
     end
     assert.equal(st.messages, frames)
     -- Every record in exactly one final state, each agreeing with the fake.
@@ -425,7 +467,8 @@ describe("ksms.oneshot.fleet with real processes", function()
     assert.equal(0, st.duplicates)
     for id, n in pairs(umids_seen()) do assert(n == 1, id .. " written " .. n .. " times") end
     bound_intervals()
-    assert(st.max_per_second <= SPEED)
+    assert(st.max_per_second <= SPEED, "max_per_second " .. st.max_per_second)
+    assert.equal(0, st.speed_errors)
     io.stderr:write(("\n  redis restart: %d accepted before the kill, %d in all, %d nil, err answers (%s); "
       .. "sent %d delivered %d maybe_sent %d failed %d; binds %d\n"):format(before, #accepted, errs,
       table.concat(err_lines, " | "), c.sent, c.delivered, c.maybe_sent, c.failed, st.binds))
