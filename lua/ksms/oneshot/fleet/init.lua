@@ -128,6 +128,9 @@ end
 local Checker = {}
 Checker.__index = Checker
 
+--- The OneShot checks of one message, as enqueue runs them.
+-- @tparam table msg
+-- @return true, or nil, err
 function Checker:check(msg)
   if type(msg) ~= "table" then misuse("ksms.oneshot.fleet: check needs a message table") end
   if type(msg.to) == "table" then
@@ -144,6 +147,7 @@ function Checker:check(msg)
   return true
 end
 
+--- Raises: this client never sends (the holder does).
 function Checker:send_many()
   misuse("ksms.oneshot.fleet: this client only checks messages; the fleet's holder sends them")
 end
@@ -244,9 +248,13 @@ function Lazy:_do(method, ...)
   end
   return res, err
 end
+--- conn:eval over the connection, (re)connected when needed.
 function Lazy:eval(...) return self:_do("eval", ...) end
+--- conn:call, likewise.
 function Lazy:call(...) return self:_do("call", ...) end
+--- conn:pipeline, likewise.
 function Lazy:pipeline(...) return self:_do("pipeline", ...) end
+--- Closes the connection (the next call makes a new one).
 function Lazy:close() if self.c then self.c:close() self.c = nil end end
 
 -- Outbox, lock and report stream, made when missing (Redis may be down).
