@@ -22,7 +22,7 @@
 --   os1.oneshot_port                          -- the OneShot TCP port
 --   local sock = os1:oneshot_connect()        -- a connected LuaSocket
 --   os1:push("SpamReq", { PhoneNo = "01000000000" }), os1:reports(),
---   os1:pushes(), os1:connections(), os1:drop([conn_id])
+--   os1:pushes(), os1:connections([all]), os1:drop([conn_id])
 local socket = require "socket"
 
 -- The directory of this file, so spec/fakes/ is found from any cwd.
@@ -178,7 +178,8 @@ end
 
 function Fake:reports() return self:control("GET", "reports") end
 function Fake:pushes() return self:control("GET", "pushes") end
-function Fake:connections() return self:control("GET", "connections") end
+-- The open OneShot connections (all: every one since the reset, closed too).
+function Fake:connections(all) return self:control("GET", "connections" .. (all and "?all=1" or "")) end
 function Fake:drop(conn) return self:control("POST", "drop", { conn = conn }) end
 
 -- Options for a OneShot session bound to this fake with its default

@@ -84,4 +84,35 @@ describe("pacer", function()
     assert.is_true(#sends >= 9800, "only " .. #sends .. " in 10 s")
     assert.is_true(max_in_window(sends, 1.015) <= 1000)
   end)
+  it("counts a send from when it left (restamp), when a slow durable mark came between the take and the write", function()
+    -- A fenced sender marks each record in Redis after the pacer's take:
+    -- the write comes 0.2 ms to 40 ms later. Judged by the take times the
+    -- window would hold; by the write times only with restamp.
+    local seed = 777
+    local function rnd()
+      seed = (seed * 1103515245 + 12345) % 2147483648
+      return seed / 2147483648
+    end
+    for _, restamp in ipairs { true, false } do
+      local p = pacer.new(400)
+      local writes, t = {}, 0
+      while t < 10 do
+        if p:take(t) then
+          local delay = rnd() < 0.02 and (0.02 + rnd() * 0.02) or (0.0002 + rnd() * 0.001)
+          t = t + delay
+          if restamp then p:restamp(t) end
+          writes[#writes + 1] = t
+        else
+          t = math.max(t, p:next_time()) + 0.0001
+        end
+      end
+      local worst = max_in_window(writes, 1.0)
+      if restamp then
+        assert.is_true(worst <= 400, "with restamp: " .. worst)
+        assert.is_true(#writes >= 3600, "with restamp only " .. #writes .. " in 10 s")
+      else
+        assert.is_true(worst > 400, "the case is not hard enough: " .. worst) -- the test can fail
+      end
+    end
+  end)
 end)

@@ -194,7 +194,9 @@ function App:reset()
   self.state = deep_copy(self.initial_state)
   self.scripts = scripts.new(method_matches, validate_script)
   self.records, self.reports, self.pushes = {}, {}, {}
+  self.report_of = {}                       -- ServerMsgId -> report: ReportRes in O(1), not a scan
   self.files, self.sent_ids, self.arrivals = {}, {}, {}
+  self.conn_log = {}                        -- every connection since the reset, closed ones too
   self.next_server_msg, self.next_push = 780000, 0
   self.epoch = (self.epoch or 0) + 1        -- timers of the previous epoch do nothing
   self:reset_stats()
@@ -224,6 +226,10 @@ function App:accept()
                              out = {}, frames_in = 0, frames_out = 0,
                              last_recv = socket.gettime(), held = {} }, Conn)
     self.conns[c.id] = c
+    -- Its life in time (epoch seconds): opened_at, bound_at, unbound_at
+    -- (UnBindReq or close, whichever came first), closed_at.
+    c.life = { id = c.id, opened_at = socket.gettime() }
+    self.conn_log[#self.conn_log + 1] = c.life
     self.stats.connections = self.stats.connections + 1
     self.stats.open = self.stats.open + 1
     self.server:watch(sock, c)
@@ -375,6 +381,11 @@ function App:close_conn(conn, why)
   self.conns[conn.id] = nil
   self.stats.open = self.stats.open - 1
   if conn.bound and self.bound == conn then self.bound = nil end
+  local life = conn.life
+  if life then
+    life.closed_at = socket.gettime()
+    if life.bound_at and not life.unbound_at then life.unbound_at = life.closed_at end
+  end
   -- Reports pushed on it and not acknowledged go back to pending.
   for _, r in ipairs(self.reports) do
     if r.status == "pushed" and r.conn == conn.id then r.status = "pending" end
@@ -565,6 +576,7 @@ handlers.BindReq = function(app, conn, body, script)
   app.stats.binds = app.stats.binds + 1
   conn.bound = true
   app.bound = conn
+  if conn.life then conn.life.bound_at = socket.gettime() end
   app:send_frame(conn, "BindRes", { Result = 0, BindId = st.bind_id, Speed = st.speed,
                                     BeginTime = st.begin_time, EndTime = st.end_time,
                                     EffectiveTime = st.effective_time },
@@ -590,6 +602,7 @@ handlers.UnBindReq = function(app, conn, body, script)
   app:send_frame(conn, "UnBindRes", { Result = result },
                  { encrypt_with = bind_key(app, conn), fault = script.fault })
   if conn.bound and app.bound == conn then app.bound = nil end
+  if conn.bound and conn.life and not conn.life.unbound_at then conn.life.unbound_at = socket.gettime() end
   conn.bound = false
   conn.closing = "unbind"
 end
@@ -696,6 +709,7 @@ handlers.MsgSendReq = function(app, conn, b, script, at)
   app:send_frame(conn, "MsgSendRes", answer, { fault = script.fault })
   if st.reports then
     app.reports[#app.reports + 1] = report
+    app.report_of[report.body.ServerMsgId] = report
     app.server:after(st.report_delay_ms, function() app:push_report(report) end)
   end
 end
@@ -715,12 +729,13 @@ function App:push_report(r)
 end
 
 handlers.ReportRes = function(app, conn, b)
-  for _, r in ipairs(app.reports) do
-    if r.body.ServerMsgId == str(b.ServerMsgId) and r.status ~= "acked" then
-      r.status, r.ack = "acked", b
-      app.stats.reports_acked = app.stats.reports_acked + 1
-      return
-    end
+  -- A lookup, not a scan of every report: a long run at Speed would make
+  -- each answer slower and the fake's arrival stamps late.
+  local r = app.report_of[str(b.ServerMsgId)]
+  if r and r.status ~= "acked" then
+    r.status, r.ack = "acked", b
+    app.stats.reports_acked = app.stats.reports_acked + 1
+    return
   end
   app:record(conn, { error = "ReportRes for an unknown ServerMsgId " .. str(b.ServerMsgId) })
 end
@@ -962,11 +977,19 @@ endpoints["POST /_fake/push"] = function(app, req, res, body)
   reply(res, 200, p)
 end
 
+-- The open connections; ?all=1: every one since the reset, closed ones too.
 endpoints["GET /_fake/connections"] = function(app, req, res)
   local out = json.array()
-  for _, c in pairs(app.conns) do
-    out[#out + 1] = { id = c.id, bound = c.bound == true, encrypted = c.enc_key ~= nil,
-                      frames_in = c.frames_in, frames_out = c.frames_out }
+  local all = req.query and req.query:find("all=1", 1, true)
+  for _, life in ipairs(app.conn_log) do
+    local c = app.conns[life.id]
+    if c or all then
+      out[#out + 1] = { id = life.id, open = c ~= nil, bound = c ~= nil and c.bound == true,
+                        encrypted = c ~= nil and c.enc_key ~= nil,
+                        frames_in = c and c.frames_in, frames_out = c and c.frames_out,
+                        opened_at = life.opened_at, bound_at = life.bound_at,
+                        unbound_at = life.unbound_at, closed_at = life.closed_at }
+    end
   end
   table.sort(out, function(a, b) return a.id < b.id end)
   reply(res, 200, out)

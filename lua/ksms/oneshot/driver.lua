@@ -289,7 +289,9 @@ end
 -- first time; a 903/11 requeue writes it again); either returning false
 -- holds it back (cancelled, never written). One that raises is recorded
 -- (last_error) and does not hold the message back: a broken hook is not a
--- decision.
+-- decision. When a hook ran (it may have done I/O: a durable mark), the
+-- time it ended goes back with true: the protocol paces the frame from
+-- then and writes it alone (see ksms.oneshot.protocol's poll).
 function D:_gate(rec)
   local mine = self.on_sendings[rec]
   if mine then
@@ -303,6 +305,7 @@ function D:_gate(rec)
     if not ok then self:_raised("on_sending", verdict)
     elseif verdict == false then return false end
   end
+  if mine or fn then return true, monotonic() end
   return true
 end
 
@@ -370,6 +373,10 @@ function D:step(max_wait)
   local outside = self.grant and not in_window(self.grant, self.clock()) or false
   self.outside = outside
   self.p:hold(self.holding or outside)
+  -- The time again: the callbacks of what arrived (outcomes and reports a
+  -- fleet records in Redis) may have taken a while, and the pacer must
+  -- judge the next send by when it leaves, not by when the read ended.
+  now = monotonic()
   local events, out = self.p:poll(now, self.gate)
   self:_emit_all(events)
   self:_write(out)

@@ -5,6 +5,7 @@
 --   p:next_time()      -> the earliest time the next send is allowed
 --   p:take(now)        -> true (and records a send at now) | false
 --   p:pause(until_t)   -> no send before until_t (after a 903 from the server)
+--   p:restamp(t)       -> the last send went out at t, later than taken
 --   p:reset()          -> forgets past sends (a new connection)
 --
 -- Sends are spread evenly on a schedule of one slot every (1 + margin) /
@@ -71,6 +72,15 @@ function Pacer:take(now)
   if base < now - self.max_lag then base = now end -- far behind (idle): no burst
   self.slot = base + self.interval
   return true
+end
+
+--- The last send taken went out later than it was taken, at t (a durable
+-- mark came between): the hard guard counts it from t.
+-- @tparam number t
+function Pacer:restamp(t)
+  if self.count == 0 then return end
+  local last = (self.pos - 2) % self.rate + 1
+  if t > self.ring[last] then self.ring[last] = t end
 end
 
 --- Sends nothing until until_t (a 903/11 backoff).

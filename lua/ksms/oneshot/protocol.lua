@@ -811,7 +811,9 @@ local CANCELLED = { category = "cancelled", code = "cancelled", provider = "ones
 --- Time passes: returns events and the bytes due now (sends, keepalives).
 -- gate(rec) (optional) is asked before each message is framed, after the
 -- pacer allowed it: false ends the message as cancelled, never written (a
--- fenced sender checks its lease there; the pacer's slot is left unused).
+-- fenced sender checks its lease there; the pacer's slot is left unused);
+-- true, t (t: the time the gate's own I/O ended) counts the send from t
+-- and ends this poll's sends after it, so its bytes leave at once.
 -- @tparam number now
 -- @tparam[opt] function gate
 -- @return events, bytes to write
@@ -852,7 +854,10 @@ function P:poll(now, gate)
           maybe_sent = false, message = "not sent: the message's expires_at passed while it was queued" } }
     elseif not pacer:take(now) then
       break
-    elseif gate and not gate(head) then
+    else
+    local pass, after = true, nil
+    if gate then pass, after = gate(head) end
+    if not pass then
       local rec = self:_pop()
       self.ids[rec.key] = nil
       rec.state = "dropped"
@@ -870,6 +875,17 @@ function P:poll(now, gate)
     out[#out + 1] = self:_frame("MsgSendReq", rec.body)
     events[#events + 1] = { type = "sent", rec = rec, user_msg_id = rec.id, sub_id = rec.sub_id,
       attempt = rec.attempts }
+    if type(after) == "number" then
+      -- The gate did I/O (a durable sending mark) and says when it ended:
+      -- the frame leaves after it, so the pacer counts it from then, and
+      -- it leaves alone, right away. Frames batched behind slow gates
+      -- would otherwise leave together, later than the pacer counted
+      -- them, and a 1-second window at the server could hold more than
+      -- Speed.
+      pacer:restamp(after)
+      break
+    end
+    end
     end
   end
   if #out == 0 and not self.alive_sent_at and now - self.last_tx >= self.keepalive_interval then
