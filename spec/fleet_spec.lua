@@ -201,6 +201,30 @@ describe("ksms.oneshot.fleet, members stepped in one process", function()
     ob:close()
   end)
 
+  it("an ad is composed at enqueue and at send as the OneShot client composes it; at night it is refused", function()
+    local ns = fresh_ns()
+    local KST_NOON = 1798772400 -- 2027-01-01 12:00 KST
+    local clock = KST_NOON
+    local opts = { redis = srv.url, account = "acct", outbox_namespace = ns .. ":ob",
+      ad = { name = "ksms상사", opt_out = "080-123-4567" }, now = function() return clock end }
+    local ob = assert(fleet.outbox(opts))
+    local a = member(ns, { ad = opts.ad, now = opts.now })
+    assert(ob:enqueue({ to = "01012345678", from = "15666639", kind = "lms", text = "봄 세일", ad = true },
+      { key = "ad-1", client = "acct" }))
+    assert.is_true(step_until({ a }, function() return ob:counts().delivered == 1 end, 15))
+    local sent = fake:requests("MsgSendReq")
+    local text = sent[#sent].body.Message
+    assert.truthy(text:find("^%(광고%)ksms상사"), text)
+    assert.truthy(text:find("무료거부 080%-123%-4567$"), text)
+    clock = KST_NOON + 10 * 3600 -- 22:00 KST
+    local rec, err = ob:enqueue({ to = "01012345678", from = "15666639", text = "밤 세일", ad = true },
+      { key = "ad-2", client = "acct" })
+    assert.is_nil(rec)
+    assert.equal("ad_night", err.code)
+    assert.is_nil(ob:status("ad-2"))
+    a:close(); ob:close()
+  end)
+
   it("refuses misuse: no redis, no account, options of its own", function()
     assert.has_error(function() fleet.new(fake:session_options { account = "a" }) end)
     assert.has_error(function() fleet.new(fake:session_options { redis = srv.url }) end)

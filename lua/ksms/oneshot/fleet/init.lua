@@ -63,6 +63,8 @@ local track = require "ksms.outbox.track"
 local driver = require "ksms.oneshot.driver"
 local protocol = require "ksms.oneshot.protocol"
 local message = require "ksms.oneshot.message"
+local oneshot_client = require "ksms.oneshot.client"
+local ad_option = require("ksms.message").check_ad_option
 local lock_mod = require "ksms.oneshot.fleet.lock"
 local reports = require "ksms.oneshot.fleet.reports"
 local errors = require "ksms.errors"
@@ -81,7 +83,7 @@ local OWN = {
   lock_ttl = "number", window = "number", quiet = "number", drain_timeout = "number",
   standby_interval = "number", dedup_ttl = "number", report_maxlen = "number",
   stop = "function", signals = "boolean", socket = "string", on_report = "function",
-  redis_timeout = "number",
+  redis_timeout = "number", ad = "table", now = "function",
 }
 local SOCKETS = { core = "ksms.oneshot.sockets.core", luasocket = "ksms.oneshot.sockets.luasocket",
   cosocket = "ksms.oneshot.sockets.cosocket" }
@@ -141,7 +143,9 @@ function Checker:check(msg)
     return nil, new_error { category = "invalid_input", code = "images", provider = "oneshot",
       message = "images cannot go through the fleet: upload them and give files (names on the server)" }
   end
-  local body, err = message.build(msg, self.limits)
+  local m, aerr = oneshot_client.ad_message(self.ctx, msg) -- an ad composed, at night refused
+  if not m then return nil, aerr end
+  local body, err = message.build(m, self.limits)
   if not body then err.provider = "oneshot" return nil, err end
   return true
 end
@@ -151,8 +155,15 @@ function Checker:send_many()
   misuse("ksms.oneshot.fleet: this client only checks messages; the fleet's holder sends them")
 end
 
+-- ctx: the OneShot client's ad context ({ now, ad }, ksms.rules.ad through
+-- ksms.oneshot.client.ad_message), the same at enqueue and at send.
+local function ad_ctx(opts, who)
+  return { now = opts.now or os.time, ad = ad_option(opts.ad, who) }
+end
+
 local function checker(opts)
-  return setmetatable({ provider = "oneshot", limits = message.limits_of(opts) }, Checker)
+  return setmetatable({ provider = "oneshot", limits = message.limits_of(opts),
+    ctx = ad_ctx(opts, "ksms.oneshot.fleet") }, Checker)
 end
 
 local function outbox_url(opts) return opts.redis end
@@ -166,7 +177,8 @@ local function outbox_url(opts) return opts.redis end
 function _M.outbox(opts)
   if type(opts) ~= "table" then misuse("ksms.oneshot.fleet.outbox: options table expected") end
   errors.check_options("ksms.oneshot.fleet.outbox", opts, { redis = "string", account = "string",
-    outbox_namespace = "string", socket = "string", sms_max = "number", lms_max = "number", lease_ttl = "number" })
+    outbox_namespace = "string", socket = "string", sms_max = "number", lms_max = "number", lease_ttl = "number",
+    ad = "table", now = "function" })
   if type(opts.redis) ~= "string" or type(opts.account) ~= "string" then
     misuse("ksms.oneshot.fleet.outbox: redis and account are required")
   end
@@ -208,7 +220,7 @@ function _M.new(opts)
     standby_interval = opts.standby_interval or min(1, ttl / 4),
     socket = sock, adapter = require(SOCKETS[sock]),
     log = opts.logger and events.logger(opts.logger) or nil,
-    holding = false, stopping = false, closed = false,
+    holding = false, stopping = false, closed = false, ctx = ad_ctx(opts, "ksms.oneshot.fleet"),
     summary = { sent = 0, failed = 0, maybe_sent = 0, expired = 0 },
     stats = { holds = 0, lost = 0, binds = 0, reports = 0, duplicate_reports = 0, unrecorded = 0 },
     stash = {}, unrecorded = {},
@@ -359,6 +371,14 @@ function F:_top_up()
   self.summary.expired = self.summary.expired + expired
   for _, r in ipairs(recs) do
     local m = worker.message_of(ob, r, h, self.summary)
+    local am, aerr
+    if m then
+      -- An ad composed again by the rules at send time: at night it is
+      -- refused here (failed, nothing sent) unless night_consent.
+      am, aerr = oneshot_client.ad_message(self.ctx, m)
+      if not am then self:_record(h, r, aerr) end
+      m = am
+    end
     if m then
       if m.id == nil and m.user_msg_id == nil then m.id = "f" .. format("%.0f", r.seq or 0) end
       r.umid = m.user_msg_id or m.id
