@@ -9,6 +9,7 @@
 #                        runs (5.4 and LuaJIT) and the fuzzing smoke pass
 #   make specs           every spec under $(LUA) (SPECS=subset: the subset)
 #   make demo            the main job against the bundled fake provider
+#   make demo-fleet      a OneShot fleet (Redis, three binders, kill -9) on 127.0.0.1
 #   make asan            the whole suite with AddressSanitizer + UBSan
 #   make valgrind        the codec, HTTP and OneShot stress scripts under
 #                        valgrind, leaks are errors
@@ -187,6 +188,15 @@ bench-outbox: $(SO)
 demo: deps
 	@$(MAKE) --no-print-directory build
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/demo.lua
+
+# make demo-fleet: a OneShot fleet on 127.0.0.1 (docs/fleet.md): a real
+# redis-server, the fake OneShot server, three binder processes and three
+# producers; the holder is killed with kill -9 mid-run, a summary printed
+# and checked (examples/fleet/demo.lua; ~10 s).
+.PHONY: demo-fleet
+demo-fleet: deps
+	@$(MAKE) --no-print-directory build
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/fleet/demo.lua
 
 # The API reference from the doc comments (config.ld): docs/api/index.html.
 docs:
