@@ -55,7 +55,7 @@ SO   := $(BUILD)/ksms/core.so
 
 LUA_SRC := $(shell find lua -name '*.lua' 2>/dev/null)
 
-.PHONY: all build test deps specs asan asan-run valgrind bench bench-codec bench-http bench-oneshot bench-outbox demo install uninstall clean tables docs \
+.PHONY: all build test deps specs asan asan-run valgrind bench bench-codec bench-http bench-oneshot bench-outbox bench-fleet demo install uninstall clean tables docs \
         fuzz fuzz-smoke fuzz-build fuzz-corpus
 
 all: $(SO)
@@ -166,7 +166,7 @@ fuzz: deps fuzz-corpus
 fuzz-smoke: fuzz-corpus
 	@sh fuzz/run.sh smoke 2
 
-bench: bench-codec bench-http bench-oneshot bench-outbox
+bench: bench-codec bench-http bench-oneshot bench-outbox bench-fleet
 
 bench-codec: $(SO)
 	@$(MAKE) --no-print-directory -C bench
@@ -183,6 +183,12 @@ bench-http: $(SO)
 # BENCH_QUEUED=100000 for a shorter run (the default queues a million).
 bench-outbox: $(SO)
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" BENCH_LUA=$(LUA) $(LUA) bench/outbox.lua
+
+# Speed 1000 through ksms.oneshot.fleet: a real redis-server, the fake
+# OneShot server, three binder and three producer processes (redis-server).
+# BENCH_MESSAGES (10,000), BENCH_BINDERS (3), BENCH_BATCH (1), BENCH_REPORTS=0.
+bench-fleet: $(SO)
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" BENCH_LUA=$(LUA) $(LUA) bench/fleet.lua
 
 # deps first: on a fresh machine nothing can compile before the packages are in.
 demo: deps
