@@ -17,7 +17,8 @@
 --   producers' and the standbys'; and Redis INFO commandstats calls per
 --   message over the run (the commands inside scripts count there too).
 -- BENCH_REPORTS=0 turns the fake's delivery reports off (on by default:
--- the holder publishes each to the report stream).
+-- the holder publishes each to the report stream); BENCH_PACE_MARGIN sets
+-- the binders' pace_margin (the protocol's 0.015 by default).
 --
 -- Run with `make bench-fleet` (redis-server).
 package.path = "spec/?.lua;" .. package.path
@@ -185,6 +186,7 @@ local ok, err = pcall(function()
   fake:state(state)
   local opts = fake:session_options { redis = srv.url, account = ACCOUNT, lock_ttl = 10, reconnect_delay = 0.5,
     queue_limit = 100000 }
+  opts.pace_margin = tonumber(os.getenv("BENCH_PACE_MARGIN") or "")
   local password = opts.password
   opts.password = nil
   local config, pwfile = dir .. "/fleet.json", dir .. "/password"
