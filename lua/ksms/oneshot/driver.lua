@@ -369,10 +369,7 @@ function D:step(max_wait)
   local outside = self.grant and not in_window(self.grant, self.clock()) or false
   self.outside = outside
   self.p:hold(self.holding or outside)
-  -- The time again: the callbacks of what was received (an outbox's store
-  -- writes, a fleet's report publishing) may have taken a while, and the
-  -- pacer stamps what this poll sends with it.
-  local events, out = self.p:poll(monotonic(), self.gate)
+  local events, out = self.p:poll(now, self.gate)
   self:_emit_all(events)
   self:_write(out)
   return self.conn ~= nil
