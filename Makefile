@@ -9,6 +9,7 @@
 #                        runs (5.4 and LuaJIT) and the fuzzing smoke pass
 #   make specs           every spec under $(LUA) (SPECS=subset: the subset)
 #   make demo            the main job against the bundled fake provider
+#   make demo-fleet      a OneShot fleet (Redis, three binders, kill -9) on 127.0.0.1
 #   make asan            the whole suite with AddressSanitizer + UBSan
 #   make valgrind        the codec, HTTP and OneShot stress scripts under
 #                        valgrind, leaks are errors
@@ -54,7 +55,7 @@ SO   := $(BUILD)/ksms/core.so
 
 LUA_SRC := $(shell find lua -name '*.lua' 2>/dev/null)
 
-.PHONY: all build test deps specs asan asan-run valgrind bench bench-codec bench-http bench-oneshot bench-outbox demo install uninstall clean tables docs \
+.PHONY: all build test deps specs asan asan-run valgrind bench bench-codec bench-http bench-oneshot bench-outbox bench-fleet demo install uninstall clean tables docs \
         fuzz fuzz-smoke fuzz-build fuzz-corpus
 
 all: $(SO)
@@ -165,7 +166,7 @@ fuzz: deps fuzz-corpus
 fuzz-smoke: fuzz-corpus
 	@sh fuzz/run.sh smoke 2
 
-bench: bench-codec bench-http bench-oneshot bench-outbox
+bench: bench-codec bench-http bench-oneshot bench-outbox bench-fleet
 
 bench-codec: $(SO)
 	@$(MAKE) --no-print-directory -C bench
@@ -183,10 +184,25 @@ bench-http: $(SO)
 bench-outbox: $(SO)
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" BENCH_LUA=$(LUA) $(LUA) bench/outbox.lua
 
+# Speed 1000 through ksms.oneshot.fleet: a real redis-server, the fake
+# OneShot server, three binder and three producer processes (redis-server).
+# BENCH_MESSAGES (10,000), BENCH_BINDERS (3), BENCH_BATCH (1), BENCH_REPORTS=0.
+bench-fleet: $(SO)
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" BENCH_LUA=$(LUA) $(LUA) bench/fleet.lua
+
 # deps first: on a fresh machine nothing can compile before the packages are in.
 demo: deps
 	@$(MAKE) --no-print-directory build
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/demo.lua
+
+# make demo-fleet: a OneShot fleet on 127.0.0.1 (docs/fleet.md): a real
+# redis-server, the fake OneShot server, three binder processes and three
+# producers; the holder is killed with kill -9 mid-run, a summary printed
+# and checked (examples/fleet/demo.lua; ~10 s).
+.PHONY: demo-fleet
+demo-fleet: deps
+	@$(MAKE) --no-print-directory build
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/fleet/demo.lua
 
 # The API reference from the doc comments (config.ld): docs/api/index.html.
 docs:

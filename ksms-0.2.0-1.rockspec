@@ -89,7 +89,7 @@ build = {
     ["ksms.oneshot.pacer"] = "lua/ksms/oneshot/pacer.lua",
     ["ksms.oneshot.protocol"] = "lua/ksms/oneshot/protocol.lua",
     ["ksms.oneshot.message"] = "lua/ksms/oneshot/message.lua",
-    -- the fleet's report stream (docs/fleet-reports.md); needs ksms.redis
+    -- the fleet's report stream (docs/fleet.md); needs ksms.redis
     ["ksms.oneshot.fleet.reports"] = "lua/ksms/oneshot/fleet/reports.lua",
     ["ksms.transport"] = "lua/ksms/transport/init.lua",
     ["ksms.transport.curl"] = "lua/ksms/transport/curl.lua",
