@@ -463,15 +463,22 @@ function Store:meta_set(name, value)
   return true
 end
 
+-- ARGV: ns, client .. '\0' .. provider_id. The record's fields, or {}:
+-- one round trip (a fleet's holder looks up every pushed report).
+local FIND_REF = [[
+local k = redis.call('HGET', ARGV[1] .. ':ref', ARGV[2])
+if not k then return {} end
+return redis.call('HGETALL', ARGV[1] .. ':r:' .. k)
+]]
+
 --- See ksms.outbox.store.
 function Store:find_ref(client, provider_id)
   if self.closed then return closed() end
-  local key, err = call(self, "HGET", self.ns .. ":ref", client .. "\0" .. tostring(provider_id))
-  if key == nil and err then return nil, err end
-  if type(key) ~= "string" then return nil end
-  local rec, gerr = self:get(key)
-  if not rec then return nil, gerr end
-  if rec.client ~= client or rec.provider_id ~= provider_id then return nil end
+  local res, err = list_of(eval(self, FIND_REF, { self.ns, client .. "\0" .. tostring(provider_id) }))
+  if not res then return nil, err end
+  if #res == 0 then return nil end
+  local rec = record_of(res)
+  if not rec or rec.client ~= client or rec.provider_id ~= provider_id then return nil end
   return rec
 end
 
