@@ -22,7 +22,10 @@ local setmetatable, tostring, floor, require = setmetatable, tostring, math.floo
 local concat = table.concat
 local semaphore
 
-local _M = { sleep = function(seconds) return ngx.sleep(seconds) end }
+-- At least 1 ms: nginx rounds a shorter sleep to ngx.sleep(0), which
+-- does not wait (a caller's loop spins) and, without OpenResty's delayed
+-- events patch, logs a warning each time.
+local _M = { sleep = function(seconds) return ngx.sleep(seconds < 0.001 and 0.001 or seconds) end }
 
 local C = {}
 C.__index = C
