@@ -171,19 +171,20 @@ local function outbox_url(opts) return opts.redis end
 --- A producer's outbox for the account: ob:enqueue(msg, { key, client = account })
 -- checks msg as the OneShot client would and stores it in Redis; the
 -- fleet's holder sends it. Options: redis, account, outbox_namespace,
--- socket, sms_max, lms_max.
+-- socket, sms_max, lms_max, recover (false: a producer that leaves
+-- recovering dead holders' records to the holder; see ksms.outbox.open).
 -- @tparam table opts
 -- @return an outbox (ksms.outbox), or nil, err
 function _M.outbox(opts)
   if type(opts) ~= "table" then misuse("ksms.oneshot.fleet.outbox: options table expected") end
   errors.check_options("ksms.oneshot.fleet.outbox", opts, { redis = "string", account = "string",
     outbox_namespace = "string", socket = "string", sms_max = "number", lms_max = "number", lease_ttl = "number",
-    ad = "table", now = "function" })
+    ad = "table", now = "function", recover = "boolean" })
   if type(opts.redis) ~= "string" or type(opts.account) ~= "string" then
     misuse("ksms.oneshot.fleet.outbox: redis and account are required")
   end
   return outbox.open { store = outbox_url(opts), namespace = opts.outbox_namespace, socket = opts.socket,
-    clients = { [opts.account] = checker(opts) }, lease_ttl = opts.lease_ttl }
+    clients = { [opts.account] = checker(opts) }, lease_ttl = opts.lease_ttl, recover = opts.recover }
 end
 
 --- The account's report stream, read through a consumer group (see
