@@ -183,6 +183,14 @@ bench-http: $(SO)
 bench-outbox: $(SO)
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" BENCH_LUA=$(LUA) $(LUA) bench/outbox.lua
 
+# Enqueue from an nginx handler into Redis, beside the same handler without
+# ksms (bench/fleet_nginx.lua; nginx runs LuaJIT: the core is built for it).
+.PHONY: bench-fleet-nginx
+bench-fleet-nginx: $(SO)
+	@$(MAKE) --no-print-directory -C bench
+	@$(MAKE) --no-print-directory LUA=luajit build
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) bench/fleet_nginx.lua
+
 # deps first: on a fresh machine nothing can compile before the packages are in.
 demo: deps
 	@$(MAKE) --no-print-directory build
