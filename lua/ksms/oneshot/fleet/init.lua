@@ -363,12 +363,26 @@ end
 -- Claims records up to the window and hands them to the session.
 function F:_top_up()
   local d, ob = self.d, self.ob
+  if self.orphans and d:queued() == 0 then
+    -- None of our claims is in the session unwritten: any claim left is
+    -- an orphan (written ones are sending, which release leaves alone).
+    if ob.store:release(ob.owner) then
+      self.orphans = false
+      worker.renew(ob, true)
+    end
+  end
   local room = self.window - d:queued() - d:in_flight()
   if room < max(1, floor(self.window / 4)) then return end
   if self.h.error() then self.h = worker.hooks(ob, self.summary, self.hooks_opts) end
   local h = self.h
   local recs, expired = ob.store:claim(self.account, ob.owner, room, ob.now())
-  if not recs then return self:_redis_failed(expired, "claim") end
+  if not recs then
+    -- The claim may have been done and its reply lost (a timeout, Redis
+    -- restarting): records owned by this live holder that nobody would
+    -- send, nor recover. Released once the session holds none unwritten.
+    self.orphans = true
+    return self:_redis_failed(expired, "claim")
+  end
   self.summary.expired = self.summary.expired + expired
   for _, r in ipairs(recs) do
     local m = worker.message_of(ob, r, h, self.summary)
