@@ -74,7 +74,7 @@ local LOCATIONS = [[
 local srv = redis_control.start {}
 local fake = fake_control.start("oneshot", { state = { speed = SPEED, report_delay_ms = 20 } })
 local cfg = fake:session_options { redis = srv.url, account = "bench", namespace = NS,
-  outbox_namespace = NS .. ":ob", lock_ttl = 5, quiet = 0.2, reconnect_delay = 0.3, window = 400 }
+  outbox_namespace = NS .. ":ob", lock_ttl = 5, reconnect_delay = 0.3, window = 400 }
 local nginx = nginx_control.start {
   ksms = true, workers = WORKERS,
   http = ("init_worker_by_lua_block { require('ksms.ngx.oneshot').start(%s) }"):format(literal(cfg)),
@@ -151,9 +151,9 @@ local ok, err = pcall(function()
   print(("  added per request         %9.3f ms"):format(enqueue_ms - plain_ms))
   print(("  Redis per message         %9.2f script calls, %.2f connections, enqueue to delivered (the handler's "
     .. "and the holder's)"):format(cmds, conns))
-  print(("  sent by the holder        %9d of %d records at the fake (Speed %d, busiest second %d, 903s %d)"):format(
+  print(("  sent by the holder        %9d of %d records at the fake (Speed %d, busiest second %d, 903s %d, binds %d)"):format(
     (counts.sent or 0) + (counts.delivered or 0), (counts.sent or 0) + (counts.delivered or 0) + counts.queued,
-    SPEED, st.max_per_second or 0, st.speed_errors or 0))
+    SPEED, st.max_per_second or 0, st.speed_errors or 0, st.binds or 0))
   ob:close()
   conn:close()
 end)

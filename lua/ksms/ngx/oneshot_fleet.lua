@@ -151,7 +151,7 @@ function _M.start(opts)
   local st = { fleet = true, url = url, account = opts.account, fopts = fopts, member = member,
     outbox_namespace = opts.outbox_namespace, sms_max = opts.sms_max, lms_max = opts.lms_max,
     lock_key = (opts.namespace or fleet.DEFAULT_NAMESPACE) .. ":" .. opts.account .. ":lock",
-    restart_delay = opts.restart_delay or 1, restarts = 0, ob = nil }
+    restart_delay = opts.restart_delay or 1, restarts = 0 }
   if ngx.worker.id() == nil then return st end
   local ok, err = timer_at(0, loop, st)
   if not ok then error("ksms.ngx.oneshot.start: cannot create the fleet timer: " .. tostring(err), 3) end
@@ -175,16 +175,19 @@ local function handler_opts(what, opts)
   return opts
 end
 
--- The worker's producer outbox, opened on first use (it needs a cosocket)
--- and kept: the store opens a connection per call there, so it belongs to
--- no request.
+-- A producer outbox for one handler call. The Redis store's connection
+-- (a ksms.redis handle) is a cosocket of the coroutine that made it, so it
+-- cannot serve two requests (one would close the other's, whose reader
+-- thread would then keep that request from ending): each call opens its
+-- own and closes it before returning (closing below).
 local function outbox_of(st)
-  if st.ob then return st.ob end
-  local ob, err = fleet.outbox { redis = st.url, account = st.account, outbox_namespace = st.outbox_namespace,
+  return fleet.outbox { redis = st.url, account = st.account, outbox_namespace = st.outbox_namespace,
     socket = "cosocket", sms_max = st.sms_max, lms_max = st.lms_max, recover = false }
-  if not ob then return nil, err end
-  st.ob = ob
-  return ob
+end
+
+local function closing(ob, ...)
+  ob:close()
+  return ...
 end
 
 local function key_of(msg, opts)
@@ -207,7 +210,10 @@ function _M.submit(st, msg, opts)
   opts = handler_opts("ksms.ngx.oneshot.submit", opts)
   local ob, err = outbox_of(st)
   if not ob then return nil, err end
-  local rec, eerr = ob:enqueue(msg, { key = key_of(msg, opts), client = st.account, expires_at = opts.expires_at })
+  -- (a misuse raised by the checks still closes the connection first)
+  local ok, rec, eerr = closing(ob, pcall(ob.enqueue, ob, msg, { key = key_of(msg, opts), client = st.account,
+    expires_at = opts.expires_at }))
+  if not ok then error(rec, 0) end
   if not rec then return nil, eerr end
   return rec.key
 end
@@ -235,6 +241,8 @@ local function error_of(rec)
   return new_error(f)
 end
 
+local wait_for
+
 --- outcome in the Redis mode: the record's state as a result or an error,
 -- waiting up to opts.timeout while it is queued or sending.
 -- @param st the state start returned
@@ -247,8 +255,13 @@ function _M.outcome(st, key, opts)
   opts = handler_opts("ksms.ngx.oneshot.outcome", opts)
   local ob, err = outbox_of(st)
   if not ob then return nil, err end
+  return closing(ob, wait_for(ob, key, opts.timeout or 0))
+end
+
+-- outcome's loop (one connection for all its looks).
+wait_for = function(ob, key, timeout)
   update_time()
-  local deadline = now() + (opts.timeout or 0)
+  local deadline = now() + timeout
   local nap = 0.005
   while true do
     local rec, gerr = ob:status(key)
@@ -297,7 +310,7 @@ function _M.status(st)
   local ob, err = outbox_of(st)
   if ob then
     local counts
-    counts, err = ob:counts()
+    counts, err = closing(ob, ob:counts())
     if counts then
       t.counts = counts
       t.queued = (counts.queued or 0) + (counts.sending or 0)
