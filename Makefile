@@ -166,7 +166,7 @@ fuzz: deps fuzz-corpus
 fuzz-smoke: fuzz-corpus
 	@sh fuzz/run.sh smoke 2
 
-bench: bench-codec bench-http bench-oneshot bench-outbox bench-fleet
+bench: bench-codec bench-http bench-oneshot bench-outbox bench-fleet bench-fleet-nginx
 
 bench-codec: $(SO)
 	@$(MAKE) --no-print-directory -C bench
@@ -189,6 +189,14 @@ bench-outbox: $(SO)
 # BENCH_MESSAGES (10,000), BENCH_BINDERS (3), BENCH_BATCH (1), BENCH_REPORTS=0.
 bench-fleet: $(SO)
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" BENCH_LUA=$(LUA) $(LUA) bench/fleet.lua
+
+# Enqueue from an nginx handler into Redis, beside the same handler without
+# ksms (bench/fleet_nginx.lua; nginx runs LuaJIT: the core is built for it).
+.PHONY: bench-fleet-nginx
+bench-fleet-nginx: $(SO)
+	@$(MAKE) --no-print-directory -C bench
+	@$(MAKE) --no-print-directory LUA=luajit build
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) bench/fleet_nginx.lua
 
 # deps first: on a fresh machine nothing can compile before the packages are in.
 demo: deps

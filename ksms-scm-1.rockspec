@@ -96,6 +96,7 @@ build = {
     ["ksms.transport.ngx"] = "lua/ksms/transport/ngx.lua",
     ["ksms.ngx.queue"] = "lua/ksms/ngx/queue.lua",
     ["ksms.ngx.oneshot"] = "lua/ksms/ngx/oneshot.lua",
+    ["ksms.ngx.oneshot_fleet"] = "lua/ksms/ngx/oneshot_fleet.lua", -- its redis mode; needs ksms.redis
     -- the durable outbox (docs/outbox.md); the SQLite store needs LuaDBI
     -- (Debian: lua-dbi-sqlite3), loaded only when a "sqlite:" store opens
     ["ksms.outbox"] = "lua/ksms/outbox/init.lua",

@@ -40,13 +40,13 @@ SUBSET_OUT3="Ctrl%-C %(SIGINT%) mid%-send"
 # the fleet's fault spec (binder and producer processes killed, paused
 # and restarted, Redis restarted: ~25 s of processes and sockets, pacing
 # checked at the fake, which the sanitizers' slowdown would only upset).
-NOT_SANITIZED="nginx_oneshot nginx_metrics install outbox_faults fleet_faults outbox_worker outbox_track outbox_redis cli redis"
+NOT_SANITIZED="nginx_oneshot nginx_fleet nginx_metrics install outbox_faults fleet_faults outbox_worker outbox_track outbox_redis cli redis"
 
 # The nginx specs whose every ksms line runs inside nginx, which loads
 # build/luajit whatever the spec's interpreter: the LuaJIT pass runs them,
 # the Lua 5.4 pass ("nonginx") would only repeat it. (nginx_http stays in
 # both: half of it is ksms.transport.http1 run by the spec's interpreter.)
-NGINX_ONLY="nginx_oneshot nginx_metrics"
+NGINX_ONLY="nginx_oneshot nginx_fleet nginx_metrics"
 
 # Every spec file but those named in $1 (names without _spec.lua).
 specs_without() {

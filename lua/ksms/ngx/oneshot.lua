@@ -31,6 +31,19 @@
 -- host: an address, or a name with a `resolver` directive in nginx (a
 -- cosocket does not use the system resolver).
 --
+-- On Redis (a fleet): start{ redis = "redis://HOST:PORT/DB", account =
+-- NAME, host =, port =, id =, password =, key =, iv =, lock_ttl = 10, ... }
+-- (store = "redis://..." is the same option; no dict) takes the options of
+-- ksms.oneshot.fleet.run: every worker of every nginx runs a fleet member
+-- in a timer, the fleet's Redis lock picks the one holder across workers
+-- and machines, and handlers keep the same four calls, given { account =
+-- NAME } instead of { dict = }: submit stores the message in the
+-- account's Redis outbox and returns its record key (opts.key, the
+-- message's id, or a generated one), outcome reads the record, status
+-- says this worker's role. Queued messages survive a full nginx stop.
+-- The handlers talk to Redis over cosockets (rewrite, access, content,
+-- timer). See ksms.ngx.oneshot_fleet.
+--
 -- Outcomes have the shape of ksms.oneshot.session's on_result: a result
 -- { ok = true, provider = "oneshot", code = 0, id, sub_id, raw } (raw left
 -- out, raw_dropped said, when the server's answer cannot be JSON) or nil, err
@@ -101,6 +114,8 @@ json.decode_max_depth(20)
 local encode, decode = json.encode, json.decode
 
 local started = {}   -- dict name -> state (per worker)
+local accounts = {}  -- account -> state of the Redis mode (per worker)
+local fleet_mode     -- ksms.ngx.oneshot_fleet, loaded by a start with redis
 
 -- Options of this module; the rest go to the driver and the protocol.
 local OWN = { dict = "string", queue_limit = "number", outcome_ttl = "number", pending_ttl = "number",
@@ -113,11 +128,19 @@ local function handle_of(id, sub_id)
 end
 
 local function state_for(opts, level)
+  local acct = type(opts) == "table" and opts.account or nil
+  if acct ~= nil then
+    local st = accounts[acct]
+    if not st then error("ksms.ngx.oneshot: start{ redis =, account = \"" .. tostring(acct) .. "\" } was not called in this worker", level + 1) end
+    return st
+  end
   local name = opts and opts.dict
   if name == nil then
     local only, st = next(started)
-    if only and next(started, only) == nil then return st end
-    error("ksms.ngx.oneshot: give opts.dict (start{} was called for none or several)", level + 1)
+    local acct_only, ast = next(accounts)
+    if only and next(started, only) == nil and not acct_only then return st end
+    if acct_only and next(accounts, acct_only) == nil and not only then return ast end
+    error("ksms.ngx.oneshot: give opts.dict or opts.account (start{} was called for none or several)", level + 1)
   end
   local st = started[name]
   if not st then error("ksms.ngx.oneshot: start{ dict = \"" .. tostring(name) .. "\" } was not called in this worker", level + 1) end
@@ -392,8 +415,19 @@ local function check_opts(opts)
   return dict, cfg, sopts
 end
 
---- start(opts) -> true: in init_worker_by_lua, in every worker.
+--- start(opts) -> true: in init_worker_by_lua, in every worker. With
+-- redis (or store) = "redis://..." and account: the Redis mode,
+-- ksms.ngx.oneshot_fleet; without: the shared-dict binder.
 function _M.start(opts)
+  if type(opts) == "table" and (opts.redis ~= nil or opts.store ~= nil) then
+    fleet_mode = fleet_mode or require "ksms.ngx.oneshot_fleet"
+    if type(opts.account) == "string" and accounts[opts.account] then
+      error("ksms.ngx.oneshot.start: already started for account " .. opts.account, 2)
+    end
+    local st = fleet_mode.start(opts)
+    accounts[opts.account] = st
+    return true
+  end
   local dict, cfg, sopts = check_opts(opts)
   if started[opts.dict] then error("ksms.ngx.oneshot.start: already started for " .. opts.dict, 2) end
   local st = { name = opts.dict, dict = dict, cfg = cfg, taken = {}, leader = false,
@@ -434,6 +468,7 @@ end
 --- submit(msg, opts) -> id | nil, err: checked, queued, returns at once.
 function _M.submit(msg, opts)
   local st = state_for(opts, 2)
+  if st.fleet then return fleet_mode.submit(st, msg, opts) end
   if type(msg) ~= "table" then error("ksms.ngx.oneshot.submit: message table expected", 2) end
   if msg.images ~= nil then
     error("ksms.ngx.oneshot.submit: 'images' is not supported here; give 'files' (names of uploaded images)", 2)
@@ -479,6 +514,7 @@ end
 -- long to wait for it (polling the dictionary with ngx.sleep).
 function _M.outcome(h, opts)
   local st = state_for(opts, 2)
+  if st.fleet then return fleet_mode.outcome(st, h, opts) end
   if type(h) ~= "string" then error("ksms.ngx.oneshot.outcome: id (a string) expected", 2) end
   local timeout = opts and opts.timeout or 0
   update_time()
@@ -518,6 +554,7 @@ end
 --- status(opts) -> { queued, holder, state, counters }
 function _M.status(opts)
   local st = state_for(opts, 2)
+  if st.fleet then return fleet_mode.status(st) end
   local q = st.q
   local s = q:get("state")
   local ok, state = pcall(decode, s or "null")

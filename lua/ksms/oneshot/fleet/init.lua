@@ -171,19 +171,20 @@ local function outbox_url(opts) return opts.redis end
 --- A producer's outbox for the account: ob:enqueue(msg, { key, client = account })
 -- checks msg as the OneShot client would and stores it in Redis; the
 -- fleet's holder sends it. Options: redis, account, outbox_namespace,
--- socket, sms_max, lms_max.
+-- socket, sms_max, lms_max, recover (false: a producer that leaves
+-- recovering dead holders' records to the holder; see ksms.outbox.open).
 -- @tparam table opts
 -- @return an outbox (ksms.outbox), or nil, err
 function _M.outbox(opts)
   if type(opts) ~= "table" then misuse("ksms.oneshot.fleet.outbox: options table expected") end
   errors.check_options("ksms.oneshot.fleet.outbox", opts, { redis = "string", account = "string",
     outbox_namespace = "string", socket = "string", sms_max = "number", lms_max = "number", lease_ttl = "number",
-    ad = "table", now = "function" })
+    ad = "table", now = "function", recover = "boolean" })
   if type(opts.redis) ~= "string" or type(opts.account) ~= "string" then
     misuse("ksms.oneshot.fleet.outbox: redis and account are required")
   end
   return outbox.open { store = outbox_url(opts), namespace = opts.outbox_namespace, socket = opts.socket,
-    clients = { [opts.account] = checker(opts) }, lease_ttl = opts.lease_ttl }
+    clients = { [opts.account] = checker(opts) }, lease_ttl = opts.lease_ttl, recover = opts.recover }
 end
 
 --- The account's report stream, read through a consumer group (see
@@ -362,12 +363,26 @@ end
 -- Claims records up to the window and hands them to the session.
 function F:_top_up()
   local d, ob = self.d, self.ob
+  if self.orphans and d:queued() == 0 then
+    -- None of our claims is in the session unwritten: any claim left is
+    -- an orphan (written ones are sending, which release leaves alone).
+    if ob.store:release(ob.owner) then
+      self.orphans = false
+      worker.renew(ob, true)
+    end
+  end
   local room = self.window - d:queued() - d:in_flight()
   if room < max(1, floor(self.window / 4)) then return end
   if self.h.error() then self.h = worker.hooks(ob, self.summary, self.hooks_opts) end
   local h = self.h
   local recs, expired = ob.store:claim(self.account, ob.owner, room, ob.now())
-  if not recs then return self:_redis_failed(expired, "claim") end
+  if not recs then
+    -- The claim may have been done and its reply lost (a timeout, Redis
+    -- restarting): records owned by this live holder that nobody would
+    -- send, nor recover. Released once the session holds none unwritten.
+    self.orphans = true
+    return self:_redis_failed(expired, "claim")
+  end
   self.summary.expired = self.summary.expired + expired
   for _, r in ipairs(recs) do
     local m = worker.message_of(ob, r, h, self.summary)

@@ -22,7 +22,10 @@ local setmetatable, tostring, floor, require = setmetatable, tostring, math.floo
 local concat = table.concat
 local semaphore
 
-local _M = { sleep = function(seconds) return ngx.sleep(seconds) end }
+-- At least 1 ms: nginx rounds a shorter sleep to ngx.sleep(0), which
+-- does not wait (a caller's loop spins) and, without OpenResty's delayed
+-- events patch, logs a warning each time.
+local _M = { sleep = function(seconds) return ngx.sleep(seconds < 0.001 and 0.001 or seconds) end }
 
 local C = {}
 C.__index = C
@@ -90,7 +93,13 @@ end
 function C:receive(max, timeout)
   if not self.inbox[1] and not self.err and timeout > 0 then
     -- At least 1 ms: shorter rounds to 0, which returns without yielding.
-    self.sema:wait(timeout < 0.001 and 0.001 or timeout)
+    local t = timeout < 0.001 and 0.001 or timeout
+    -- The reader posts once per chunk and a read takes every chunk there
+    -- is, so a count can be stale (its chunk went with an earlier read):
+    -- waking on one with nothing come, wait again. Stale counts return at
+    -- once, so the whole wait stays about t.
+    local ok = self.sema:wait(t)
+    while ok and not self.inbox[1] and not self.err do ok = self.sema:wait(t) end
   end
   local inbox = self.inbox
   if inbox[1] then
