@@ -343,10 +343,10 @@ end
 local H = {}
 H.__index = H
 
-local HANDLE_OPTIONS = { name = "string" }
+local HANDLE_OPTIONS = { name = "string", keep = "boolean" }
 for k, t in pairs(OPTIONS) do HANDLE_OPTIONS[k] = t end
 
---- handle{ url, socket, connect_timeout, read_timeout, password, max_bytes, name } -> handle
+--- handle{ url, socket, connect_timeout, read_timeout, password, max_bytes, name, keep } -> handle
 -- A connection made on first use and made again after one broke (a
 -- restart, a reset, a timeout), for code that outlives connections: the
 -- outbox's Redis store, the fleet's lock, the report stream. h:call,
@@ -356,8 +356,11 @@ for k, t in pairs(OPTIONS) do HANDLE_OPTIONS[k] = t end
 -- `name` ("the Redis outbox store is unreachable: ..."); a server's answer
 -- stays what it is (category server, or auth). socket: as connect's; when
 -- nil, a cosocket inside an nginx request or timer and the core's client
--- elsewhere. A cosocket belongs to the request or timer that made it, so
--- it is kept for calls from the same coroutine and made anew for another.
+-- elsewhere. A cosocket belongs to the request or timer that made it (and
+-- its reader light thread keeps that request from ending while it is
+-- open), so over cosockets each call has its own connection, closed after
+-- it, unless keep = true: the caller then promises that every call comes
+-- from one long-lived timer (the fleet's binder), which keeps one.
 -- Nothing connects here.
 -- @tparam table opts
 -- @return a handle
@@ -370,14 +373,19 @@ function _M.handle(opts)
     misuse("ksms.redis.handle: socket must be core, luasocket or cosocket, not " .. tostring(opts.socket))
   end
   local copts = {}
-  for k, v in pairs(opts) do if k ~= "name" then copts[k] = v end end
-  return setmetatable({ copts = copts, name = opts.name or "Redis", conn = nil, co = nil, closed = false }, H)
+  for k, v in pairs(opts) do if k ~= "name" and k ~= "keep" then copts[k] = v end end
+  return setmetatable({ copts = copts, name = opts.name or "Redis", conn = nil, closed = false,
+    keep = opts.keep == true }, H)
 end
 
--- err as the handle's: a server's answer as it is, the rest "unavailable".
-local function unavailable(self, err)
+-- err as the handle's: a server's answer as it is, the rest "unavailable"
+-- (and the connection that failed dropped).
+local function unavailable(self, err, conn)
   if type(err) == "table" and (err.category == "server" or err.category == "auth") then return nil, err end
-  if self.conn then self.conn:close(); self.conn = nil end
+  if conn then
+    pcall(conn.close, conn)
+    if self.conn == conn then self.conn = nil end
+  end
   local why = type(err) == "table" and err.message or tostring(err)
   local e = new_error { category = "server", code = "unavailable", retryable = true, provider = "redis",
     message = self.name .. " is unreachable: " .. errors.bound(tostring(why), 200) }
@@ -385,33 +393,36 @@ local function unavailable(self, err)
   return nil, e
 end
 
---- h:connection() -> the live connection (made now when there is none, or
--- when a cosocket of another coroutine is kept), or nil, err.
+--- h:connection() -> the live connection (made now when there is none), or
+-- nil, err; and nil, true when it serves this one call (a cosocket without
+-- keep: the caller closes it after the call).
 -- @return a connection, or nil, err
 function H:connection()
   if self.closed then
     return nil, new_error { category = "server", code = "closed", provider = "redis",
       message = self.name .. ": the handle is closed" }
   end
-  local co = coroutine.running()
-  if self.conn and not self.conn:closed() and (self.kind ~= "cosocket" or self.co == co) then return self.conn end
-  if self.conn then pcall(self.conn.close, self.conn); self.conn = nil end
-  self.kind = socket_kind(self.copts.socket)
+  local kind = socket_kind(self.copts.socket)
+  local one_call = kind == "cosocket" and not self.keep
+  if not one_call and self.conn and not self.conn:closed() then return self.conn end
   local copts = {}
   for k, v in pairs(self.copts) do copts[k] = v end
-  copts.socket = self.kind
+  copts.socket = kind
   local ok, conn, err = pcall(_M.connect, copts)
   if not ok then return unavailable(self, conn) end
   if not conn then return unavailable(self, err) end
-  self.conn, self.co = conn, co
+  self.kind = kind
+  if one_call then return conn, nil, true end
+  self.conn = conn
   return conn
 end
 
 local function through(self, method, ...)
-  local conn, err = self:connection()
+  local conn, err, one_call = self:connection()
   if not conn then return nil, err end
   local res, cerr = conn[method](conn, ...)
-  if res == nil and cerr ~= nil then return unavailable(self, cerr) end
+  if one_call then conn:close() end
+  if res == nil and cerr ~= nil then return unavailable(self, cerr, conn) end
   return res
 end
 
@@ -424,6 +435,20 @@ function H:eval(...) return through(self, "eval", ...) end
 --- h:pipeline(commands): as conn:pipeline.
 -- @return the replies, or nil, err
 function H:pipeline(...) return through(self, "pipeline", ...) end
+
+--- h:set_read_timeout(seconds) -> the previous read_timeout: as a
+-- connection's, for this handle's connections from now on.
+-- @tparam number seconds more than 0
+-- @treturn number
+function H:set_read_timeout(seconds)
+  if type(seconds) ~= "number" or not (seconds > 0) then
+    misuse("ksms.redis: set_read_timeout expects seconds (a positive number)")
+  end
+  local previous = self.copts.read_timeout or 5
+  self.copts.read_timeout = seconds
+  if self.conn then self.conn:set_read_timeout(seconds) end
+  return previous
+end
 
 --- h:close(): closes the connection; later calls are nil, err (idempotent).
 function H:close()

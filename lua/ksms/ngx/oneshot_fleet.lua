@@ -175,19 +175,17 @@ local function handler_opts(what, opts)
   return opts
 end
 
--- A producer outbox for one handler call. The Redis store's connection
--- (a ksms.redis handle) is a cosocket of the coroutine that made it, so it
--- cannot serve two requests (one would close the other's, whose reader
--- thread would then keep that request from ending): each call opens its
--- own and closes it before returning (closing below).
+-- The worker's producer outbox, opened at the first handler call that
+-- needs it (open runs a script) and shared by every request of the worker:
+-- its Redis store's connection is a ksms.redis handle, which keeps one
+-- cosocket per request, so no request uses or closes another's.
 local function outbox_of(st)
-  return fleet.outbox { redis = st.url, account = st.account, outbox_namespace = st.outbox_namespace,
+  if st.ob then return st.ob end
+  local ob, err = fleet.outbox { redis = st.url, account = st.account, outbox_namespace = st.outbox_namespace,
     socket = "cosocket", sms_max = st.sms_max, lms_max = st.lms_max, recover = false }
-end
-
-local function closing(ob, ...)
-  ob:close()
-  return ...
+  if not ob then return nil, err end
+  st.ob = ob
+  return ob
 end
 
 local function key_of(msg, opts)
@@ -210,10 +208,7 @@ function _M.submit(st, msg, opts)
   opts = handler_opts("ksms.ngx.oneshot.submit", opts)
   local ob, err = outbox_of(st)
   if not ob then return nil, err end
-  -- (a misuse raised by the checks still closes the connection first)
-  local ok, rec, eerr = closing(ob, pcall(ob.enqueue, ob, msg, { key = key_of(msg, opts), client = st.account,
-    expires_at = opts.expires_at }))
-  if not ok then error(rec, 0) end
+  local rec, eerr = ob:enqueue(msg, { key = key_of(msg, opts), client = st.account, expires_at = opts.expires_at })
   if not rec then return nil, eerr end
   return rec.key
 end
@@ -255,7 +250,7 @@ function _M.outcome(st, key, opts)
   opts = handler_opts("ksms.ngx.oneshot.outcome", opts)
   local ob, err = outbox_of(st)
   if not ob then return nil, err end
-  return closing(ob, wait_for(ob, key, opts.timeout or 0))
+  return wait_for(ob, key, opts.timeout or 0)
 end
 
 -- outcome's loop (one connection for all its looks).
@@ -310,7 +305,7 @@ function _M.status(st)
   local ob, err = outbox_of(st)
   if ob then
     local counts
-    counts, err = closing(ob, ob:counts())
+    counts, err = ob:counts()
     if counts then
       t.counts = counts
       t.queued = (counts.queued or 0) + (counts.sending or 0)

@@ -34,7 +34,7 @@ _M.Outbox = Outbox
 
 local OPEN_OPTIONS = { store = "string|table", clients = "table", now = "function",
   busy_timeout = "number", synchronous = "string", recover = "boolean", namespace = "string",
-  lease_ttl = "number", socket = "string" }
+  lease_ttl = "number", socket = "string", keep_connection = "boolean" }
 local ENQUEUE_OPTIONS = { key = "string", client = "string", expires_at = "number" }
 
 local function check_clients(what, clients)
@@ -63,7 +63,9 @@ _M.owner_id = owner_id
 -- may add more). now: epoch seconds (default os.time). busy_timeout and
 -- synchronous: the SQLite store's (ksms.outbox.sqlite); namespace: the
 -- Redis store's key prefix, socket its client's ("core", "luasocket",
--- "cosocket"; default: cosocket inside nginx); lease_ttl: seconds a worker's lease lives
+-- "cosocket"; default: cosocket inside nginx; over cosockets each store
+-- call has its own connection unless keep_connection = true, for an outbox
+-- used by one long-lived timer only); lease_ttl: seconds a worker's lease lives
 -- without renewal, on a store with leases (default 30). Records a dead
 -- worker left behind are recovered here (recover = false skips that).
 -- @tparam table opts
@@ -75,7 +77,8 @@ function _M.open(opts)
   local clients = check_clients("ksms.outbox.open", opts.clients)
   local now = opts.now or os_time
   local st, err = store_mod.open(opts.store, { now = now, busy_timeout = opts.busy_timeout,
-    synchronous = opts.synchronous, namespace = opts.namespace, socket = opts.socket })
+    synchronous = opts.synchronous, namespace = opts.namespace, socket = opts.socket,
+    keep_connection = opts.keep_connection })
   if not st then return nil, err end
   if opts.lease_ttl ~= nil and not (opts.lease_ttl > 0) then misuse("ksms.outbox.open: lease_ttl must be seconds > 0") end
   local self = setmetatable({ store = st, clients = clients, now = now, owner = owner_id(),

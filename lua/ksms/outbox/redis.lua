@@ -303,7 +303,8 @@ end
 -- @tparam table options namespace (default "ksms:outbox"), now,
 -- connect_timeout and read_timeout (seconds, default 2 and 5), socket
 -- ("core", "luasocket" or "cosocket"; default: a cosocket inside an nginx
--- request or timer, the core's TCP client elsewhere)
+-- request or timer, the core's TCP client elsewhere), keep_connection
+-- (ksms.redis.handle's keep: one cosocket kept for a long-lived timer)
 -- @return a store, or nil, err
 function _M.open(rest, options)
   options = options or {}
@@ -334,6 +335,7 @@ function _M.open(rest, options)
   end
   local self = setmetatable({ ns = ns, now = options.now or os_time,
     h = lib.handle { url = "redis:" .. url, socket = options.socket, name = "the Redis outbox store",
+      keep = options.keep_connection == true,
       connect_timeout = options.connect_timeout or 2, read_timeout = options.read_timeout or 5 } }, Store)
   local meta, err = list_of(eval(self, INIT, { ns }))
   if not meta then return nil, err end

@@ -238,11 +238,13 @@ function F:_connect()
   if self.ob then return true end
   local o = self.opts
   local ob, oerr = outbox.open { store = outbox_url(o), namespace = o.outbox_namespace, socket = self.socket,
-    clients = { [self.account] = checker(o) }, lease_ttl = self.ttl }
+    clients = { [self.account] = checker(o) }, lease_ttl = self.ttl, keep_connection = true }
   if not ob then return nil, oerr end
   -- The lock's and the reports' connection: a handle, so a Redis restart
   -- costs the calls made while it was down, nothing more.
-  local conn = redis.handle { url = o.redis, socket = self.socket, name = "the fleet's Redis",
+  -- keep: a member's every call comes from its one loop (a process, or
+  -- one nginx timer), so over cosockets too it keeps its connection.
+  local conn = redis.handle { url = o.redis, socket = self.socket, name = "the fleet's Redis", keep = true,
     connect_timeout = o.redis_timeout or 3, read_timeout = o.redis_timeout or 3 }
   self.conn, self.ob = conn, ob
   self.lock = lock_mod.new(conn, { key = self.ns .. ":lock", fence_key = self.ns .. ":fence",

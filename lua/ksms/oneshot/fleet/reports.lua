@@ -137,12 +137,6 @@ local function new_link(what, conn, opts)
     connect_timeout = opts.connect_timeout or 2, read_timeout = opts.read_timeout or 5 }, true
 end
 
--- The link's live connection (for a per-call read timeout).
-local function link_conn(link)
-  if type(link.connection) == "function" then return link:connection() end
-  return link
-end
-
 -- ---- the publisher (the binder) ----
 
 local Publisher = {}
@@ -411,15 +405,14 @@ function Consumer:read(opts)
     misuse("ksms.oneshot.fleet.reports: read's block must be seconds from 0")
   end
   local ms = block and floor(block * 1000 + 0.5) or 0
-  local conn, cerr = link_conn(self.link)
-  if not conn then return nil, cerr end
+  local link = self.link
   local res, err
   if ms > 0 then
-    local set = conn.set_read_timeout
-    local previous = set and set(conn, ms / 1000 + self.margin)
+    local set = link.set_read_timeout
+    local previous = set and set(link, ms / 1000 + self.margin)
     res, err = self:_call("XREADGROUP", "GROUP", self.group, self.name, "COUNT", count,
       "BLOCK", ms, "STREAMS", self.stream, ">")
-    if previous then set(conn, previous) end
+    if previous then set(link, previous) end
   else
     res, err = self:_call("XREADGROUP", "GROUP", self.group, self.name, "COUNT", count,
       "STREAMS", self.stream, ">")
