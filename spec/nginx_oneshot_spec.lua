@@ -6,6 +6,9 @@ local socket = require "socket"
 local fake_control = require "fake_control"
 local nginx_control = require "nginx_control"
 local json = require "fakes.json"
+local R = require "nginx_requests"
+local literal, get, many, log_tail = R.literal, R.get, R.many, R.log_tail
+local function no_errors(nginx) return R.no_errors(nginx, { "read timed out", "raised", "binder failed" }) end
 local H = require "spec_helper"
 
 -- The repository root, absolute (nginx's Lua paths must be).
@@ -13,16 +16,6 @@ local ROOT = nginx_control.repo_root()
 local CORE = ROOT .. "/build/luajit/ksms/core.so"   -- nginx always runs LuaJIT
 
 local exec_ok, free_port = H.exec_ok, H.free_port
-
--- A Lua literal of a flat table (strings, numbers, booleans).
-local function literal(t)
-  local parts = {}
-  for k, v in pairs(t) do
-    parts[#parts + 1] = ("[%q] = %s"):format(k, type(v) == "string" and ("%q"):format(v) or tostring(v))
-  end
-  table.sort(parts)
-  return "{ " .. table.concat(parts, ", ") .. " }"
-end
 
 -- The handlers: /send (mode=send|submit), /outcome, /status. Each answers
 -- JSON with the worker's pid.
@@ -91,38 +84,6 @@ local function start_nginx(app_port, cfg)
   return nginx_control.start { lua = true, workers = 2, http = http }
 end
 
--- One HTTP/1.0 exchange per connection: the answer ends at the close.
-local function open_request(port, path, body)
-  local c = assert(socket.tcp())
-  c:settimeout(30)
-  assert(c:connect("127.0.0.1", port))
-  body = body and json.encode(body) or ""
-  assert(c:send(("%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%s")
-    :format(body ~= "" and "POST" or "GET", path, #body, body)))
-  return c
-end
-
-local function read_answer(c)
-  local data, err, partial = c:receive("*a")
-  c:close()
-  data = data or partial
-  local status = tonumber(data:match("^HTTP/1%.%d (%d+)"))
-  local body = data:match("\r\n\r\n(.*)$")
-  assert(status == 200, "HTTP " .. tostring(status) .. ": " .. tostring(err) .. " " .. data:sub(1, 300))
-  return assert(json.decode(body))
-end
-
-local function get(port, path, body) return read_answer(open_request(port, path, body)) end
-
--- Many requests at once: all sent, then all read (nginx serves them together).
-local function many(port, reqs)
-  local conns = {}
-  for i, r in ipairs(reqs) do conns[i] = open_request(port, r.path, r.body) end
-  local out = {}
-  for i, c in ipairs(conns) do out[i] = read_answer(c) end
-  return out
-end
-
 local function wait_for(what, seconds, fn) return H.wait_until(what, seconds, fn, 0.05) end
 
 local function msg(i, tag)
@@ -149,26 +110,6 @@ local function sent_ids(fake)
     counts[id] = (counts[id] or 0) + 1
   end
   return counts
-end
-
--- The end of the error log (a runaway loop can write gigabytes of it).
-local function log_tail(nginx)
-  local f = io.open(nginx.prefix .. "/logs/error.log", "rb")
-  if not f then return "", 0 end
-  local size = f:seek("end")
-  f:seek("set", math.max(0, size - 65536))
-  local s = f:read("*a")
-  f:close()
-  return s, size
-end
-
-local function no_errors(nginx)
-  local log, size = log_tail(nginx)
-  assert.is_true(size < 65536, "the error log has " .. size .. " bytes")
-  assert.is_nil(log:find("read timed out", 1, true), log)
-  assert.is_nil(log:find("raised", 1, true), log)
-  assert.is_nil(log:find("binder failed", 1, true), log)
-  assert.is_nil(log:find("[emerg]", 1, true), log)
 end
 
 describe("ksms.ngx.oneshot in nginx", function()
