@@ -39,28 +39,7 @@ local EACH = 1000         -- per producer
 local PACE_MARGIN = 0.1
 local FINAL = { "sent", "delivered", "undelivered", "failed", "maybe_sent", "expired" }
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(H.exec_ok("mkdir -p " .. q(d)))
-  return d
-end
-
-local function file_or_empty(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function alive(pid)
-  local s = file_or_empty("/proc/" .. pid .. "/stat")
-  local state = s:match("^%d+ %b() (%a)")
-  return state ~= nil and state ~= "Z" and state ~= "X"
-end
+local q, tmpdir, file_or_empty, alive = H.shell_quote, H.tmpdir, H.file_or_empty, H.alive
 
 -- A process of ours: the spec is its parent (io.popen, exec all the way:
 -- the pid is the interpreter's), so reap() collects it and no zombie's pid

@@ -133,6 +133,32 @@ function H.tmpname()
   return os.tmpname()
 end
 
+-- s quoted for sh (single quotes).
+function H.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- A new empty directory under /tmp.
+function H.tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(H.exec_ok("mkdir -p " .. H.shell_quote(d)))
+  return d
+end
+
+-- A file's bytes, or "" when it cannot be read.
+function H.file_or_empty(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- Whether pid runs (a zombie, exited and not yet reaped, does not).
+function H.alive(pid)
+  local state = H.file_or_empty("/proc/" .. pid .. "/stat"):match("^%d+ %b() (%a)")
+  return state ~= nil and state ~= "Z" and state ~= "X"
+end
+
 -- Every form a secret can take in an output, computed here (not by the
 -- masker): raw, Base64 (padded or not, URL-safe), hex, each percent-encoded
 -- the ways encoders do it (WHATWG forms, RFC 3986, "/" kept as Python's

@@ -26,22 +26,7 @@ local SEND_PATH = "/APIV2/sms_send"
 local here = (debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or ".") .. "/"
 local WORKER = here .. "outbox_worker.lua"
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(H.exec_ok("mkdir -p " .. q(d)))
-  return d
-end
-
-local function file_or_empty(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local q, tmpdir, file_or_empty, alive = H.shell_quote, H.tmpdir, H.file_or_empty, H.alive
 
 local function file_size(path)
   local f = io.open(path, "rb")
@@ -51,12 +36,6 @@ local function file_size(path)
   return n
 end
 
--- Whether the process runs (an exited, unreaped one does not count).
-local function alive(pid)
-  local s = file_or_empty("/proc/" .. pid .. "/stat")
-  local state = s:match("^%d+ %b() (%a)")
-  return state ~= nil and state ~= "Z" and state ~= "X"
-end
 
 -- Starts a worker process; returns a handle { pid, pipe } and the paths of
 -- its stdout, stderr. The spec process is its parent (io.popen, exec all the
