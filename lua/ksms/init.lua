@@ -12,6 +12,12 @@ local _M = { _VERSION = "0.2.0" }
 _M.core = core
 _M.errors = require "ksms.errors"
 
+--- ksms.router{ routes, policy, fail_over } -> a router (see ksms.router)
+-- @tparam table opts
+function _M.router(opts)
+  return require("ksms.router").new(opts)
+end
+
 --- ksms.client(provider, options) -> client (see ksms.client)
 function _M.client(provider, options)
   return require("ksms.client").new(provider, options)

@@ -1,0 +1,222 @@
+--- ksms.router: several clients behind one client's shape, failing over
+-- only when an outcome proves that nothing was sent.
+--
+--   local r = ksms.router { routes = { senders_client, { name = "backup", client = cafe24_client } } }
+--   local res, err = r:send(msg)   -- res.route, res.tried; err.route, err.tried
+--   r:send_many(list), r:alimtalk(msg), r:friendtalk(msg), r:check(msg)
+--
+-- For each message the routes are tried in order (policy "failover", the
+-- only one so far). A route whose client lacks the capability (alimtalk,
+-- friendtalk) or whose checks refuse the message (client:check: a
+-- character Cafe24 cannot carry, a text too long) is skipped, with its
+-- reason in `tried`, and never sent to. A route's failure moves the message
+-- on only when it proves nothing was sent: a refusal the provider answered
+-- (categories auth, balance, sender_number, rate_limit by default), or a
+-- network, timeout or server failure that says maybe_sent = false (the
+-- request was never written: DNS, connect, TLS). Anything that may have
+-- been sent (maybe_sent = true, or not known) ends there and is returned
+-- at once, naming the route that may have sent it: ksms never sends a
+-- message twice on its own. opts.fail_over (a list of categories) replaces
+-- the refusal set.
+--
+-- Every result and error carries `route` (the route's name: its `name`, or
+-- its client's provider) and `tried`: { { route =, outcome = res|err,
+-- skipped = "capability" | "check" | "open" | nil }, ... } in order.
+--
+-- A circuit breaker per route (breaker = { failures = 5, cooldown = 30 }):
+-- after that many failures in a row of the kind that fail over, the route
+-- is skipped (skipped = "open") for cooldown seconds; then one message
+-- tries it (half-open): a success closes the breaker, a failing-over
+-- failure opens it again. Any outcome that is not a failing-over failure
+-- (a success, a maybe_sent, a refusal of the message) resets the count.
+-- The clock is opts.now (seconds, default core.monotonic). The breaker
+-- lives in the router object: one process's (a shared one across nginx
+-- workers is not built yet).
+--
+-- Not yet (issue 16): the weighted policy, breakers shared across nginx
+-- workers, the rate option, send_many's on_sending / on_outcome hooks.
+-- @module ksms.router
+-- @alias _M
+
+local errors = require "ksms.errors"
+local core = require "ksms.core"
+
+local type, ipairs, tostring, setmetatable, next = type, ipairs, tostring, setmetatable, next
+local misuse, check_options = errors.misuse, errors.check_options
+
+local _M = { _VERSION = "0.2.0" }
+
+-- Refusals the provider answered: it did not take the message.
+local REFUSALS = { "auth", "balance", "sender_number", "rate_limit" }
+-- Failures that fail over only with maybe_sent = false (never written).
+local UNWRITTEN = { network = true, timeout = true, server = true }
+
+local R = {}
+R.__index = R
+
+local OPTIONS = { routes = "table", policy = "string", fail_over = "table", breaker = "table", now = "function" }
+
+local function route_of(i, r)
+  if type(r) ~= "table" then misuse("ksms.router: routes[" .. i .. "] is not a client or { name, client }") end
+  local client, name = r, nil
+  if r.client ~= nil then client, name = r.client, r.name end
+  if type(client) ~= "table" or type(client.send) ~= "function" then
+    misuse("ksms.router: routes[" .. i .. "] has no client (a ksms client with send)")
+  end
+  name = name or client.provider
+  if type(name) ~= "string" then misuse("ksms.router: routes[" .. i .. "] needs a name") end
+  return { name = name, client = client }
+end
+
+--- ksms.router{ routes, policy = "failover", fail_over, breaker, now } -> a router.
+-- @tparam table opts
+-- @return the router
+function _M.new(opts)
+  if type(opts) ~= "table" then misuse("ksms.router: options table expected") end
+  check_options("ksms.router", opts, OPTIONS)
+  if type(opts.routes) ~= "table" or #opts.routes == 0 then misuse("ksms.router: routes (a list of clients) is required") end
+  local policy = opts.policy or "failover"
+  if policy ~= "failover" then misuse("ksms.router: policy \"" .. tostring(policy) .. "\" is not built yet (failover)") end
+  local routes, seen = {}, {}
+  for i, r in ipairs(opts.routes) do
+    local route = route_of(i, r)
+    if seen[route.name] then misuse("ksms.router: two routes are named '" .. route.name .. "': give names") end
+    seen[route.name] = true
+    routes[i] = route
+  end
+  local set = {}
+  for _, c in ipairs(opts.fail_over or REFUSALS) do
+    if not errors.categories[c] then misuse("ksms.router: fail_over: '" .. tostring(c) .. "' is not an error category") end
+    set[c] = true
+  end
+  local b = opts.breaker or {}
+  if type(b) ~= "table" then misuse("ksms.router: breaker is { failures, cooldown }") end
+  check_options("ksms.router: breaker", b, { failures = "number", cooldown = "number" })
+  local failures, cooldown = b.failures or 5, b.cooldown or 30
+  if not (failures >= 1) or not (cooldown >= 0) then misuse("ksms.router: breaker needs failures >= 1 and cooldown >= 0") end
+  return setmetatable({ routes = routes, refusals = set, now = opts.now or core.monotonic,
+    max_failures = failures, cooldown = cooldown, breakers = {} }, R)
+end
+
+--- Whether err proves that nothing was sent, so the next route may try.
+-- @param err a ksms error
+-- @treturn boolean
+function R:fails_over(err)
+  if type(err) ~= "table" or err.maybe_sent == true then return false end
+  if self.refusals[err.category] then return true end
+  return UNWRITTEN[err.category] == true and err.maybe_sent == false
+end
+
+-- The route's breaker: closed (nil), open until t, or half-open (one trial out).
+function R:_may_try(name)
+  local b = self.breakers[name]
+  if not b or not b.open_until then return true end
+  if b.trial then return false end
+  if self.now() < b.open_until then return false end
+  b.trial = true -- half-open: this message is the one trial
+  return true
+end
+
+function R:_record(name, failed_over)
+  local b = self.breakers[name]
+  if not b then b = { count = 0 }; self.breakers[name] = b end
+  if not failed_over then
+    b.count, b.open_until, b.trial = 0, nil, nil
+    return
+  end
+  b.count = b.count + 1
+  if b.trial or b.count >= self.max_failures then
+    b.open_until, b.trial = self.now() + self.cooldown, nil
+  end
+end
+
+--- The state of a route's breaker: "closed", "open" or "half_open".
+-- @tparam string name the route's name
+-- @treturn string
+function R:breaker_state(name)
+  local b = self.breakers[name]
+  if not b or not b.open_until then return "closed" end
+  if b.trial or self.now() >= b.open_until then return "half_open" end
+  return "open"
+end
+
+local function finish(out, route, tried)
+  out.route, out.tried = route, tried
+  return out
+end
+
+-- One message through the routes: method "send", "alimtalk", "friendtalk".
+function R:_route(method, msg)
+  if type(msg) ~= "table" then misuse("ksms.router: " .. method .. " needs a message table") end
+  local tried, last = {}, nil
+  for _, route in ipairs(self.routes) do
+    local c = route.client
+    local caps = c.capabilities or {}
+    if method ~= "send" and (not caps[method] or type(c[method]) ~= "function") then
+      tried[#tried + 1] = { route = route.name, skipped = "capability" }
+    else
+      -- the checks first: a message this route refuses is no trial of it
+      local ok, cerr = true, nil
+      if method == "send" and type(c.check) == "function" then ok, cerr = c:check(msg) end
+      if not ok then
+        tried[#tried + 1] = { route = route.name, skipped = "check", outcome = cerr }
+        last = last or { route = route.name, err = cerr }
+      elseif not self:_may_try(route.name) then
+        tried[#tried + 1] = { route = route.name, skipped = "open" }
+      else
+        local res, err = c[method](c, msg)
+        tried[#tried + 1] = { route = route.name, outcome = res or err }
+        local moves = not res and self:fails_over(err)
+        self:_record(route.name, moves)
+        if res then return finish(res, route.name, tried) end
+        last = { route = route.name, err = err }
+        if not moves then return nil, finish(err, route.name, tried) end
+      end
+    end
+  end
+  if last and last.err then return nil, finish(last.err, last.route, tried) end
+  return nil, finish(errors.new { category = "invalid_input", code = "no_route", provider = "ksms", retryable = false,
+    maybe_sent = false, message = "no route can carry this message" }, nil, tried)
+end
+
+--- r:send(msg) -> result | nil, err (see the module comment).
+-- @tparam table msg
+function R:send(msg) return self:_route("send", msg) end
+--- r:alimtalk(msg): as send, through the routes that have AlimTalk.
+-- @tparam table msg
+function R:alimtalk(msg) return self:_route("alimtalk", msg) end
+--- r:friendtalk(msg): as send, through the routes that have FriendTalk.
+-- @tparam table msg
+function R:friendtalk(msg) return self:_route("friendtalk", msg) end
+
+--- r:check(msg) -> { { route, ok, err, info }, ... }: each route's checks.
+-- @tparam table msg
+-- @treturn table
+function R:check(msg)
+  local out = {}
+  for i, route in ipairs(self.routes) do
+    local c = route.client
+    local ok, info = true, nil
+    if type(c.check) == "function" then ok, info = c:check(msg) end
+    out[i] = { route = route.name, ok = ok == true, err = (not ok) and info or nil, info = ok and info or nil }
+  end
+  return out
+end
+
+--- r:send_many(messages) -> { outcome, ... } in order, each with route and
+-- tried: message by message through send (hooks not yet taken).
+-- @tparam table messages
+-- @tparam[opt] table opts (none yet)
+-- @treturn table
+function R:send_many(messages, opts)
+  if type(messages) ~= "table" then misuse("ksms.router: send_many needs a list of messages") end
+  if opts ~= nil and next(opts) ~= nil then misuse("ksms.router: send_many takes no options yet") end
+  local out = {}
+  for i, msg in ipairs(messages) do
+    local res, err = self:send(msg)
+    out[i] = res or err
+  end
+  return out
+end
+
+return _M

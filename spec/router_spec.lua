@@ -1,0 +1,156 @@
+-- ksms.router (issue 16, failover): two real providers' fakes at once on
+-- 127.0.0.1. The router moves a message on only when the first route's
+-- outcome proves nothing was sent, and never after a maybe_sent.
+local ksms = require "ksms"
+local fake_control = require "fake_control"
+
+local KEY = "test-senders-key"
+local FROM = "0212345678"
+
+local H = require "spec_helper"
+
+-- The texts a Senders fake received, sorted.
+local function texts(fake)
+  local out = {}
+  for k, n in pairs(H.senders_texts(fake)) do for _ = 1, n do out[#out + 1] = k end end
+  table.sort(out)
+  return out
+end
+
+describe("ksms.router, failover", function()
+  local a, b, ca, cb
+  setup(function()
+    a, b = fake_control.start("senders"), fake_control.start("senders")
+    ca = ksms.client("senders", { api_key = KEY, base_url = a.base_url, timeout = 2 })
+    cb = ksms.client("senders", { api_key = KEY, base_url = b.base_url, timeout = 2 })
+  end)
+  teardown(function() ca:close(); cb:close(); fake_control.stop_all() end)
+  before_each(function() a:reset(); b:reset() end)
+
+  local function router() return ksms.router { routes = { { name = "a", client = ca }, { name = "b", client = cb } } } end
+
+  it("sends through the first route when it takes the message; tried says so", function()
+    local res = assert(router():send { to = "01011112222", from = FROM, text = "first" })
+    assert.equal("a", res.route)
+    assert.equal(1, #res.tried)
+    assert.same({ "first" }, texts(a))
+    assert.same({}, texts(b))
+  end)
+
+  it("moves on after a refusal the provider answered (185, balance): nothing was sent there", function()
+    a:script { path = "/APIV2/sms_send", result = "185", times = 1 }
+    local res = assert(router():send { to = "01011112222", from = FROM, text = "balance" })
+    assert.equal("b", res.route)
+    assert.equal("a", res.tried[1].route)
+    assert.equal("balance", res.tried[1].outcome.category)
+    assert.is_true(res.tried[2].outcome.ok)
+    assert.same({ "balance" }, texts(b))
+  end)
+
+  it("moves on when the first route refuses connections (never written)", function()
+    local dead = ksms.client("senders", { api_key = KEY, base_url = "http://127.0.0.1:" .. require("spec_helper").free_port(),
+      timeout = 2 })
+    local r = ksms.router { routes = { { name = "dead", client = dead }, { name = "b", client = cb } } }
+    local res = assert(r:send { to = "01011112222", from = FROM, text = "refused" })
+    assert.equal("b", res.route)
+    assert.equal("network", res.tried[1].outcome.category)
+    assert.is_false(res.tried[1].outcome.maybe_sent)
+    dead:close()
+  end)
+
+  it("never moves on after a maybe_sent: returned at once, naming the route, and the second fake got nothing", function()
+    for _, fault in ipairs { "close", "half" } do
+      a:reset(); b:reset()
+      a:script { path = "/APIV2/sms_send", fault = fault, times = 1 }
+      local res, err = router():send { to = "01011112222", from = FROM, text = "maybe " .. fault }
+      assert.is_nil(res)
+      assert.is_true(err.maybe_sent, fault)
+      assert.equal("a", err.route)
+      assert.equal(1, #err.tried)
+      assert.same({}, texts(b), fault)
+    end
+    a:script { path = "/APIV2/sms_send", latency_ms = 3000, times = 1 } -- past the 2 s timeout: written, unanswered
+    local res, err = router():send { to = "01011112222", from = FROM, text = "slow" }
+    assert.is_nil(res)
+    assert.is_true(err.maybe_sent)
+    assert.equal("a", err.route)
+    assert.same({}, texts(b))
+  end)
+
+  it("does not move on after a refusal of the message itself (a bad number): the next route would refuse it too", function()
+    local res, err = router():send { to = "12", from = FROM, text = "x" }
+    assert.is_nil(res)
+    assert.equal("recipient", err.category)
+    assert.equal("a", err.route)
+    assert.equal("check", err.tried[1].skipped)
+    assert.same({}, texts(a))
+    assert.same({}, texts(b))
+  end)
+
+  it("send_many gives each message its own route and tried", function()
+    a:script { path = "/APIV2/sms_send", result = "185", times = 1 }
+    local outs = router():send_many { { to = "01011112222", from = FROM, text = "m1" },
+      { to = "01011112222", from = FROM, text = "m2" } }
+    assert.equal("b", outs[1].route)
+    assert.equal("a", outs[2].route)
+  end)
+
+  it("opens a route's breaker after N failing-over failures, skips it for the cool-down, then one trial decides", function()
+    local t = 1000
+    local r = ksms.router { routes = { { name = "a", client = ca }, { name = "b", client = cb } },
+      breaker = { failures = 2, cooldown = 30 }, now = function() return t end }
+    a:script { path = "/APIV2/sms_send", result = "185", times = 3 }
+    local function send(text) return assert(r:send { to = "01011112222", from = FROM, text = text }) end
+    assert.equal("b", send("f1").route)
+    assert.equal("closed", r:breaker_state("a"))
+    assert.equal("b", send("f2").route)
+    assert.equal("open", r:breaker_state("a"))
+    local res = send("skipped")
+    assert.equal("b", res.route)
+    assert.equal("open", res.tried[1].skipped)
+    assert.equal(2, #a:requests("/APIV2/sms_send")) -- the open route got nothing
+    t = t + 31
+    assert.equal("half_open", r:breaker_state("a"))
+    res = send("trial fails") -- the third scripted 185: open again
+    assert.equal("b", res.route)
+    assert.equal("open", r:breaker_state("a"))
+    t = t + 31
+    res = send("trial works")
+    assert.equal("a", res.route)
+    assert.equal("closed", r:breaker_state("a"))
+  end)
+
+  it("refuses misuse at the caller's line", function()
+    assert.has_error(function() ksms.router {} end)
+    assert.has_error(function() ksms.router { routes = { {} } } end)
+    assert.has_error(function() ksms.router { routes = { ca, ca } } end) -- two named "senders"
+    assert.has_error(function() ksms.router { routes = { ca }, policy = "weighted" } end)
+    assert.has_error(function() ksms.router { routes = { ca }, fail_over = { "nonsense" } } end)
+    assert.has_error(function() ksms.router { routes = { ca }, breaker = { failures = 0 } } end)
+  end)
+end)
+
+describe("ksms.router, a route that cannot carry the text", function()
+  local s, cs, cc
+  setup(function()
+    s = fake_control.start("senders")
+    cs = ksms.client("senders", { api_key = KEY, base_url = s.base_url })
+    -- Cafe24's checks refuse the text before any request: no server is
+    -- needed (a request would fail to connect, not be skipped).
+    cc = ksms.client("cafe24", { user_id = "u", secure_key = "k", base_url = "https://127.0.0.1:1/sms_sender.php",
+      timeout = 1 })
+  end)
+  teardown(function() cs:close(); cc:close(); fake_control.stop_all() end)
+
+  it("skips Cafe24 for a character outside strict EUC-KR, with the reason, and sends through Senders", function()
+    local r = ksms.router { routes = { cc, cs } }
+    local res = assert(r:send { to = "01011112222", from = FROM, text = "똠방각하" })
+    assert.equal("senders", res.route)
+    assert.equal("cafe24", res.tried[1].route)
+    assert.equal("check", res.tried[1].skipped)
+    assert.same({ "똠방각하" }, texts(s))
+    local checks = r:check { to = "01011112222", from = FROM, text = "똠방각하" }
+    assert.is_false(checks[1].ok)
+    assert.is_true(checks[2].ok)
+  end)
+end)
