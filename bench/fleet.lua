@@ -95,19 +95,8 @@ local SPEED, PRODUCERS, ACCOUNT = 1000, 3, "bench"
 local LUA = os.getenv("BENCH_LUA") or arg[-1] or "lua5.4"
 local now = core.monotonic
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-local function alive(pid)
-  local stat = read_file("/proc/" .. pid .. "/stat")
-  local state = stat and stat:match("^%d+ %b() (%a)")
-  return state ~= nil and state ~= "Z" and state ~= "X"
-end
+local H = require "helper" -- spec/helper.lua: the specs' process tools
+local q, read_file, alive = H.shell_quote, H.file_or_empty, H.alive
 local function wait(pred, seconds)
   local deadline = now() + seconds
   while not pred() do
@@ -123,16 +112,7 @@ assert(os.execute("mkdir -m 700 " .. q(dir)))
 local procs = {}
 
 local function spawn(name, args, password_file)
-  local log, pidfile = dir .. "/" .. name .. ".log", dir .. "/" .. name .. ".pid"
-  local argv = { q(LUA), "bench/fleet.lua" }
-  for _, a in ipairs(args) do argv[#argv + 1] = q(a) end
-  local env = "LUA_PATH=" .. q(package.path) .. " LUA_CPATH=" .. q(package.cpath)
-  if password_file then env = env .. ' KSMS_ONESHOT_PASSWORD="$(cat ' .. q(password_file) .. ')"' end
-  assert(os.execute("sh -c " .. q("echo $$ > " .. q(pidfile) .. "; " .. env .. " exec " .. table.concat(argv, " ")
-    .. " > " .. q(log) .. " 2>&1") .. " &"))
-  local pid
-  assert(wait(function() pid = tonumber(read_file(pidfile) or ""); return pid ~= nil end, 5), name .. " did not start")
-  local p = { name = name, pid = pid, log = log }
+  local p = H.spawn_logged(dir, name, LUA, "bench/fleet.lua", args, password_file)
   procs[#procs + 1] = p
   return p
 end

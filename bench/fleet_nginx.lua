@@ -34,14 +34,7 @@ local SPEED = 1000
 local NS = "bench-fleet-nginx"
 local now = socket.gettime
 
-local function literal(t)
-  local parts = {}
-  for k, v in pairs(t) do
-    parts[#parts + 1] = ("[%q] = %s"):format(k, type(v) == "string" and ("%q"):format(v) or tostring(v))
-  end
-  table.sort(parts)
-  return "{ " .. table.concat(parts, ", ") .. " }"
-end
+local literal = require("nginx_requests").literal -- the binder options as nginx.conf Lua (the specs')
 
 local LOCATIONS = [[
     location = /plain {

@@ -153,6 +153,30 @@ function H.file_or_empty(path)
   return s
 end
 
+-- Starts `lua script args...` in the background (sh -c ... &), its output
+-- in dir/name.log; the password, when given, comes from password_file into
+-- KSMS_ONESHOT_PASSWORD (never on a command line). Returns { name, pid,
+-- log } once the process wrote its pid. (The fleet's bench and demo.)
+function H.spawn_logged(dir, name, lua, script, args, password_file)
+  local q = H.shell_quote
+  local log, pidfile = dir .. "/" .. name .. ".log", dir .. "/" .. name .. ".pid"
+  local argv = { q(lua), q(script) }
+  for _, a in ipairs(args) do argv[#argv + 1] = q(a) end
+  local env = "LUA_PATH=" .. q(package.path) .. " LUA_CPATH=" .. q(package.cpath)
+  if password_file then env = env .. ' KSMS_ONESHOT_PASSWORD="$(cat ' .. q(password_file) .. ')"' end
+  local inner = "echo $$ > " .. q(pidfile) .. "; " .. env .. " exec " .. table.concat(argv, " ")
+    .. " > " .. q(log) .. " 2>&1"
+  assert(os.execute("sh -c " .. q(inner) .. " &"))
+  local core = require "ksms.core"
+  local deadline, pid = core.monotonic() + 5, nil
+  repeat
+    pid = tonumber(H.file_or_empty(pidfile))
+    if not pid then core.sleep(0.01) end
+  until pid or core.monotonic() > deadline
+  assert(pid, name .. " did not start")
+  return { name = name, pid = pid, log = log }
+end
+
 -- Whether pid runs (a zombie, exited and not yet reaped, does not).
 function H.alive(pid)
   local state = H.file_or_empty("/proc/" .. pid .. "/stat"):match("^%d+ %b() (%a)")

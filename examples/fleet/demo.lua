@@ -29,18 +29,12 @@ local LOCK_TTL = 2
 local now = core.monotonic
 local t0 = now()
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+-- The specs' process tools (spec/helper.lua): quoting, files, pids.
+local H = require "helper"
+local q, read_file, alive = H.shell_quote, H.file_or_empty, H.alive
 local function at() return now() - t0 end
 local function say(fmt, ...) io.stdout:write(("[%5.2f] "):format(at()), fmt:format(...), "\n") end
 io.stdout:setvbuf("line")
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
 -- A private directory for the config, the password file and the logs.
 local dir = os.tmpname()
@@ -51,33 +45,13 @@ assert(os.execute("mkdir -m 700 " .. q(dir)))
 
 local procs = {} -- name -> { pid, log, offset }
 
--- Whether pid still runs (an exited, unreaped one does not count).
-local function alive(pid)
-  local stat = read_file("/proc/" .. pid .. "/stat")
-  local state = stat and stat:match("^%d+ %b() (%a)")
-  return state ~= nil and state ~= "Z" and state ~= "X"
-end
-
 -- Starts `LUA script args...` in the background, its output in a log;
 -- the password, when given, comes from a file into the environment.
 local function spawn(name, script, args, password_file)
-  local log, pidfile = dir .. "/" .. name .. ".log", dir .. "/" .. name .. ".pid"
-  local argv = { q(LUA), q(script) }
-  for _, a in ipairs(args) do argv[#argv + 1] = q(a) end
-  local env = "LUA_PATH=" .. q(package.path) .. " LUA_CPATH=" .. q(package.cpath)
-  if password_file then env = env .. ' KSMS_ONESHOT_PASSWORD="$(cat ' .. q(password_file) .. ')"' end
-  local inner = "echo $$ > " .. q(pidfile) .. "; " .. env .. " exec " .. table.concat(argv, " ")
-    .. " > " .. q(log) .. " 2>&1"
-  assert(os.execute("sh -c " .. q(inner) .. " &"))
-  local deadline = now() + 5
-  local pid
-  repeat
-    pid = tonumber(read_file(pidfile) or "")
-    if not pid then core.sleep(0.01) end
-  until pid or now() > deadline
-  assert(pid, name .. " did not start")
-  procs[name] = { name = name, pid = pid, log = log, offset = 0 }
-  return procs[name]
+  local p = H.spawn_logged(dir, name, LUA, script, args, password_file)
+  p.offset = 0
+  procs[name] = p
+  return p
 end
 
 local function signal(p, sig) os.execute("kill -" .. sig .. " " .. p.pid .. " 2>/dev/null") end
