@@ -58,6 +58,20 @@ local function check_sample(out)
   assert.equal("a\r\nb\0c", out[11])
 end
 
+
+-- The best of three timings of fn(...), each after a full collection: one
+-- short run is at the mercy of the collector and the other core (on a
+-- loaded machine a single run once took 11x, another 16x, for 4x the
+-- input; alone they are about 4x).
+local function best_of_three(fn, ...)
+  local b = math.huge
+  for _ = 1, 3 do
+    collectgarbage()
+    b = math.min(b, fn(...))
+  end
+  return b
+end
+
 describe("core.resp_encode", function()
   it("writes a RESP array of bulk strings", function()
     assert.equal("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n", core.resp_encode { "SET", "k", "v" })
@@ -205,19 +219,8 @@ describe("core.resp_reader", function()
       assert.equal(count, #out)
       return os.clock() - t
     end
-    -- The best of three of each, after a full collection: one run of
-    -- 20 ms is at the mercy of the collector and the other core (a single
-    -- 80k run once took 11x the 20k one on a loaded machine).
-    local function best(count)
-      local b = math.huge
-      for _ = 1, 3 do
-        collectgarbage()
-        b = math.min(b, time(count, 7))
-      end
-      return b
-    end
-    local t1 = best(20000)
-    local t4 = best(80000)
+    local t1 = best_of_three(time, 20000, 7)
+    local t4 = best_of_three(time, 80000, 7)
     assert.is_true(t4 < t1 * 8 + 0.05, ("20k: %.3fs, 80k: %.3fs"):format(t1, t4))
   end)
 
@@ -240,15 +243,8 @@ describe("core.resp_reader", function()
       r:close()
       return os.clock() - t
     end
-    -- The best of three of each: one run on a loaded machine (2 cores, other
-    -- specs beside) once measured 16x for 4x while alone it is 3.6x.
-    local function best(n)
-      local b = math.huge
-      for _ = 1, 3 do collectgarbage(); b = math.min(b, time(n)) end
-      return b
-    end
-    local t1 = best(131072)
-    local t4 = best(524288)
+    local t1 = best_of_three(time, 131072)
+    local t4 = best_of_three(time, 524288)
     assert.is_true(t4 < t1 * 8 + 0.05, ("128 KiB: %.3fs, 512 KiB: %.3fs"):format(t1, t4))
   end)
 
