@@ -59,15 +59,20 @@ local function check_sample(out)
 end
 
 
--- The best of three timings of fn(...), each after a full collection: one
--- short run is at the mercy of the collector and the other core (on a
--- loaded machine a single run once took 11x, another 16x, for 4x the
--- input; alone they are about 4x).
+-- The best of three timings of fn(...), each after a full collection and
+-- with the collector stopped while it runs: what is timed is the reader,
+-- and a short run is otherwise at the mercy of the collector (in the full
+-- LuaJIT pass, with a large heap, the best of three once took 13x for 4x
+-- the input; alone it is about 4x) and of the other core.
 local function best_of_three(fn, ...)
   local b = math.huge
   for _ = 1, 3 do
     collectgarbage()
-    b = math.min(b, fn(...))
+    collectgarbage("stop")
+    local ok, t = pcall(fn, ...)
+    collectgarbage("restart")
+    if not ok then error(t, 0) end
+    b = math.min(b, t)
   end
   return b
 end
