@@ -127,6 +127,7 @@ build = {
     ["ksms.cli.render"] = "lua/ksms/cli/render.lua",
     ["ksms.secrets"] = "lua/ksms/secrets.lua",
     ["ksms.cli.status"] = "lua/ksms/cli/status.lua",
+    ["ksms.cli.ad"] = "lua/ksms/cli/ad.lua",
     ["ksms.cli.template"] = "lua/ksms/cli/template.lua",
     ["ksms.cli.when"] = "lua/ksms/cli/when.lua",
     ["ksms.cli.commands.account"] = "lua/ksms/cli/commands/account.lua",

@@ -854,6 +854,37 @@ describe("the ksms command", function()
       return v
     end
 
+    it("sends every row as an ad with --ad (composed text, subject and call_block); the ad flags count in the journal's fingerprint", function()
+      local csv, outbox = workdir .. "/ad.csv", workdir .. "/ad.outbox"
+      remove_outbox(outbox)
+      write_csv(csv, 3)
+      local base = "bulk " .. q(csv) .. " --provider senders --from 0212345678 --text " .. q("{name}님 주말 할인")
+        .. " --subject " .. q("주말") .. " --journal " .. q(outbox) .. " --json"
+      local out, err, code = ksms(base .. " --ad-opt-out 0801234567", SENV)
+      assert.equal(2, code)
+      assert.matches("--ad-opt-out needs --ad", out .. err, 1, true)
+      local before = #senders:requests("/APIV2/sms_send")
+      assert.equal(0, before)
+      -- --night-consent: the command's clock is the host's, and this runs at any hour.
+      local ad_flags = " --ad --ad-name ksms상사 --ad-opt-out 080-123-4567 --night-consent"
+      out, err, code = ksms(base .. ad_flags, SENV .. " KSMS_PROGRESS=none")
+      assert.equal(0, code, err)
+      assert.equal(3, json_of(out).sent_ok)
+      local reqs = senders:requests("/APIV2/sms_send")
+      assert.equal(3, #reqs)
+      for i, r in ipairs(reqs) do
+        local f = form_of(r)
+        assert.equal(("(광고)ksms상사\n고객 %d님 주말 할인\n무료거부 080-123-4567"):format(i), f.msg)
+        assert.equal("(광고)주말", f.subject)
+        assert.equal("1", f.call_block)
+      end
+      -- The same journal without the ad flags is another run's shape.
+      out, err, code = ksms(base, SENV .. " KSMS_PROGRESS=none")
+      assert.equal(2, code)
+      assert.matches("another template or options", out .. err, 1, true)
+      assert.equal(3, #senders:requests("/APIV2/sms_send"))
+    end)
+
     it("sends one message per row with placeholders, stores each row, and resumes without resending", function()
       local csv, outbox = workdir .. "/small.csv", workdir .. "/small.outbox"
       remove_outbox(outbox)

@@ -133,6 +133,17 @@ function _M.ad_text(msg, ctx, kind)
     kind = kind })
 end
 
+--- An ad's subject (ksms.rules.ad.subject: "(광고)" at its start); the
+-- subject as it is when msg.ad is not true.
+-- @tparam table msg
+-- @return the subject (nil when none), or nil, err (code ad_rules)
+function _M.ad_subject(msg)
+  if msg.ad ~= true then return msg.subject end
+  local subject, err = ad_rules.subject(msg.subject)
+  if err then return nil, err end
+  return subject
+end
+
 --- The night rule for an ad going out at `at` (nil: now, by ctx.now).
 -- @tparam table msg
 -- @tparam table ctx
@@ -186,9 +197,11 @@ function _M.normalize_send(msg, spec, ctx)
   if not text then return nil, err end
   local kind, bytes = text_rules.choose_kind(text, msg.kind, has_image, spec.limits)
   if not kind then return nil, bytes end
-  if msg.subject and msg.subject ~= "" then
-    local ok, serr = text_rules.check_charset(msg.subject, spec.limits.charset or "cp949", "subject")
-    if not ok then return nil, serr end
+  local subject, serr = _M.ad_subject(msg)
+  if serr then return nil, serr end
+  if subject and subject ~= "" then
+    local ok, cerr = text_rules.check_charset(subject, spec.limits.charset or "cp949", "subject")
+    if not ok then return nil, cerr end
   end
   local at
   if msg.at ~= nil then
@@ -202,7 +215,7 @@ function _M.normalize_send(msg, spec, ctx)
     if err then return nil, err end
     if at ~= given then held_until = at end
   end
-  local out = { to = to, from = from, text = text, ad = msg.ad == true, held_until = held_until, subject = msg.subject, image = msg.image,
+  local out = { to = to, from = from, text = text, ad = msg.ad == true, held_until = held_until, subject = subject, image = msg.image,
     image_data = image_data, at = at, kind = kind, bytes = bytes }
   for k in pairs(spec.extra_fields or {}) do out[k] = msg[k] end
   return out
@@ -214,7 +227,8 @@ end
 -- @tparam table m a normalize_send result
 -- @treturn table
 function _M.checked(m)
-  return { kind = m.kind, bytes = m.bytes, text = m.text, ad = m.ad or nil, held_until = m.held_until }
+  return { kind = m.kind, bytes = m.bytes, text = m.text, ad = m.ad or nil, held_until = m.held_until,
+    subject = m.ad and m.subject or nil }
 end
 
 --- Adds an ad's facts to a result's extra fields (text composed, held_until).
@@ -222,7 +236,7 @@ end
 -- @tparam table m a normalize_send result
 -- @treturn table extra
 function _M.ad_extra(extra, m)
-  if m.ad then extra.ad, extra.text, extra.held_until = true, m.text, m.held_until end
+  if m.ad then extra.ad, extra.text, extra.subject, extra.held_until = true, m.text, m.subject, m.held_until end
   return extra
 end
 

@@ -6,7 +6,7 @@
 -- sent (the recipient is empty or no phone number).
 --
 --   local info = bulk_rows.scan(path, opts, limits)     -- raises usage errors
---   local r = bulk_rows.reader(path, info, { from =, kind = })
+--   local r = bulk_rows.reader(path, info, { from =, kind =, ad = })
 --   local e, err = r:next()   -- { row =, to =, msg = } | { row =, to =, bad = } | nil [, err]
 --   r:close()
 -- @module ksms.cli.bulk_rows
@@ -20,7 +20,7 @@ local core = require "ksms.core"
 local phone = require "ksms.rules.phone"
 local text_rules = require "ksms.rules.text"
 
-local ipairs, pcall, error, tostring, type, setmetatable = ipairs, pcall, error, tostring, type, setmetatable
+local ipairs, pairs, pcall, error, tostring, type, setmetatable = ipairs, pairs, pcall, error, tostring, type, setmetatable
 local format, concat, sub, upper = string.format, table.concat, string.sub, string.upper
 local trim = input.trim
 
@@ -130,13 +130,14 @@ Reader.__index = Reader
 --- The second pass: a reader of the rows, each with its message built.
 -- @tparam string path the CSV
 -- @tparam table info what scan returned
--- @tparam table opts from, kind
+-- @tparam table opts from, kind, ad (the advertising fields every row's
+--   message gets: ksms.cli.ad.fields)
 -- @return a reader, or nil, err
 function _M.reader(path, info, opts)
   local r, err = csv.open(path)
   if not r then return nil, "cannot read " .. path .. ": " .. tostring(err) end
   r:next() -- the header
-  return setmetatable({ r = r, path = path, info = info, from = opts.from, kind = opts.kind, row = 0 }, Reader)
+  return setmetatable({ r = r, path = path, info = info, from = opts.from, kind = opts.kind, ad = opts.ad, row = 0 }, Reader)
 end
 
 --- The next row: { row, to, msg } or { row, to, bad = why }; nil at the
@@ -156,6 +157,9 @@ function Reader:next()
   local msg = { to = to, from = self.from, text = info.render_text(fields) }
   if info.render_subject then msg.subject = info.render_subject(fields) end
   if self.kind then msg.kind = self.kind end
+  if self.ad then
+    for k, v in pairs(self.ad) do msg[k] = v end
+  end
   return { row = self.row, to = to, msg = msg }
 end
 

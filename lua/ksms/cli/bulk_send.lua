@@ -23,6 +23,7 @@ local fingerprint = require "ksms.cli.fingerprint"
 local bitset = require "ksms.cli.bitset"
 local status = require "ksms.cli.status"
 local provider = require "ksms.cli.provider"
+local ad = require "ksms.cli.ad"
 local errors = require "ksms.errors"
 
 local ipairs, pairs, pcall, error, type = ipairs, pairs, pcall, error, type
@@ -61,8 +62,12 @@ local function check_file(ob, p)
   end
   -- What shapes every message, never a secret: a re-run with other text
   -- would mix two messages in one outbox.
-  local fp = fingerprint.of({ provider = h.name, from = p.from, text = info.text, subject = o.subject or "",
-    kind = o.kind or "auto", phone_column = o.phone_column or "phone" })
+  local shape = { provider = h.name, from = p.from, text = info.text, subject = o.subject or "",
+    kind = o.kind or "auto", phone_column = o.phone_column or "phone" }
+  -- The ad flags count only when given, so a journal written before they
+  -- existed keeps its fingerprint.
+  for k, v in pairs(ad.fields(o) or {}) do shape[k] = v end
+  local fp = fingerprint.of(shape)
   local old = cli_outbox.meta_get(ob, "bulk.template")
   if old and old ~= fp and not o.force then
     usage(format("%s was written for another template or options (%s; now %s): the rows it records were sent "
@@ -215,7 +220,7 @@ local function body(ob, p, result)
     inflight = nil
   end
 
-  local reader, rerr = bulk_rows.reader(p.path, p.info, { from = p.from, kind = o.kind })
+  local reader, rerr = bulk_rows.reader(p.path, p.info, { from = p.from, kind = o.kind, ad = ad.fields(o) })
   if not reader then result.abort = rerr; return end
   local function stream()
     while not result.abort do

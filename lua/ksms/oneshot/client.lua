@@ -106,6 +106,11 @@ function Client:_ad(msg)
   local m = {}
   for k, v in pairs(msg) do if not ad_message.ad_fields[k] then m[k] = v end end
   m.text = text
+  if msg.ad == true then
+    local subject, serr = ad_message.ad_subject(msg)
+    if serr then serr.provider = "oneshot"; return nil, serr end
+    m.subject = subject
+  end
   if msg.ad == true and kind == "friendtalk" then
     local kakao = {}
     for k, v in pairs(type(msg.kakao) == "table" and msg.kakao or {}) do kakao[k] = v end

@@ -2,6 +2,7 @@
 -- before sending. Pure functions: no I/O, no host time zone.
 --
 --   ad.compose(text, { name, opt_out, kind, channel }) -> text, info | nil, err
+--   ad.subject(subject)                          -> subject | nil, err
 --   ad.opt_out_number(s)                         -> "080-123-4567" | nil, err
 --   ad.is_night(epoch)                           -> true between 21:00 and 08:00 KST
 --   ad.morning(epoch)                            -> the next 08:00 KST at or after epoch
@@ -28,6 +29,11 @@
 --     optional ":" and spaces, then an 080 number with or without hyphens
 --     or spaces: "무료거부 080-123-4567", "무료수신거부: 0801234567".
 -- Composed: "(광고)" .. name .. "\n" .. text .. "\n무료거부 " .. number.
+-- A subject (LMS/MMS) given with an ad starts with "(광고)" too: the
+-- handset shows the subject before the text, so an ad whose subject came
+-- first without the marker would open unmarked (ksms's choice; the text
+-- keeps its own prefix, which is what the rules name). The name and the
+-- footer stay in the text.
 -- Refusals are category invalid_input, code ad_rules (err.reason says
 -- which rule); the night rule's is code ad_night.
 -- @module ksms.rules.ad
@@ -155,6 +161,21 @@ function _M.compose(text, opts)
     info.footed = true
   end
   return out, info
+end
+
+--- An ad's subject: "(광고)" put at its start unless it starts so; a
+-- look-alike ("[광고]", "(광 고)", ...) anywhere in it is refused, as in
+-- the text. nil or "" comes back as it is (no subject).
+-- @param subject string or nil
+-- @return the subject, or nil, err (code ad_rules, reason prefix)
+function _M.subject(subject)
+  if type(subject) ~= "string" or subject == "" then return subject end
+  local bad = variant(subject)
+  if bad then
+    return refuse("prefix", format("the subject's %q is not the (광고) marker the law asks for; write exactly (광고)", bad))
+  end
+  if sub(subject, 1, #PREFIX) == PREFIX then return subject end
+  return PREFIX .. subject
 end
 
 --- Whether an epoch falls between 21:00 and 08:00 Korea time.

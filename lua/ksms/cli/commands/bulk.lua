@@ -21,6 +21,7 @@ local flags = require "ksms.cli.flags"
 local status = require "ksms.cli.status"
 local dryrun = require "ksms.cli.dryrun"
 local provider = require "ksms.cli.provider"
+local ad = require "ksms.cli.ad"
 local core = require "ksms.core"
 
 local ipairs, pcall, error = ipairs, pcall, error
@@ -71,7 +72,7 @@ local function dry_pass(path, info, h, from, o, rep, show_request)
     h.recorded = {} -- only the first few are ever printed: memory stays flat
   end
 
-  local r, rerr = bulk_rows.reader(path, info, { from = from, kind = o.kind })
+  local r, rerr = bulk_rows.reader(path, info, { from = from, kind = o.kind, ad = ad.fields(o) })
   if not r then rep.abort = rerr; return end
   local batch, batch_size = {}, o.batch or 100
   while not rep.abort do
@@ -108,6 +109,7 @@ local function run(ctx)
   local batch_size = o.batch or 100
   if batch_size < 1 or batch_size % 1 ~= 0 then usage("--batch takes a positive whole number") end
   local show = o.show or (dry and 3 or 0)
+  ad.fields(o) -- the advertising flags checked (a usage error) before the file is read
 
   local h = ctx:open()
   local from = o.from or h.from
@@ -264,7 +266,7 @@ _M.commands = {
       { name = "force", kind = "bool", help = "go on with an outbox written for another template or options" },
       { name = "show", kind = "number", arg = "N", help = "dry run: requests printed in full (default 3)" },
       { name = "no-progress", kind = "bool", help = "no progress on stderr (KSMS_PROGRESS=bar|lines|none)" },
-    }, { flags.DRY_RUN }, flags.PROVIDER_OPTIONS),
+    }, ad.FLAGS, { flags.DRY_RUN }, flags.PROVIDER_OPTIONS),
     details = [[
 The CSV has a header row; RFC 4180 quoting; UTF-8. Row N is the Nth record
 after the header; its key in the outbox is row:N. --journal FILE is an

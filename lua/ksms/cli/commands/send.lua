@@ -9,6 +9,7 @@ local render = require "ksms.cli.render"
 local status = require "ksms.cli.status"
 local when = require "ksms.cli.when"
 local dryrun = require "ksms.cli.dryrun"
+local ad = require "ksms.cli.ad" -- the advertising flags (docs/ads.md)
 
 local ipairs, pairs, pcall, error, tostring = ipairs, pairs, pcall, error, tostring
 local format = string.format
@@ -41,16 +42,6 @@ local SEND_FLAGS = {
   { name = "reseller-code", kind = "string", arg = "CODE", help = "oneshot: ResellerCode" },
 }
 
--- Advertising messages (ksms.rules.ad, docs/ads.md): send and friendtalk.
-local AD_FLAGS = {
-  { name = "ad", kind = "bool", help = "an advertising message: the ad marker and the name first, the free 080 opt-out line last" },
-  { name = "ad-name", kind = "string", arg = "NAME", help = "the sender name after the ad marker (with --ad)" },
-  { name = "ad-opt-out", kind = "string", arg = "NUMBER", help = "the free 080 opt-out number (with --ad)" },
-  { name = "night-consent", kind = "bool", help = "the recipients consented to ads 21:00-08:00 KST (with --ad)" },
-  { name = "night", kind = "string", arg = "refuse|hold",
-    help = "an ad 21:00-08:00 KST: refuse (default) or hold until 08:00 as a reservation" },
-}
-
 local ALIM_FLAGS = {
   { name = "template", kind = "string", arg = "CODE", help = "approved template code" },
   { name = "var", kind = "multi", arg = "VALUE", help = "template variable, in order; repeatable" },
@@ -74,20 +65,6 @@ local FRIEND_FLAGS = {
 }
 
 local function usage(msg) error(status.usage(msg), 0) end
-
--- The message's ad fields from the flags; any of them without --ad is a usage error.
-local function ad_fields(o, msg)
-  if not o.ad then
-    for _, k in ipairs { "ad_name", "ad_opt_out", "night_consent", "night" } do
-      if o[k] ~= nil then usage(format("--%s needs --ad", (k:gsub("_", "-")))) end
-    end
-    return msg
-  end
-  if o.night ~= nil and o.night ~= "refuse" and o.night ~= "hold" then usage("--night takes refuse or hold") end
-  msg.ad, msg.ad_name, msg.ad_opt_out = true, o.ad_name, o.ad_opt_out
-  msg.night_consent, msg.night = o.night_consent or nil, o.night
-  return msg
-end
 
 -- Flags that belong to one provider: refused elsewhere, not ignored.
 local OWNER = { opt_out = "senders", from_name = "ppurio", to_name = "ppurio", name = "cafe24",
@@ -145,6 +122,7 @@ function _M.finish(ctx, h, what, res, err)
   if res.id then lines[#lines + 1] = "id: " .. tostring(res.id) end
   if res.reserved_at then lines[#lines + 1] = "reserved for " .. render.result_fields(res).reserved_at_kst .. " KST" end
   if res.held_until then lines[#lines + 1] = "held until 08:00 KST by the night rule for ads" end
+  if res.ad and res.subject then lines[#lines + 1] = "subject sent: " .. res.subject end
   if res.ad and res.text then lines[#lines + 1] = "text sent (composed for an ad):\n" .. res.text end
   return render.ok(ctx, what, res, lines)
 end
@@ -211,7 +189,7 @@ local function run_send(ctx)
     end
   end
   if o.opt_out then msg.opt_out = true end
-  ad_fields(o, msg)
+  ad.apply(o, msg)
   msg.from_name, msg.to_name = o.from_name, o.to_name
   if o["repeat"] or o.repeat_interval then
     msg["repeat"] = { count = o["repeat"] or 1, interval = o.repeat_interval or 15 }
@@ -254,7 +232,7 @@ local function run_friendtalk(ctx)
   local to, from = recipients(o), caller(o, h)
   local text = input.need(input.text(o.text, o.text_file, "text"), "give --text TEXT")
   if h.capabilities.session then
-    local msg = ad_fields(o, oneshot_kakao(o, "friendtalk", text))
+    local msg = ad.apply(o, oneshot_kakao(o, "friendtalk", text))
     msg.to, msg.from = to, from
     return oneshot_send(ctx, h, "friendtalk", msg)
   end
@@ -266,7 +244,7 @@ local function run_friendtalk(ctx)
   end
   local msg = { channel = o.channel, text = text, button = button, image = o.image, image_link = o.image_link,
     to = to, from = from, fallback = o.fallback or nil, at = reservation(o, h) }
-  ad_fields(o, msg)
+  ad.apply(o, msg)
   return _M.finish(ctx, h, "friendtalk", _M.call(h, "friendtalk", msg))
 end
 
@@ -276,7 +254,7 @@ _M.commands = {
   {
     name = "send", summary = "send an SMS, LMS or MMS to one or more recipients",
     usage = "ksms send --provider NAME --to NUMBER --from NUMBER --text TEXT [--subject S] [--at TIME] [--json] [--dry-run]",
-    flags = flags.join(RECIPIENTS, SEND_FLAGS, AD_FLAGS, CLIENT),
+    flags = flags.join(RECIPIENTS, SEND_FLAGS, ad.FLAGS, CLIENT),
     examples = {
       "ksms send --provider senders --to 010-1111-2222 --from 02-1234-5678 --text '주문이 발송되었습니다'",
       "ksms send --provider cafe24 --to 01011112222,01033334444 --from 0212345678 --text '점검 안내' --at '2026-12-01 09:00'",
@@ -299,7 +277,7 @@ _M.commands = {
   {
     name = "friendtalk", summary = "send a KakaoTalk FriendTalk",
     usage = "ksms friendtalk --provider NAME --channel ID --text TEXT --to NUMBER --from NUMBER [--button-name N --button-url U] [--image URL]",
-    flags = flags.join(RECIPIENTS, FRIEND_FLAGS, AD_FLAGS, CLIENT),
+    flags = flags.join(RECIPIENTS, FRIEND_FLAGS, ad.FLAGS, CLIENT),
     examples = {
       "ksms friendtalk --provider messageme --channel @shop --text '이번 주 할인' --to 01011112222 --from 0212345678 --button-name 쇼핑하기 --button-url https://shop.example",
     },
