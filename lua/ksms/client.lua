@@ -170,7 +170,9 @@ function Client:_run(plans, concurrency, operation, metas, stream)
   local paced = PACED[operation] and lim.per_second and true or false
   local outs
   local results = {}
-  if stream or (paced and #reqs > 1) then
+  -- The streaming path also for a batch over the client's own transport
+  -- (ksms's, with on_start): a 429 then holds the batch's later messages.
+  if stream or (paced and #reqs > 1) or (#plans > 1 and self.owns_transport) then
     stream = stream or {}
     outs = {}
     local held, left, start_at = {}, {}, {}
