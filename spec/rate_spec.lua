@@ -128,6 +128,40 @@ describe("the client's rate option", function()
   end)
 end)
 
+describe("request_many's on_start answering a number (ask again then)", function()
+  local fake
+  setup(function() fake = fake_control.start("senders") end)
+  teardown(function() fake_control.stop_all() end)
+
+  it("starts that request later while the one in flight goes on (libcurl)", function()
+    local t = require("ksms.transport").new { kind = "curl", timeout = 5 }
+    fake:script { path = "/slow", latency_ms = 400, status = 200, body = "slow", times = 1 }
+    local asked, t0 = {}, core.monotonic()
+    local started, done = {}, {}
+    local outs = t:request_many({ { url = fake.base_url .. "/slow" }, { url = fake.base_url .. "/later" } }, {
+      concurrency = 2,
+      on_start = function(i)
+        asked[i] = (asked[i] or 0) + 1
+        if i == 2 and asked[i] == 1 then return 0.2 end
+        started[i] = core.monotonic() - t0
+        return true
+      end,
+      on_done = function(i) done[#done + 1] = i end,
+    })
+    t:close()
+    assert.equal(1, asked[1])
+    assert.equal(2, asked[2])
+    assert.equal("slow", outs[1].body)
+    assert.equal(404, outs[2].status)
+    -- The second started after its 0.2 s, and the first (400 ms) ended last.
+    local recs = fake:requests()
+    assert.equal(2, #recs)
+    assert.is_true(started[2] >= 0.2)
+    assert.is_true(recs[2].at - recs[1].at >= 0.19)
+    assert.same({ 2, 1 }, done) -- it went while the first was still in flight
+  end)
+end)
+
 describe("HTTP 429 and Retry-After", function()
   local fake
   setup(function() fake = fake_control.start("senders") end)
