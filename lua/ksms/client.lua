@@ -11,6 +11,11 @@
 -- (chunks, send_many) through request_many. Adapters never do I/O, so the
 -- same adapter runs over libcurl or OpenResty cosockets.
 --
+-- The rate option (ksms.rate) paces the requests of messages before they
+-- are handed over, and an HTTP 429 (any adapter's: mapped here, before a
+-- finish sees it) is a rate_limit refusal that holds every call of the
+-- client until its Retry-After passes.
+--
 -- Results: { ok = true, provider, kind, code, id, raw, ... }.
 -- Errors: nil, err (see ksms.errors). A message that may have reached the
 -- provider carries err.maybe_sent = true and is never resent by ksms.
@@ -514,7 +519,10 @@ end
 -- logger (logger(level, message, fields): where the client's log lines go,
 -- secrets masked; default ngx.log inside nginx, else stderr), ad ({ name,
 -- opt_out, night }: the sender name, 080 opt-out number and night policy
--- of messages sent with ad = true, see docs/ads.md).
+-- of messages sent with ad = true, see docs/ads.md), rate (requests
+-- started per second, a number or { per_second, burst, max_wait, dict,
+-- key }: ksms.rate, docs/providers.md; an HTTP 429 closes the client's
+-- gate for its Retry-After either way).
 -- An option neither the client nor the adapter declares raises: a typo
 -- such as baseurl would otherwise send to the provider's default host.
 function _M.new(provider, options)
