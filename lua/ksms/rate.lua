@@ -126,7 +126,7 @@ function Rate:_reserve_shared(first, last)
   if type(hint) == "number" and hint > s and hint <= last then s = hint end
   while s <= last do
     local n = dict:incr(key .. ":s:" .. s, 1, 0, ttl)
-    if not n then return nil end -- the dict is full: refuse rather than go unpaced
+    if not n then return nil, "full" end -- the dict is full: refuse rather than go unpaced
     if n <= b then
       if n == b then dict:set(key .. ":next", s + 1, ttl) end
       return s
@@ -150,8 +150,11 @@ function Rate:reserve(deadline)
   local cur, last = floor(now / w), floor(last_t / w)
   local s
   if self.dict then
-    s = self:_reserve_shared(cur, last)
-    if not s then return nil, wait_error(self, format("within %.3g s", last_t - now)) end
+    local why
+    s, why = self:_reserve_shared(cur, last)
+    if not s then
+      return nil, wait_error(self, why and "(its lua_shared_dict is full)" or format("within %.3g s", last_t - now))
+    end
   else
     s = self.slot
     local n = self.count
