@@ -52,6 +52,7 @@ build = {
     ["ksms"] = "lua/ksms/init.lua",
     ["ksms.errors"] = "lua/ksms/errors.lua",
     -- the Redis client over the core's RESP codec (docs/redis.md)
+    ["ksms.rate"] = "lua/ksms/rate.lua",
     ["ksms.redis"] = "lua/ksms/redis.lua",
     ["ksms.codes"] = "lua/ksms/codes.lua",
     ["ksms.client"] = "lua/ksms/client.lua",

@@ -53,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "ksms.h"
 
@@ -924,7 +925,9 @@ static void http_finish(http_client *c, http_xfer *x, CURLcode result) {
 }
 
 /* request_many's streaming callbacks (both optional): on_start(i) just
- * before request i is handed to libcurl (false exactly: it is not sent),
+ * before request i is handed to libcurl (false exactly: it is not sent; a
+ * positive number d: not yet, ask again in d seconds, the transfers in
+ * flight going on meanwhile: ksms.client's rate option waits so),
  * on_done(i, res | err) as soon as request i's outcome is known. They run
  * under lua_pcall, so a raise never unwinds through the multi loop with
  * handles attached: the first one is kept, no further request starts, the
@@ -941,8 +944,10 @@ typedef struct http_hooks {
 static void http_push_result(lua_State *L, http_xfer *x, int *is_response);
 
 /* Calls fn(i [, outcome]) protected; keeps the first raise. Returns the
- * call's first result as a boolean-ish: 0 for false exactly, else 1. */
-static int http_hook_call(http_hooks *h, int fn, int i, int with_outcome) {
+ * call's first result as a boolean-ish: 0 for false exactly, 2 for a
+ * positive number (stored in *defer, at most a minute: the caller asks
+ * again then), else 1. */
+static int http_hook_call(http_hooks *h, int fn, int i, int with_outcome, double *defer) {
   lua_State *L = h->L;
   lua_pushvalue(L, fn);
   lua_pushinteger(L, i);
@@ -958,8 +963,21 @@ static int http_hook_call(http_hooks *h, int fn, int i, int with_outcome) {
     return 1;
   }
   int go = !(lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1));
+  if (defer && lua_type(L, -1) == LUA_TNUMBER) {
+    double d = (double)lua_tonumber(L, -1);
+    if (d > 0) { /* NaN is not > 0: it starts */
+      *defer = d < 60 ? d : 60;
+      go = 2;
+    }
+  }
   lua_pop(L, 1);
   return go;
+}
+
+static double http_monotonic(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Transfer k's outcome is known: push it into the results and tell on_done.
@@ -979,7 +997,7 @@ static void http_hook_done(http_hooks *h, http_batch *b, int k) {
   lua_rawseti(L, h->results, k + 1);
   x->pushed = 1;
   http_xfer_free(x);
-  if (h->on_done) http_hook_call(h, h->on_done, k + 1, 1);
+  if (h->on_done) http_hook_call(h, h->on_done, k + 1, 1, NULL);
   lua_pop(L, 1);
 }
 
@@ -987,8 +1005,11 @@ static void http_hook_done(http_hooks *h, http_batch *b, int k) {
  * as one finishes. Every easy handle is detached when it returns. */
 static void http_run(http_client *c, http_batch *b, int conc, http_hooks *h) {
   int next = 0, active = 0;
+  double resume_at = 0; /* on_start deferred request next until then */
   for (;;) {
     while (active < conc && next < b->n && !(h && h->failed)) {
+      if (resume_at > 0 && http_monotonic() < resume_at) break;
+      resume_at = 0;
       int k = next++;
       http_xfer *x = &b->x[k];
       if (x->pre_code || x->pre_err) {
@@ -996,8 +1017,10 @@ static void http_run(http_client *c, http_batch *b, int conc, http_hooks *h) {
         continue;
       }
       if (h && h->on_start) {
-        int go = http_hook_call(h, h->on_start, k + 1, 0);
+        double defer = 0;
+        int go = http_hook_call(h, h->on_start, k + 1, 0, &defer);
         if (h->failed) { next--; break; } /* not started: request_many raises */
+        if (go == 2) { next--; resume_at = http_monotonic() + defer; break; }
         if (!go) {
           x->cancelled = 1;
           http_hook_done(h, b, k);
@@ -1007,7 +1030,20 @@ static void http_run(http_client *c, http_batch *b, int conc, http_hooks *h) {
       if (http_attach(c, x) == 0) active++;
       else if (h) http_hook_done(h, b, k);
     }
-    if (active == 0) return;
+    if (active == 0) {
+      if (resume_at > 0 && next < b->n && !(h && h->failed)) {
+        /* Nothing in flight: wait for the deferred start. */
+        double left = resume_at - http_monotonic();
+        if (left > 0) {
+          struct timespec ts;
+          ts.tv_sec = (time_t)left;
+          ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+          while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+        }
+        continue;
+      }
+      return;
+    }
     int running = 0;
     CURLMcode mc = curl_multi_perform(c->multi, &running);
     CURLMsg *m;
@@ -1036,8 +1072,14 @@ static void http_run(http_client *c, http_batch *b, int conc, http_hooks *h) {
       }
       continue;
     }
-    if (active < conc && next < b->n && !(h && h->failed)) continue; /* a slot is free */
-    if (active > 0) curl_multi_poll(c->multi, NULL, 0, HTTP_POLL_MS, NULL);
+    int poll_ms = HTTP_POLL_MS;
+    if (resume_at > 0) {
+      /* A deferred start: poll no longer than until then. */
+      double left = (resume_at - http_monotonic()) * 1000;
+      poll_ms = left <= 0 ? 0 : left < HTTP_POLL_MS ? (int)left + 1 : HTTP_POLL_MS;
+    }
+    if (active < conc && next < b->n && !(h && h->failed) && resume_at == 0) continue; /* a slot is free */
+    if (active > 0 && poll_ms > 0) curl_multi_poll(c->multi, NULL, 0, poll_ms, NULL);
   }
 }
 

@@ -11,6 +11,11 @@
 -- (chunks, send_many) through request_many. Adapters never do I/O, so the
 -- same adapter runs over libcurl or OpenResty cosockets.
 --
+-- The rate option (ksms.rate) paces the requests of messages before they
+-- are handed over, and an HTTP 429 (any adapter's: mapped here, before a
+-- finish sees it) is a rate_limit refusal that holds every call of the
+-- client until its Retry-After passes.
+--
 -- Results: { ok = true, provider, kind, code, id, raw, ... }.
 -- Errors: nil, err (see ksms.errors). A message that may have reached the
 -- provider carries err.maybe_sent = true and is never resent by ksms.
@@ -20,6 +25,7 @@
 local errors = require "ksms.errors"
 local secrets = require "ksms.secrets"
 local events = require "ksms.events"
+local rate = require "ksms.rate"
 
 local type, pairs, ipairs, setmetatable, error = type, pairs, ipairs, setmetatable, error
 local format, concat, find, lower, sub = string.format, table.concat, string.find, string.lower, string.sub
@@ -91,6 +97,7 @@ end
 -- The error of a message held back before its request was handed over:
 -- its expires_at passed, or on_sending said no. Nothing was sent.
 local function held_back(provider, why)
+  if type(why) == "table" then return why end -- the rate's refusal (ksms.rate)
   if why == "expired" then
     return errors.new { category = "expired", code = "expired", provider = provider, retryable = false,
       maybe_sent = false, message = "not sent: the message's expires_at passed before it was handed to the transport" }
@@ -99,12 +106,29 @@ local function held_back(provider, why)
     maybe_sent = false, message = "not sent: on_sending returned false" }
 end
 
+-- The operations the rate option paces (messages); the Retry-After gate
+-- holds every operation.
+local PACED = { send = true, alimtalk = true, friendtalk = true, send_many = true }
+
+-- A response of status 429 becomes the rate_limit refusal (ksms.rate) and
+-- closes the client's gate for its Retry-After; anything else as it is.
+function Client:_check_429(o)
+  if type(o) == "table" and o.status == 429 and not errors.is(o) then
+    local err = rate.http_429(self.provider, o, self.ctx.now())
+    self.limiter:block(err.retry_after)
+    return err
+  end
+  return o
+end
+
 -- A plan's outcome from the outcomes of its requests (outs[first..last]).
 function Client:_settle(plan, outs, first, last)
   local slice = {}
   for k = first, last do
     local o = outs[k]
-    if errors.is(o) or (type(o) == "table" and o.category and not o.status) then
+    if errors.is(o) and o.code == "http_429" and o.provider == self.provider then
+      -- already the provider's refusal (_check_429), not a transport failure
+    elseif errors.is(o) or (type(o) == "table" and o.category and not o.status) then
       o = _M.transport_outcome(self.provider, o)
     end
     slice[#slice + 1] = o
@@ -119,6 +143,13 @@ function Client:_settle(plan, outs, first, last)
   return self:_outcome(res or err)
 end
 
+-- The limiter's deadline (its clock) for a message expiring at `at`
+-- (epoch seconds by the client's now), nil for none.
+function Client:_deadline(at)
+  if not at then return nil end
+  return self.limiter.clock() + (at - self.ctx.now())
+end
+
 -- Runs a list of plans; returns one outcome per plan (result or error).
 -- With on_event, one event per plan (ksms.events): operation names it,
 -- metas[i] = { kind, recipients } what the caller knows of plan i.
@@ -127,6 +158,11 @@ end
 -- on_sending(i) (false: it is not, nor are its others) and while its
 -- expires_at has not passed; on_outcome(i, out) as soon as its last
 -- request ends. Both run inside the transport's request_many callbacks.
+-- Every request first passes the Retry-After gate, and for a paced
+-- operation (PACED) waits for its start from the rate (ksms.rate): a plan
+-- refused there gets that refusal, nothing sent. Waiting inside
+-- request_many is on_start's "ask again in d seconds", so the requests in
+-- flight go on meanwhile.
 function Client:_run(plans, concurrency, operation, metas, stream)
   local t0 = self.on_event and events.monotonic()
   local reqs, slices, plan_of = {}, {}, {}
@@ -135,23 +171,59 @@ function Client:_run(plans, concurrency, operation, metas, stream)
     for _, r in ipairs(plan.requests) do reqs[#reqs + 1] = r; plan_of[#reqs] = i end
     slices[i] = { first, #reqs }
   end
+  local lim = self.limiter
+  local paced = PACED[operation] and lim.per_second and true or false
   local outs
   local results = {}
-  if stream then
+  -- The streaming path also for a batch over the client's own transport
+  -- (ksms's, with on_start): a 429 then holds the batch's later messages.
+  if stream or (paced and #reqs > 1) or (#plans > 1 and self.owns_transport) then
+    stream = stream or {}
     outs = {}
-    local held, left = {}, {}
+    local held, left, start_at = {}, {}, {}
     for i, sl in ipairs(slices) do left[i] = sl[2] - sl[1] + 1 end
     local expires, now = stream.expires, self.ctx.now
     local on_sending, on_outcome = stream.on_sending, stream.on_outcome
     local function on_start(k)
       local i = plan_of[k]
-      if k ~= slices[i][1] then return not held[i] end
-      local at = expires and expires[i]
-      if at and now() >= at then held[i] = "expired"; return false end
-      if on_sending and on_sending(i) == false then held[i] = "cancelled"; return false end
+      if held[i] then return false end
+      local first = k == slices[i][1]
+      local at = start_at[k]
+      if not at then
+        local exp = expires and expires[i]
+        if first and exp and now() >= exp then held[i] = "expired"; return false end
+        if first then
+          local refusal = lim:gate()
+          if refusal then held[i] = refusal; return false end
+        end
+        at = 0
+        if paced then
+          local err
+          -- A plan's later requests (chunks) wait for their start but are
+          -- never refused by the rate: its first part is already sent.
+          at, err = lim:reserve(first and self:_deadline(exp) or nil)
+          if not at then
+            if first then held[i] = err; return false end
+            at = 0
+          end
+        end
+        start_at[k] = at
+        local wait = at > 0 and lim:left(at) or 0
+        if wait > 0 then return wait end
+      else
+        local wait = lim:left(at)
+        if wait > 0 then return wait end
+        if first then
+          -- It waited: a 429 that came meanwhile holds it still.
+          local refusal = lim:gate()
+          if refusal then held[i] = refusal; return false end
+        end
+      end
+      if first and on_sending and on_sending(i) == false then held[i] = "cancelled"; return false end
       return true
     end
     local function on_done(k, o)
+      o = self:_check_429(o)
       outs[k] = o
       local i = plan_of[k]
       left[i] = left[i] - 1
@@ -168,15 +240,30 @@ function Client:_run(plans, concurrency, operation, metas, stream)
         on_start = on_start, on_done = on_done })
     end
   else
-    if #reqs == 1 then
+    local refusal = #reqs > 0 and lim:gate()
+    if not refusal and paced and #reqs == 1 then
+      local at
+      at, refusal = lim:reserve(self:_deadline(self._expires))
+      if at then
+        rate.sleep(lim:left(at))
+        refusal = lim:gate() -- a 429 that came while it waited
+      end
+    end
+    if refusal then
+      for i = 1, #plans do results[i] = self:_outcome(refusal) end
+      outs = nil
+    elseif #reqs == 1 then
       local res, err = self.transport:request(reqs[1])
-      outs = { res or err }
+      outs = { self:_check_429(res or err) }
     elseif #reqs > 1 then
       outs = self.transport:request_many(reqs, { concurrency = concurrency or self.concurrency })
+      for k = 1, #outs do outs[k] = self:_check_429(outs[k]) end
     else
       outs = {}
     end
-    for i, plan in ipairs(plans) do results[i] = self:_settle(plan, outs, slices[i][1], slices[i][2]) end
+    if outs then
+      for i, plan in ipairs(plans) do results[i] = self:_settle(plan, outs, slices[i][1], slices[i][2]) end
+    end
   end
   if self.on_event then
     -- send_many's requests run at once: each message's duration is the batch's.
@@ -200,9 +287,11 @@ function Client:_outcome(out)
   return self.masker:mask_in_place(out)
 end
 
-function Client:_one(operation, meta, plan, err)
+function Client:_one(operation, meta, plan, err, expires_at)
   if not plan then return nil, self:_outcome(err) end
+  self._expires = expires_at -- the rate's deadline for this one message
   local out = self:_run({ plan }, nil, operation, meta and { meta })[1]
+  self._expires = nil
   if out.ok then return out end
   return nil, out
 end
@@ -223,7 +312,7 @@ function Client:send(msg)
   if plan and msg.expires_at and self.ctx.now() >= msg.expires_at then
     plan, err = nil, held_back(self.provider, "expired")
   end
-  return self:_one("send", self:_meta(msg), plan, err)
+  return self:_one("send", self:_meta(msg), plan, err, plan and msg.expires_at)
 end
 
 --- Checks a message as send does (the same errors; misuse raises), sending nothing.
@@ -401,6 +490,7 @@ _M.options = {
   now = "function", -- epoch seconds, for reservations and the ad night rule
   ad = "table", -- { name, opt_out, night }: advertising messages (ksms.rules.ad, docs/ads.md)
   require_tls = "boolean", -- see check_require_tls
+  rate = "number|table", -- requests started per second, or { per_second, burst, max_wait, dict, key } (ksms.rate)
   on_event = "function", -- called once per provider operation (ksms.events, docs/metrics.md)
   logger = "function", -- logger(level, message, fields): where ksms's log lines go (ksms.events.logger)
 }
@@ -429,13 +519,20 @@ end
 -- logger (logger(level, message, fields): where the client's log lines go,
 -- secrets masked; default ngx.log inside nginx, else stderr), ad ({ name,
 -- opt_out, night }: the sender name, 080 opt-out number and night policy
--- of messages sent with ad = true, see docs/ads.md).
+-- of messages sent with ad = true, see docs/ads.md), rate (requests
+-- started per second, a number or { per_second, burst, max_wait, dict,
+-- key }: ksms.rate, docs/providers.md; an HTTP 429 closes the client's
+-- gate for its Retry-After either way).
 -- An option neither the client nor the adapter declares raises: a typo
 -- such as baseurl would otherwise send to the provider's default host.
 function _M.new(provider, options)
   if type(provider) ~= "string" then misuse("ksms.client: provider name expected") end
   -- OneShot is a bound TCP session, not request/response plans.
   if provider == "oneshot" then
+    if type(options) == "table" and options.rate ~= nil then
+      misuse("ksms.client(\"oneshot\"): no rate option: OneShot paces every message by the Speed its bind granted "
+        .. "(ksms.oneshot.pacer), and that is the provider's own limit")
+    end
     if type(options) == "table" and options.require_tls ~= nil then
       check_require_tls(provider, options) -- raises unless false
       local rest = {} -- the session refuses options it does not know
@@ -489,6 +586,7 @@ function _M.new(provider, options)
     concurrency = options.concurrency or 8, masker = masker,
     on_event = events.check(format("ksms.client(%q)", provider), options.on_event),
     log = masked_log(provider, options.logger, masker),
+    limiter = rate.new(options.rate, provider, format("ksms.client(%q)", provider)),
   }, Client)
 end
 

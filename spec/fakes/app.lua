@@ -83,15 +83,15 @@ end
 -- The provider's own answer to req (this may change state: a send costs).
 function _M:provider_answer(req)
   local route = self.provider.routes[req.path]
-  local status, answer
+  local status, answer, extra
   if not route then
     status, answer = 404, { fake_error = "no such path on " .. self.provider.name }
   elseif req.method ~= "POST" then
     status, answer = 405, { fake_error = "the document says POST" }
   else
-    status, answer = route(self.state, req.fields, req)
+    status, answer, extra = route(self.state, req.fields, req)
   end
-  local headers = { ["Content-Type"] = self.state.content_type }
+  local headers = extra or { ["Content-Type"] = self.state.content_type }
   if status == 405 then headers["Allow"] = "POST" end
   return status, headers, json.encode(answer)
 end

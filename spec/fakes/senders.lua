@@ -16,11 +16,40 @@ function _M.default_state()
     max_recipients = 500,
     now = false,                      -- epoch seconds to pin the clock, false = real time
     content_type = "text/html; charset=UTF-8",  -- what a PHP endpoint sends by default
+    -- { per_second = n, retry_after = "1" }: a provider that throttles: a
+    -- send arriving when n sends were answered within the last second gets
+    -- HTTP 429 with that Retry-After (omitted when retry_after is false),
+    -- nothing charged; throttled counts those answers.
+    throttle = false,
+    throttled = 0,
   }
 end
 
+-- The arrival times of the sends answered, per state table (a reset makes
+-- a new one, so the window starts empty).
+local answered = setmetatable({}, { __mode = "k" })
+
+local function throttled(state, req)
+  local t = state.throttle
+  if type(t) ~= "table" or type(t.per_second) ~= "number" then return nil end
+  local now = req.at
+  local list = answered[state] or {}
+  answered[state] = list
+  while list[1] and now - list[1] >= 1 do table.remove(list, 1) end
+  if #list >= t.per_second then
+    state.throttled = (state.throttled or 0) + 1
+    local headers = { ["Content-Type"] = state.content_type }
+    if t.retry_after ~= false then headers["Retry-After"] = tostring(t.retry_after or "1") end
+    return 429, { fake_error = "too many requests" }, headers
+  end
+  list[#list + 1] = now
+  return nil
+end
+
 _M.routes = {
-  ["/APIV2/sms_send"] = function(state, f)
+  ["/APIV2/sms_send"] = function(state, f, req)
+    local status, answer, headers = throttled(state, req)
+    if status then return status, answer, headers end
     return rules.sms_send(state, f, true)
   end,
   ["/APIV2/remainCoin"] = function(state, f)

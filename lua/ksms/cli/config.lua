@@ -26,8 +26,9 @@ local _M = { _VERSION = "0.2.0" }
 local client = require "ksms.client"
 
 -- The option types a config file, an environment variable or a flag can
--- give (a transport object, a clock or a callback cannot).
-local SCALAR = { string = true, number = true, boolean = true }
+-- give (a transport object, a clock or a callback cannot), and the type
+-- it is read as: rate is a number or a table, and from text a number.
+local SCALAR = { string = "string", number = "number", boolean = "boolean", ["number|table"] = "number" }
 
 -- Every client option of every provider with its type, as the library
 -- declares them (ksms.client.info: ksms.client's own and each adapter's;
@@ -37,7 +38,7 @@ _M.PROVIDERS = client.names
 for _, name in ipairs(client.names) do
   local info = client.info(name)
   local opts = {}
-  for k, t in pairs(info.options) do if SCALAR[t] then opts[k] = t end end
+  for k, t in pairs(info.options) do if SCALAR[t] then opts[k] = SCALAR[t] end end
   _M.OPTIONS[name], _M.REQUIRED[name] = opts, info.required
 end
 

@@ -55,7 +55,8 @@ local function counting(t, out)
       for k, v in pairs(opts) do copy[k] = v end
       copy.on_start = function(k)
         local go = on_start(k)
-        if go ~= false then w.started = w.started + 1 end
+        -- a number is "ask again then" (the client's rate): not started yet
+        if go ~= false and type(go) ~= "number" then w.started = w.started + 1 end
         return go
       end
       opts = copy

@@ -7,6 +7,7 @@
 local cjson = require "cjson.safe"
 local errors = require "ksms.errors"
 local codes = require "ksms.codes"
+local rate = require "ksms.rate"
 
 local type, ipairs, pairs, tostring = type, ipairs, pairs, tostring
 local format, concat = string.format, table.concat
@@ -80,8 +81,11 @@ function _M.invalid(provider, code, fmt, ...)
     message = format(fmt, ...) }
 end
 
---- A provider's answer to one request: parsed JSON, or an error.
+--- A provider's answer to one request: parsed JSON, or an error. (A 429
+-- never gets here through ksms.client, which maps it first with the
+-- client's clock; read directly it is the same rate_limit refusal.)
 function _M.parse_json(provider, res)
+  if res.status == 429 then return nil, rate.http_429(provider, res, os.time()) end
   if res.status ~= 200 then
     return nil, errors.new {
       category = "server", code = "http_" .. tostring(res.status), provider = provider,

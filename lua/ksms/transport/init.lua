@@ -40,6 +40,12 @@
 --   Same length and order as reqs; each entry is a res or an err. At most
 --   `concurrency` requests are in flight, the next one starting as one ends.
 --   Returns when every request has ended (each within its own timeouts).
+--   Streaming options (both transports): on_start(i) just before request i
+--   is sent (false exactly: it is not, its outcome a `cancelled` error; a
+--   positive number d: not yet, ask again in d seconds while the requests
+--   in flight go on: ksms.client's rate option paces so, and a transport
+--   of one's own must do the same for that option to hold), and
+--   on_done(i, res | err) as soon as request i's outcome is known.
 --
 -- transport:close()
 --   Releases the connections; idempotent. Also runs on garbage collection

@@ -292,7 +292,8 @@ end
 --- transport:request_many(reqs [, { concurrency = 8, on_start, on_done }]) -> list in order.
 -- Light threads (ngx.thread.spawn) pull the next request as one ends.
 -- on_start(i) is called just before request i is sent (false exactly: it
--- is not, and its outcome is a `cancelled` error), on_done(i, res | err)
+-- is not, and its outcome is a `cancelled` error; a positive number d: not
+-- yet, this light thread sleeps d seconds and asks again), on_done(i, res | err)
 -- as soon as its outcome is known; as in the libcurl transport, the first
 -- raise of either stops new requests, lets the running ones end (their
 -- on_done still called) and is raised at the end.
@@ -333,10 +334,19 @@ function T:request_many(reqs, opts)
       local i = nxt
       if i > n then return end
       local go = true
-      if on_start then
+      while on_start do
         local ok, r = pcall(on_start, i)
         if not ok then failure = failure or r; return end
-        go = r ~= false
+        if type(r) == "number" and r > 0 then
+          -- Not yet (ksms.client's rate): ask again then; the other
+          -- light threads go on meanwhile. At least 1 ms: nginx rounds a
+          -- shorter sleep to ngx.sleep(0).
+          ngx.sleep(r < 0.001 and 0.001 or (r > 60 and 60 or r))
+          if failure then return end
+        else
+          go = r ~= false
+          break
+        end
       end
       if not go then
         done(i, errors.new { category = "cancelled", code = "cancelled", provider = "ksms", retryable = false,
