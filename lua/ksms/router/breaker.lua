@@ -47,6 +47,9 @@ local OPTIONS = { failures = "number", cooldown = "number", dict = "string", nam
 local Local = {}
 Local.__index = Local
 
+--- b:may_try(route) -> whether a message may try the route now (half-open: the one trial).
+-- @tparam string route
+-- @treturn boolean
 function Local:may_try(route)
   local s = self.routes[route]
   if not s or not s.open_until then return true end
@@ -57,6 +60,9 @@ function Local:may_try(route)
   return true
 end
 
+--- b:record(route, failed_over): the outcome of a try (failed_over: a failure that moves on).
+-- @tparam string route
+-- @tparam boolean failed_over
 function Local:record(route, failed_over)
   local s = self.routes[route]
   if not failed_over then
@@ -69,6 +75,9 @@ function Local:record(route, failed_over)
   if s.count >= self.failures then s.open_until, s.trial_until = self.now() + self.cooldown, nil end
 end
 
+--- b:state(route) -> "closed", "open" or "half_open".
+-- @tparam string route
+-- @treturn string
 function Local:state(route)
   local s = self.routes[route]
   if not s or not s.open_until then return "closed" end
@@ -91,6 +100,9 @@ local function keys(self, route)
   return k
 end
 
+--- b:may_try(route) -> whether a message may try the route now (half-open: the one trial).
+-- @tparam string route
+-- @treturn boolean
 function Shared:may_try(route)
   local k = keys(self, route)
   local open_until = self.dict:get(k.open)
@@ -102,6 +114,9 @@ function Shared:may_try(route)
   return ok == true
 end
 
+--- b:record(route, failed_over): the outcome of a try (failed_over: a failure that moves on).
+-- @tparam string route
+-- @tparam boolean failed_over
 function Shared:record(route, failed_over)
   local k = keys(self, route)
   local d = self.dict
@@ -126,6 +141,9 @@ function Shared:record(route, failed_over)
   end
 end
 
+--- b:state(route) -> "closed", "open" or "half_open".
+-- @tparam string route
+-- @treturn string
 function Shared:state(route)
   local k = keys(self, route)
   local open_until = self.dict:get(k.open)
