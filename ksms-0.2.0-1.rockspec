@@ -79,6 +79,7 @@ build = {
     ["ksms.oneshot.schema"] = "lua/ksms/oneshot/schema.lua",
     ["ksms.oneshot.session"] = "lua/ksms/oneshot/session.lua",
     ["ksms.router"] = "lua/ksms/router.lua",
+    ["ksms.router.breaker"] = "lua/ksms/router/breaker.lua",
     ["ksms.oneshot.fleet"] = "lua/ksms/oneshot/fleet/init.lua", -- needs ksms.redis
     ["ksms.oneshot.fleet.lock"] = "lua/ksms/oneshot/fleet/lock.lua",
     ["ksms.oneshot.driver"] = "lua/ksms/oneshot/driver.lua",

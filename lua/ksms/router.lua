@@ -23,23 +23,28 @@
 -- its client's provider) and `tried`: { { route =, outcome = res|err,
 -- skipped = "capability" | "check" | "open" | nil }, ... } in order.
 --
--- A circuit breaker per route (breaker = { failures = 5, cooldown = 30 }):
--- after that many failures in a row of the kind that fail over, the route
--- is skipped (skipped = "open") for cooldown seconds; then one message
--- tries it (half-open): a success closes the breaker, a failing-over
--- failure opens it again. Any outcome that is not a failing-over failure
--- (a success, a maybe_sent, a refusal of the message) resets the count.
--- The clock is opts.now (seconds, default core.monotonic). The breaker
--- lives in the router object: one process's (a shared one across nginx
--- workers is not built yet).
+-- A circuit breaker per route (breaker = { failures = 5, cooldown = 30 },
+-- ksms.router.breaker): after that many failures in a row of the kind that
+-- fail over, the route is skipped (skipped = "open") for cooldown seconds;
+-- then one message tries it (half-open): a success closes the breaker, a
+-- failing-over failure opens it again. Any outcome that is not a
+-- failing-over failure (a success, a maybe_sent, a refusal of the message)
+-- resets the count. A trial that never reports (a worker died mid-trial)
+-- is given up after breaker.trial_timeout (60 s). The clock is opts.now
+-- (seconds, default core.monotonic). The breaker lives in the router
+-- object (one process's), or with breaker.dict (a lua_shared_dict name) in
+-- nginx's shared memory: one breaker for every worker, keyed by
+-- breaker.name (default: the route names joined).
 --
--- Not yet (issue 16): the weighted policy, breakers shared across nginx
--- workers, the rate option, send_many's on_sending / on_outcome hooks.
+-- Not yet (issue 16): the weighted policy, the rate option, send_many's
+-- on_sending / on_outcome hooks.
 -- @module ksms.router
 -- @alias _M
 
 local errors = require "ksms.errors"
 local core = require "ksms.core"
+local breaker_mod = require "ksms.router.breaker"
+local concat = table.concat
 
 local type, ipairs, tostring, setmetatable, next = type, ipairs, tostring, setmetatable, next
 local misuse, check_options = errors.misuse, errors.check_options
@@ -89,13 +94,10 @@ function _M.new(opts)
     if not errors.categories[c] then misuse("ksms.router: fail_over: '" .. tostring(c) .. "' is not an error category") end
     set[c] = true
   end
-  local b = opts.breaker or {}
-  if type(b) ~= "table" then misuse("ksms.router: breaker is { failures, cooldown }") end
-  check_options("ksms.router: breaker", b, { failures = "number", cooldown = "number" })
-  local failures, cooldown = b.failures or 5, b.cooldown or 30
-  if not (failures >= 1) or not (cooldown >= 0) then misuse("ksms.router: breaker needs failures >= 1 and cooldown >= 0") end
-  return setmetatable({ routes = routes, refusals = set, now = opts.now or core.monotonic,
-    max_failures = failures, cooldown = cooldown, breakers = {} }, R)
+  local now, names = opts.now or core.monotonic, {}
+  for i, route in ipairs(routes) do names[i] = route.name end
+  local breaker = breaker_mod.new(opts.breaker, { now = now, name = concat(names, ",") })
+  return setmetatable({ routes = routes, refusals = set, now = now, breaker = breaker }, R)
 end
 
 --- Whether err proves that nothing was sent, so the next route may try.
@@ -107,38 +109,16 @@ function R:fails_over(err)
   return UNWRITTEN[err.category] == true and err.maybe_sent == false
 end
 
--- The route's breaker: closed (nil), open until t, or half-open (one trial out).
-function R:_may_try(name)
-  local b = self.breakers[name]
-  if not b or not b.open_until then return true end
-  if b.trial then return false end
-  if self.now() < b.open_until then return false end
-  b.trial = true -- half-open: this message is the one trial
-  return true
-end
+-- The route's breaker (ksms.router.breaker): may this message try it?
+function R:_may_try(name) return self.breaker:may_try(name) end
 
-function R:_record(name, failed_over)
-  local b = self.breakers[name]
-  if not b then b = { count = 0 }; self.breakers[name] = b end
-  if not failed_over then
-    b.count, b.open_until, b.trial = 0, nil, nil
-    return
-  end
-  b.count = b.count + 1
-  if b.trial or b.count >= self.max_failures then
-    b.open_until, b.trial = self.now() + self.cooldown, nil
-  end
-end
+-- The outcome of a try: failed_over (a failure that moves on) or not.
+function R:_record(name, failed_over) return self.breaker:record(name, failed_over) end
 
 --- The state of a route's breaker: "closed", "open" or "half_open".
 -- @tparam string name the route's name
 -- @treturn string
-function R:breaker_state(name)
-  local b = self.breakers[name]
-  if not b or not b.open_until then return "closed" end
-  if b.trial or self.now() >= b.open_until then return "half_open" end
-  return "open"
-end
+function R:breaker_state(name) return self.breaker:state(name) end
 
 local function finish(out, route, tried)
   out.route, out.tried = route, tried
