@@ -77,6 +77,33 @@ describe("ksms.router, failover", function()
     assert.same({}, texts(b))
   end)
 
+  it("a slow first route that answers within the timeout carries the message (send and send_many); b gets nothing", function()
+    a:script { path = "/APIV2/sms_send", latency_ms = 300, times = 2 }
+    local res = assert(router():send { to = "01011112222", from = FROM, text = "slow ok" })
+    assert.equal("a", res.route)
+    local outs = router():send_many { { to = "01011112222", from = FROM, text = "slow ok 2" } }
+    assert.equal("a", outs[1].route)
+    assert.is_true(outs[1].ok)
+    assert.same({ "slow ok", "slow ok 2" }, texts(a))
+    assert.same({}, texts(b))
+  end)
+
+  it("a route slower than the client's timeout gives maybe_sent from a, through send_many too; b gets nothing", function()
+    local quick = ksms.client("senders", { api_key = KEY, base_url = a.base_url, timeout = 0.3 })
+    local r = ksms.router { routes = { { name = "a", client = quick }, { name = "b", client = cb } } }
+    a:script { path = "/APIV2/sms_send", latency_ms = 600, times = 1 }
+    a:script { path = "/APIV2/sms_send", fault = "hang", times = 1 }
+    local outs = r:send_many { { to = "01011112222", from = FROM, text = "late" },
+      { to = "01011112222", from = FROM, text = "hung" } }
+    for n = 1, 2 do
+      assert.is_true(outs[n].maybe_sent, n)
+      assert.equal("a", outs[n].route)
+      assert.equal(1, #outs[n].tried)
+    end
+    assert.same({}, texts(b))
+    quick:close()
+  end)
+
   it("does not move on after a refusal of the message itself (a bad number): the next route would refuse it too", function()
     local res, err = router():send { to = "12", from = FROM, text = "x" }
     assert.is_nil(res)
