@@ -77,6 +77,33 @@ describe("ksms.router, failover", function()
     assert.same({}, texts(b))
   end)
 
+  it("a slow first route that answers within the timeout carries the message (send and send_many); b gets nothing", function()
+    a:script { path = "/APIV2/sms_send", latency_ms = 300, times = 2 }
+    local res = assert(router():send { to = "01011112222", from = FROM, text = "slow ok" })
+    assert.equal("a", res.route)
+    local outs = router():send_many { { to = "01011112222", from = FROM, text = "slow ok 2" } }
+    assert.equal("a", outs[1].route)
+    assert.is_true(outs[1].ok)
+    assert.same({ "slow ok", "slow ok 2" }, texts(a))
+    assert.same({}, texts(b))
+  end)
+
+  it("a route slower than the client's timeout gives maybe_sent from a, through send_many too; b gets nothing", function()
+    local quick = ksms.client("senders", { api_key = KEY, base_url = a.base_url, timeout = 0.3 })
+    local r = ksms.router { routes = { { name = "a", client = quick }, { name = "b", client = cb } } }
+    a:script { path = "/APIV2/sms_send", latency_ms = 600, times = 1 }
+    a:script { path = "/APIV2/sms_send", fault = "hang", times = 1 }
+    local outs = r:send_many { { to = "01011112222", from = FROM, text = "late" },
+      { to = "01011112222", from = FROM, text = "hung" } }
+    for n = 1, 2 do
+      assert.is_true(outs[n].maybe_sent, n)
+      assert.equal("a", outs[n].route)
+      assert.equal(1, #outs[n].tried)
+    end
+    assert.same({}, texts(b))
+    quick:close()
+  end)
+
   it("does not move on after a refusal of the message itself (a bad number): the next route would refuse it too", function()
     local res, err = router():send { to = "12", from = FROM, text = "x" }
     assert.is_nil(res)
@@ -118,6 +145,43 @@ describe("ksms.router, failover", function()
     res = send("trial works")
     assert.equal("a", res.route)
     assert.equal("closed", r:breaker_state("a"))
+  end)
+
+  it("weighted: the first route by smooth weighted round robin, 3:1 over 8 messages gives 6 and 2, in nginx's order", function()
+    for _, weights in ipairs { { 3, 1 }, { a = 3, b = 1 } } do
+      a:reset(); b:reset()
+      local r = ksms.router { routes = { { name = "a", client = ca }, { name = "b", client = cb } }, policy = "weighted",
+        weights = weights }
+      local seq = {}
+      for n = 1, 8 do seq[n] = assert(r:send { to = "01011112222", from = FROM, text = "w" .. n }).route end
+      assert.same({ "a", "a", "b", "a", "a", "a", "b", "a" }, seq)
+      assert.equal(6, #texts(a))
+      assert.equal(2, #texts(b))
+    end
+  end)
+
+  it("weighted: a message picked for a route that refuses it (185) fails over to the others in list order", function()
+    a:script { path = "/APIV2/sms_send", result = "185" }
+    local r = ksms.router { routes = { { name = "a", client = ca }, { name = "b", client = cb } }, policy = "weighted",
+      weights = { 1, 1 } }
+    local first = assert(r:send { to = "01011112222", from = FROM, text = "p1" }) -- picked a
+    local second = assert(r:send { to = "01011112222", from = FROM, text = "p2" }) -- picked b
+    assert.equal("b", first.route)
+    assert.equal(2, #first.tried)
+    assert.equal("balance", first.tried[1].outcome.category)
+    assert.equal("b", second.route)
+    assert.equal(1, #second.tried)
+    assert.same({ "p1", "p2" }, texts(b))
+  end)
+
+  it("weighted: misuse of weights raises", function()
+    local routes = { { name = "a", client = ca }, { name = "b", client = cb } }
+    for _, w in ipairs { { 1 }, { 1, 0 }, { 1, -2 }, { 1, "2" }, { 1, 0 / 0 }, { a = 1, c = 1 }, { 1, 1, 1 }, { 1, a = 2, b = 1 } } do
+      assert.has_error(function() ksms.router { routes = routes, policy = "weighted", weights = w } end)
+    end
+    assert.has_error(function() ksms.router { routes = routes, policy = "weighted" } end)
+    assert.has_error(function() ksms.router { routes = routes, weights = { 1, 1 } } end) -- failover takes none
+    assert.has_error(function() ksms.router { routes = routes, policy = "random" } end)
   end)
 
   it("refuses misuse at the caller's line", function()

@@ -5,8 +5,10 @@
 --   local res, err = r:send(msg)   -- res.route, res.tried; err.route, err.tried
 --   r:send_many(list), r:alimtalk(msg), r:friendtalk(msg), r:check(msg)
 --
--- For each message the routes are tried in order (policy "failover", the
--- only one so far). A route whose client lacks the capability (alimtalk,
+-- For each message the routes are tried in order (policy "failover"), or
+-- (policy "weighted", weights = { 3, 1 } parallel to routes or { a = 3, b =
+-- 1 } by name) the first is picked by smooth weighted round robin and the
+-- others follow in list order, by the same rules. A route whose client lacks the capability (alimtalk,
 -- friendtalk) or whose checks refuse the message (client:check: a
 -- character Cafe24 cannot carry, a text too long) is skipped, with its
 -- reason in `tried`, and never sent to. A route's failure moves the message
@@ -36,8 +38,7 @@
 -- nginx's shared memory: one breaker for every worker, keyed by
 -- breaker.name (default: the route names joined).
 --
--- Not yet (issue 16): the weighted policy, the rate option, send_many's
--- on_sending / on_outcome hooks.
+-- Not yet (issue 16): send_many's on_sending / on_outcome hooks.
 -- @module ksms.router
 -- @alias _M
 
@@ -46,7 +47,8 @@ local core = require "ksms.core"
 local breaker_mod = require "ksms.router.breaker"
 local concat = table.concat
 
-local type, ipairs, tostring, setmetatable, next = type, ipairs, tostring, setmetatable, next
+local type, ipairs, pairs, tostring, setmetatable, next = type, ipairs, pairs, tostring, setmetatable, next
+local floor, huge = math.floor, math.huge
 local misuse, check_options = errors.misuse, errors.check_options
 
 local _M = { _VERSION = "0.2.0" }
@@ -59,7 +61,34 @@ local UNWRITTEN = { network = true, timeout = true, server = true }
 local R = {}
 R.__index = R
 
-local OPTIONS = { routes = "table", policy = "string", fail_over = "table", breaker = "table", now = "function" }
+local OPTIONS = { routes = "table", policy = "string", weights = "table", fail_over = "table", breaker = "table",
+  now = "function" }
+
+-- The weights of policy "weighted": a list parallel to routes, or a map by
+-- route name (or both, once each); every route needs a positive weight.
+local function weights_of(w, routes)
+  if type(w) ~= "table" then
+    misuse("ksms.router: policy \"weighted\" needs weights = { ... } (a list parallel to routes, or a map by route name)")
+  end
+  local by_name, out = {}, {}
+  for i, r in ipairs(routes) do by_name[r.name] = i end
+  for k, v in pairs(w) do
+    local i = by_name[k]
+    if type(k) == "number" and k >= 1 and k <= #routes and k == floor(k) then i = k end
+    if not i then misuse("ksms.router: weights: '" .. tostring(k) .. "' is not a route (a position or a route's name)") end
+    if out[i] then misuse("ksms.router: weights: route '" .. routes[i].name .. "' has two weights") end
+    if type(v) ~= "number" or not (v > 0) or v == huge then
+      misuse("ksms.router: weights: route '" .. routes[i].name .. "' needs a positive number")
+    end
+    out[i] = v
+  end
+  local total = 0
+  for i, r in ipairs(routes) do
+    if not out[i] then misuse("ksms.router: weights: route '" .. r.name .. "' has no weight") end
+    total = total + out[i]
+  end
+  return out, total
+end
 
 local function route_of(i, r)
   if type(r) ~= "table" then misuse("ksms.router: routes[" .. i .. "] is not a client or { name, client }") end
@@ -73,7 +102,7 @@ local function route_of(i, r)
   return { name = name, client = client }
 end
 
---- ksms.router{ routes, policy = "failover", fail_over, breaker, now } -> a router.
+--- ksms.router{ routes, policy = "failover" | "weighted", weights, fail_over, breaker, now } -> a router.
 -- @tparam table opts
 -- @return the router
 function _M.new(opts)
@@ -81,7 +110,10 @@ function _M.new(opts)
   check_options("ksms.router", opts, OPTIONS)
   if type(opts.routes) ~= "table" or #opts.routes == 0 then misuse("ksms.router: routes (a list of clients) is required") end
   local policy = opts.policy or "failover"
-  if policy ~= "failover" then misuse("ksms.router: policy \"" .. tostring(policy) .. "\" is not built yet (failover)") end
+  if policy ~= "failover" and policy ~= "weighted" then
+    misuse("ksms.router: policy \"" .. tostring(policy) .. "\" is not one of \"failover\", \"weighted\"")
+  end
+  if policy ~= "weighted" and opts.weights ~= nil then misuse("ksms.router: weights go with policy = \"weighted\"") end
   local routes, seen = {}, {}
   for i, r in ipairs(opts.routes) do
     local route = route_of(i, r)
@@ -97,7 +129,32 @@ function _M.new(opts)
   local now, names = opts.now or core.monotonic, {}
   for i, route in ipairs(routes) do names[i] = route.name end
   local breaker = breaker_mod.new(opts.breaker, { now = now, name = concat(names, ",") })
-  return setmetatable({ routes = routes, refusals = set, now = now, breaker = breaker }, R)
+  local weights, total, current = nil, nil, nil
+  if policy == "weighted" then
+    weights, total = weights_of(opts.weights, routes)
+    current = {}
+    for i = 1, #routes do current[i] = 0 end
+  end
+  return setmetatable({ routes = routes, refusals = set, now = now, breaker = breaker,
+    weights = weights, total = total, current = current }, R)
+end
+
+-- The routes in the order one message tries them. "failover": the list.
+-- "weighted": the first by smooth weighted round robin (nginx's: every
+-- route's current weight grows by its weight, the largest, the first on a
+-- tie, is picked and loses the total), then the others in list order.
+function R:_order()
+  local routes, w = self.routes, self.weights
+  if not w then return routes end
+  local cur, best = self.current, nil
+  for i = 1, #routes do
+    cur[i] = cur[i] + w[i]
+    if not best or cur[i] > cur[best] then best = i end
+  end
+  cur[best] = cur[best] - self.total
+  local order = { routes[best] }
+  for i, r in ipairs(routes) do if i ~= best then order[#order + 1] = r end end
+  return order
 end
 
 --- Whether err proves that nothing was sent, so the next route may try.
@@ -129,7 +186,7 @@ end
 function R:_route(method, msg)
   if type(msg) ~= "table" then misuse("ksms.router: " .. method .. " needs a message table") end
   local tried, last = {}, nil
-  for _, route in ipairs(self.routes) do
+  for _, route in ipairs(self:_order()) do
     local c = route.client
     local caps = c.capabilities or {}
     if method ~= "send" and (not caps[method] or type(c[method]) ~= "function") then
