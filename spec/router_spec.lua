@@ -213,8 +213,92 @@ describe("ksms.router, a route that cannot carry the text", function()
     assert.equal("cafe24", res.tried[1].route)
     assert.equal("check", res.tried[1].skipped)
     assert.same({ "똠방각하" }, texts(s))
-    local checks = r:check { to = "01011112222", from = FROM, text = "똠방각하" }
+    local checks = r:check_routes { to = "01011112222", from = FROM, text = "똠방각하" }
     assert.is_false(checks[1].ok)
     assert.is_true(checks[2].ok)
+    -- check: some route can carry it (what the outbox asks); the first that can
+    local ok, info = r:check { to = "01011112222", from = FROM, text = "똠방각하" }
+    assert.is_true(ok)
+    assert.equal("senders", info.route)
+    assert.equal(2, #info.routes)
+    local only = ksms.router { routes = { cc } }
+    local no, err = only:check { to = "01011112222", from = FROM, text = "똠방각하" }
+    assert.is_nil(no)
+    assert.equal("invalid_input", err.category)
+    assert.equal(1, #s:requests()) -- the send above only
+  end)
+end)
+
+describe("ksms.router send_many streaming, and the outbox over a router", function()
+  local a, b, ca, cb, dir
+  setup(function()
+    a, b = fake_control.start("senders"), fake_control.start("senders")
+    ca = ksms.client("senders", { api_key = KEY, base_url = a.base_url, timeout = 2 })
+    cb = ksms.client("senders", { api_key = KEY, base_url = b.base_url, timeout = 2 })
+    dir = H.tmpdir()
+  end)
+  teardown(function() ca:close(); cb:close(); fake_control.stop_all(); os.execute("rm -rf '" .. dir .. "'") end)
+  before_each(function() a:reset(); b:reset() end)
+
+  local function router() return ksms.router { routes = { { name = "a", client = ca }, { name = "b", client = cb } } } end
+  local function msgs(prefix, n)
+    local list = {}
+    for i = 1, n do list[i] = { to = "01011112222", from = FROM, text = prefix .. i } end
+    return list
+  end
+
+  it("calls on_sending once per message and on_outcome once with the final route, failing over a whole batch", function()
+    a:script { path = "/APIV2/sms_send", result = "185", times = 4 }
+    local sending, outcomes = {}, {}
+    local outs = router():send_many(msgs("batch ", 4), { concurrency = 4,
+      on_sending = function(i) sending[i] = (sending[i] or 0) + 1 end,
+      on_outcome = function(i, out) outcomes[i] = (outcomes[i] or 0) + 1; assert.equal("b", out.route) end })
+    for i = 1, 4 do
+      assert.equal(1, sending[i], "on_sending of " .. i)
+      assert.equal(1, outcomes[i], "on_outcome of " .. i)
+      assert.is_true(outs[i].ok)
+      assert.equal("b", outs[i].route)
+      assert.equal("balance", outs[i].tried[1].outcome.category)
+    end
+    assert.same({ "batch 1", "batch 2", "batch 3", "batch 4" }, texts(b))
+    assert.equal(4, #a:requests("/APIV2/sms_send"))
+  end)
+
+  it("a message the caller holds back ends cancelled and goes to no route; a maybe_sent is never moved on", function()
+    a:script { path = "/APIV2/sms_send", fault = "close", times = 1 }
+    local outs = router():send_many(msgs("one ", 1))
+    assert.is_true(outs[1].maybe_sent)
+    assert.equal("a", outs[1].route)
+    assert.same({}, texts(b))
+    a:reset()
+    outs = router():send_many(msgs("held ", 3), { concurrency = 1, on_sending = function(i) return i ~= 2 end })
+    assert.equal("cancelled", outs[2].category)
+    assert.equal("a", outs[2].route)
+    assert.same({ "held 1", "held 3" }, texts(a))
+    assert.same({}, texts(b))
+  end)
+
+  it("the outbox sends through a router: a refusal at route a ends sent at b, once each; a maybe_sent stays maybe_sent", function()
+    local outbox = require "ksms.outbox"
+    local r = router()
+    local ob = assert(outbox.open { store = "sqlite:" .. dir .. "/routed.db", clients = { main = r } })
+    for i = 1, 3 do assert(ob:enqueue({ to = "01011112222", from = FROM, text = "ob " .. i }, { key = "k" .. i })) end
+    a:script { path = "/APIV2/sms_send", result = "185", times = 3 }
+    local summary = assert(ob:run { concurrency = 4, until_idle = true })
+    assert.equal(3, summary.sent)
+    for i = 1, 3 do assert.equal("sent", ob:status("k" .. i).state) end
+    assert.same({ "ob 1", "ob 2", "ob 3" }, texts(b))
+    a:reset(); b:reset()
+    a:script { path = "/APIV2/sms_send", fault = "close", times = 1 }
+    assert(ob:enqueue({ to = "01011112222", from = FROM, text = "ob maybe" }, { key = "k4" }))
+    assert(ob:run { until_idle = true })
+    assert.equal("maybe_sent", ob:status("k4").state)
+    assert.same({}, texts(b))
+    -- bad input is refused at enqueue by the router's check, never stored
+    local rec, err = ob:enqueue({ to = "12", from = FROM, text = "bad" }, { key = "k5" })
+    assert.is_nil(rec)
+    assert.equal("recipient", err.category)
+    assert.is_nil(ob:status("k5"))
+    ob:close()
   end)
 end)

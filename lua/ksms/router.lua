@@ -38,7 +38,24 @@
 -- nginx's shared memory: one breaker for every worker, keyed by
 -- breaker.name (default: the route names joined).
 --
--- Not yet (issue 16): send_many's on_sending / on_outcome hooks.
+-- r:send_many(messages, { concurrency, on_sending, on_outcome }) streams as
+-- client:send_many does: each route's share goes to its client's
+-- send_many at once, and the messages that fail over go on to their next
+-- route the same way. on_sending(i) is called at most once per message,
+-- just before the first route that really takes it hands it to its
+-- transport (false holds it back: it ends cancelled, moved on to no
+-- route); on_outcome(i, outcome) exactly once, with the final outcome
+-- (route, tried). A message every route skips never calls on_sending. A
+-- breaker that opens while a route's batch goes out holds the rest of
+-- that batch back (skipped = "open"), and they move on.
+--
+-- r:check(msg) -> true, info | nil, err: whether some route can carry the
+-- message (what ksms.outbox asks of a client); info.route names the first
+-- that can, info.routes (r:check_routes) gives every route's checks. So
+-- the router has the shape the outbox needs (send_many with its hooks,
+-- check, provider = "router"): ksms.outbox.open{ clients = { main = r } }.
+-- Its records have no delivery lookup (ob:track lists them in no_lookup):
+-- a record does not keep which route carried it.
 -- @module ksms.router
 -- @alias _M
 
@@ -47,11 +64,15 @@ local core = require "ksms.core"
 local breaker_mod = require "ksms.router.breaker"
 local concat = table.concat
 
-local type, ipairs, pairs, tostring, setmetatable, next = type, ipairs, pairs, tostring, setmetatable, next
+local type, ipairs, pairs, tostring, setmetatable = type, ipairs, pairs, tostring, setmetatable
+local sort = table.sort
 local floor, huge = math.floor, math.huge
 local misuse, check_options = errors.misuse, errors.check_options
 
 local _M = { _VERSION = "0.2.0" }
+
+--- The provider name a router gives (ksms.outbox and ob:track read it).
+_M.PROVIDER = "router"
 
 -- Refusals the provider answered: it did not take the message.
 local REFUSALS = { "auth", "balance", "sender_number", "rate_limit" }
@@ -135,8 +156,13 @@ function _M.new(opts)
     current = {}
     for i = 1, #routes do current[i] = 0 end
   end
-  return setmetatable({ routes = routes, refusals = set, now = now, breaker = breaker,
-    weights = weights, total = total, current = current }, R)
+  -- What some route can do (a message is skipped where it cannot).
+  local caps = {}
+  for _, route in ipairs(routes) do
+    for k, v in pairs(route.client.capabilities or {}) do if v then caps[k] = true end end
+  end
+  return setmetatable({ provider = _M.PROVIDER, capabilities = caps, routes = routes, refusals = set, now = now,
+    breaker = breaker, weights = weights, total = total, current = current }, R)
 end
 
 -- The routes in the order one message tries them. "failover": the list.
@@ -182,38 +208,57 @@ local function finish(out, route, tried)
   return out
 end
 
+-- Why a route does not take this message: "capability" or "check" (with
+-- the check's error), or nil when it may try. The breaker is asked apart.
+local function skip_reason(route, method, msg)
+  local c = route.client
+  if method ~= "send" then
+    local caps = c.capabilities or {}
+    if not caps[method] or type(c[method]) ~= "function" then return "capability" end
+    return nil
+  end
+  if type(c.check) == "function" then
+    local ok, cerr = c:check(msg)
+    if not ok then return "check", cerr end
+  end
+  return nil
+end
+
+-- The outcome for a message no route carried: the first check refusal or
+-- the last failing-over failure met, or "no_route".
+local function no_route(last, tried)
+  if last and last.err then return finish(last.err, last.route, tried) end
+  return finish(errors.new { category = "invalid_input", code = "no_route", provider = "ksms", retryable = false,
+    maybe_sent = false, message = "no route can carry this message" }, nil, tried)
+end
+
+-- Outcomes the breaker does not count: the caller held the message back,
+-- or it expired before it left.
+local NOT_COUNTED = { cancelled = true, expired = true }
+
 -- One message through the routes: method "send", "alimtalk", "friendtalk".
 function R:_route(method, msg)
   if type(msg) ~= "table" then misuse("ksms.router: " .. method .. " needs a message table") end
   local tried, last = {}, nil
   for _, route in ipairs(self:_order()) do
-    local c = route.client
-    local caps = c.capabilities or {}
-    if method ~= "send" and (not caps[method] or type(c[method]) ~= "function") then
-      tried[#tried + 1] = { route = route.name, skipped = "capability" }
+    local why, cerr = skip_reason(route, method, msg)
+    if why then
+      tried[#tried + 1] = { route = route.name, skipped = why, outcome = cerr }
+      if cerr then last = last or { route = route.name, err = cerr } end
+    elseif not self:_may_try(route.name) then
+      tried[#tried + 1] = { route = route.name, skipped = "open" }
     else
-      -- the checks first: a message this route refuses is no trial of it
-      local ok, cerr = true, nil
-      if method == "send" and type(c.check) == "function" then ok, cerr = c:check(msg) end
-      if not ok then
-        tried[#tried + 1] = { route = route.name, skipped = "check", outcome = cerr }
-        last = last or { route = route.name, err = cerr }
-      elseif not self:_may_try(route.name) then
-        tried[#tried + 1] = { route = route.name, skipped = "open" }
-      else
-        local res, err = c[method](c, msg)
-        tried[#tried + 1] = { route = route.name, outcome = res or err }
-        local moves = not res and self:fails_over(err)
-        self:_record(route.name, moves)
-        if res then return finish(res, route.name, tried) end
-        last = { route = route.name, err = err }
-        if not moves then return nil, finish(err, route.name, tried) end
-      end
+      local c = route.client
+      local res, err = c[method](c, msg)
+      tried[#tried + 1] = { route = route.name, outcome = res or err }
+      local moves = not res and self:fails_over(err)
+      self:_record(route.name, moves)
+      if res then return finish(res, route.name, tried) end
+      last = { route = route.name, err = err }
+      if not moves then return nil, finish(err, route.name, tried) end
     end
   end
-  if last and last.err then return nil, finish(last.err, last.route, tried) end
-  return nil, finish(errors.new { category = "invalid_input", code = "no_route", provider = "ksms", retryable = false,
-    maybe_sent = false, message = "no route can carry this message" }, nil, tried)
+  return nil, no_route(last, tried)
 end
 
 --- r:send(msg) -> result | nil, err (see the module comment).
@@ -226,10 +271,11 @@ function R:alimtalk(msg) return self:_route("alimtalk", msg) end
 -- @tparam table msg
 function R:friendtalk(msg) return self:_route("friendtalk", msg) end
 
---- r:check(msg) -> { { route, ok, err, info }, ... }: each route's checks.
+--- r:check_routes(msg) -> { { route, ok, err, info }, ... }: each route's checks.
 -- @tparam table msg
 -- @treturn table
-function R:check(msg)
+function R:check_routes(msg)
+  if type(msg) ~= "table" then misuse("ksms.router: check needs a message table") end
   local out = {}
   for i, route in ipairs(self.routes) do
     local c = route.client
@@ -240,20 +286,125 @@ function R:check(msg)
   return out
 end
 
---- r:send_many(messages) -> { outcome, ... } in order, each with route and
--- tried: message by message through send (hooks not yet taken).
+--- r:check(msg) -> true, info | nil, err: whether some route can carry msg.
+-- info is the first such route's check (kind, bytes, text, ...) with
+-- info.route and info.routes (every route's, as check_routes); err is the
+-- first route's refusal, with err.routes.
+-- @tparam table msg
+-- @return true, info, or nil, err
+function R:check(msg)
+  local routes = self:check_routes(msg)
+  for _, r in ipairs(routes) do
+    if r.ok then
+      local info = {}
+      for k, v in pairs(r.info or {}) do info[k] = v end
+      info.route, info.routes = r.route, routes
+      return true, info
+    end
+  end
+  local err = routes[1].err
+  if type(err) == "table" then err.routes = routes end
+  return nil, err
+end
+
+local SEND_MANY_OPTIONS = { concurrency = "number", on_sending = "function", on_outcome = "function" }
+
+-- Each pending message's next route that may take it (skips noted in its
+-- tried); messages no route is left for get their final outcome.
+function R:_next_routes(pending, messages, state, final)
+  local by_route, names = {}, {}
+  for _, i in ipairs(pending) do
+    local st, chosen = state[i], nil
+    while not chosen and st.order[st.next] do
+      local route = st.order[st.next]
+      st.next = st.next + 1
+      local why, cerr = skip_reason(route, "send", messages[i])
+      if why then
+        st.tried[#st.tried + 1] = { route = route.name, skipped = why, outcome = cerr }
+        if cerr then st.last = st.last or { route = route.name, err = cerr } end
+      elseif not self:_may_try(route.name) then
+        st.tried[#st.tried + 1] = { route = route.name, skipped = "open" }
+      else
+        chosen = route
+      end
+    end
+    if chosen then
+      local list = by_route[chosen.name]
+      if not list then list = { route = chosen }; by_route[chosen.name] = list; names[#names + 1] = chosen.name end
+      list[#list + 1] = i
+    else
+      final(i, no_route(st.last, st.tried))
+    end
+  end
+  return by_route, names
+end
+
+--- r:send_many(messages [, { concurrency, on_sending, on_outcome }]) -> { outcome, ... }
+-- In order, each with route and tried; streamed route by route (see the
+-- module comment for the hooks' contract).
 -- @tparam table messages
--- @tparam[opt] table opts (none yet)
+-- @tparam[opt] table opts
 -- @treturn table
 function R:send_many(messages, opts)
   if type(messages) ~= "table" then misuse("ksms.router: send_many needs a list of messages") end
-  if opts ~= nil and next(opts) ~= nil then misuse("ksms.router: send_many takes no options yet") end
-  local out = {}
-  for i, msg in ipairs(messages) do
-    local res, err = self:send(msg)
-    out[i] = res or err
+  opts = opts or {}
+  if type(opts) ~= "table" then misuse("ksms.router: send_many options must be a table") end
+  check_options("ksms.router: send_many", opts, SEND_MANY_OPTIONS)
+  if opts.concurrency ~= nil and not (opts.concurrency >= 1) then misuse("ksms.router: concurrency must be >= 1") end
+  local on_sending, on_outcome = opts.on_sending, opts.on_outcome
+  local outs, state = {}, {}
+  local pending = {}
+  for i = 1, #messages do
+    if type(messages[i]) ~= "table" then misuse("ksms.router: send_many: message " .. i .. " is not a table") end
+    state[i] = { order = self:_order(), next = 1, tried = {} }
+    pending[i] = i
   end
-  return out
+  local function final(i, out)
+    outs[i] = out
+    if on_outcome then on_outcome(i, out) end
+  end
+  while #pending > 0 do
+    local by_route, names = self:_next_routes(pending, messages, state, final)
+    pending = {}
+    for _, name in ipairs(names) do
+      local list = by_route[name]
+      local c, batch, breaker_held = list.route.client, {}, {}
+      for k, i in ipairs(list) do batch[k] = messages[i] end
+      c:send_many(batch, { concurrency = opts.concurrency,
+        on_sending = function(k)
+          local i = list[k]
+          -- The breaker opened while this batch went out: not tried here.
+          if k > 1 and self:breaker_state(name) == "open" then breaker_held[k] = true; return false end
+          local st = state[i]
+          if not st.started then
+            st.started = true
+            if on_sending and on_sending(i) == false then st.held = true; return false end
+          end
+          return true
+        end,
+        on_outcome = function(k, out)
+          local i = list[k]
+          local st = state[i]
+          if breaker_held[k] then
+            st.tried[#st.tried + 1] = { route = name, skipped = "open" }
+            pending[#pending + 1] = i
+            return
+          end
+          st.tried[#st.tried + 1] = { route = name, outcome = out }
+          if st.held then return final(i, finish(out, name, st.tried)) end
+          local moves = not out.ok and self:fails_over(out)
+          if out.ok or not NOT_COUNTED[out.category] then self:_record(name, moves) end
+          if moves then
+            st.last = { route = name, err = out }
+            pending[#pending + 1] = i
+          else
+            final(i, finish(out, name, st.tried))
+          end
+        end })
+    end
+    sort(pending)
+  end
+  return outs
 end
 
 return _M
