@@ -42,13 +42,13 @@ SUBSET_OUT3="Ctrl%-C %(SIGINT%) mid%-send"
 # checked at the fake, which the sanitizers' slowdown would only upset),
 # the fleet demo's (processes again) and fleet_claims (Redis paused with
 # SIGSTOP past a timeout: a wait, not C).
-NOT_SANITIZED="nginx_oneshot nginx_fleet nginx_metrics nginx_rate install outbox_faults fleet_faults fleet_demo fleet_claims outbox_worker outbox_track outbox_redis cli redis"
+NOT_SANITIZED="nginx_oneshot nginx_fleet nginx_metrics nginx_rate nginx_router install outbox_faults fleet_faults fleet_demo fleet_claims outbox_worker outbox_track outbox_redis cli redis"
 
 # The nginx specs whose every ksms line runs inside nginx, which loads
 # build/luajit whatever the spec's interpreter: the LuaJIT pass runs them,
 # the Lua 5.4 pass ("nonginx") would only repeat it. (nginx_http stays in
 # both: half of it is ksms.transport.http1 run by the spec's interpreter.)
-NGINX_ONLY="nginx_oneshot nginx_fleet nginx_metrics nginx_rate"
+NGINX_ONLY="nginx_oneshot nginx_fleet nginx_metrics nginx_rate nginx_router"
 
 # The fleet's process specs run once too, in the LuaJIT pass: their ksms
 # code runs in binder and producer processes of one interpreter, and what
