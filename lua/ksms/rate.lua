@@ -209,17 +209,8 @@ end
 local MONTHS = { jan = 1, feb = 2, mar = 3, apr = 4, may = 5, jun = 6, jul = 7, aug = 8, sep = 9, oct = 10,
   nov = 11, dec = 12 }
 
--- Days from 1970-01-01 to y-m-d (proleptic Gregorian), no os.time: the
--- host's time zone must not matter.
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
+-- Days from 1970-01-01 to y-m-d, no os.time: the host's time zone must not matter.
+local days_from_civil = require("ksms.rules.schedule").days_from_civil
 
 -- An HTTP-date (IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", RFC 850
 -- "Sunday, 06-Nov-94 08:49:37 GMT" or asctime "Sun Nov  6 08:49:37 1994")

@@ -20,9 +20,14 @@ local _M = { _VERSION = "0.2.0" }
 
 local KST_OFFSET = 9 * 3600
 
--- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
--- days_from_civil), so no host time zone is ever involved.
-local function days_from_civil(y, m, d)
+--- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+-- days_from_civil), so no host time zone is ever involved (ksms.rate's
+-- HTTP-dates use it too).
+-- @tparam number y
+-- @tparam number m 1-12
+-- @tparam number d
+-- @treturn number
+function _M.days_from_civil(y, m, d)
   if m <= 2 then y = y - 1 end
   local era = floor(y / 400)
   local yoe = y - era * 400
@@ -31,6 +36,7 @@ local function days_from_civil(y, m, d)
   local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
   return era * 146097 + doe - 719468
 end
+local days_from_civil = _M.days_from_civil
 
 local DAYS_IN_MONTH = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
 local function days_in(y, m)
