@@ -35,6 +35,17 @@ function _M.available()
   return true
 end
 
+-- true, or false and why the ksms specs that run inside nginx cannot
+-- (nginx and its Lua module, and build/luajit's core, which nginx loads).
+function _M.ready()
+  local ok, why = _M.available()
+  if not ok then return false, why end
+  local f = io.open(_M.repo_root() .. "/build/luajit/ksms/core.so", "r")
+  if not f then return false, "build/luajit/ksms/core.so is not built" end
+  f:close()
+  return true
+end
+
 -- The repository's root (this file is spec/nginx_control.lua).
 function _M.repo_root()
   local here = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")
@@ -70,7 +81,9 @@ end
 -- placed in the http block; opts.main: text at the top level (env, ...);
 -- opts.lua: load the Lua module (and NDK); opts.ksms: lua = true plus
 -- ksms's package paths (opts.lua_path: more path entries first);
--- opts.workers: worker processes (default 1); opts.log_level (warn).
+-- opts.workers: worker processes (default 1); opts.log_level (warn);
+-- opts.reuseport: the listen socket is one per worker, so the kernel
+-- spreads connections over every worker (specs of shared state).
 -- opts.conf: a whole configuration instead (paths relative to the prefix;
 -- it runs with -g "daemon off;"), with opts.port the port it listens on.
 function _M.start(opts)
@@ -103,12 +116,12 @@ http {
   scgi_temp_path %s/tmp_scgi;
   %s
   server {
-    listen 127.0.0.1:%d;
+    listen 127.0.0.1:%d%s;
     %s
   }
 }
 ]]):format(opts.workers or 1, prefix, opts.log_level or "warn", prefix, prefix, prefix, prefix, prefix, prefix,
-    http, port, opts.locations or "")
+    http, port, opts.reuseport and " reuseport" or "", opts.locations or "")
   local globals = ""
   if opts.conf then
     conf, globals = opts.conf, "daemon off;"

@@ -9,12 +9,9 @@ local H = require "spec_helper"
 
 local ROOT = nginx_control.repo_root()
 
-local available, why = nginx_control.available()
-local built = io.open(ROOT .. "/build/luajit/ksms/core.so") ~= nil
-if not available or not built then
-  describe("ksms.metrics in nginx", function()
-    pending("skipped: " .. (why or "build/luajit/ksms/core.so is not built"))
-  end)
+local ready, why = nginx_control.ready()
+if not ready then
+  describe("ksms.metrics in nginx", function() pending("skipped: " .. why) end)
   return
 end
 
@@ -32,31 +29,15 @@ describe("ksms.metrics in nginx", function()
 
   setup(function()
     fake = fake_control.start("senders")
-    local port = H.free_port()
     -- The example's handlers; reuseport spreads connections over both workers.
-    local conf = ([[
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-env KSMS_SENDERS_API_KEY=test-senders-key;
-env KSMS_SENDERS_BASE_URL=%s;
-env KSMS_TIMEOUT=0.5;
-worker_processes 2;
-error_log logs/error.log warn;
-pid logs/nginx.pid;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path tmp_body;
-  %s
-  lua_shared_dict ksms_metrics 1m;
-  server {
-    listen 127.0.0.1:%d reuseport;
+    nginx = nginx_control.start { ksms = true, workers = 2, reuseport = true,
+      lua_path = ROOT .. "/examples/nginx/?.lua",
+      main = ("env KSMS_SENDERS_API_KEY=test-senders-key;\nenv KSMS_SENDERS_BASE_URL=%s;\nenv KSMS_TIMEOUT=0.5;\n")
+        :format(fake.base_url),
+      http = "lua_shared_dict ksms_metrics 1m;",
+      locations = [[
     location = /notify { add_header X-Pid $pid always; content_by_lua_block { require("notify").handle() } }
-    location = /metrics { add_header X-Pid $pid always; content_by_lua_block { require("notify").metrics() } }
-  }
-}
-]]):format(fake.base_url, nginx_control.ksms_paths(ROOT .. "/examples/nginx/?.lua"), port)
-    nginx = nginx_control.start { conf = conf, port = port }
+    location = /metrics { add_header X-Pid $pid always; content_by_lua_block { require("notify").metrics() } }]] }
   end)
   teardown(function()
     if nginx then nginx:stop() end

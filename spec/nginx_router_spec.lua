@@ -6,17 +6,13 @@
 local nginx_control = require "nginx_control"
 local fake_control = require "fake_control"
 local requests = require "nginx_requests"
-local H = require "spec_helper"
 local socket = require "socket"
 
 local ROOT = nginx_control.repo_root()
 
-local available, why = nginx_control.available()
-local built = io.open(ROOT .. "/build/luajit/ksms/core.so") ~= nil
-if not available or not built then
-  describe("the router's breaker in nginx", function()
-    pending("skipped: " .. (why or "build/luajit/ksms/core.so is not built"))
-  end)
+local ready, why = nginx_control.ready()
+if not ready then
+  describe("the router's breaker in nginx", function() pending("skipped: " .. why) end)
   return
 end
 
@@ -27,29 +23,11 @@ describe("the router's breaker shared by nginx's workers", function()
 
   setup(function()
     a, b = fake_control.start("senders"), fake_control.start("senders")
-    local port = H.free_port()
-    -- reuseport spreads the connections over both workers.
-    local conf = ([[
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-env KSMS_ROUTE_A_URL=%s;
-env KSMS_ROUTE_B_URL=%s;
-worker_processes 2;
-error_log logs/error.log warn;
-pid logs/nginx.pid;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path tmp_body;
-  %s
-  lua_shared_dict ksms_router 1m;
-  server {
-    listen 127.0.0.1:%d reuseport;
-    location = /send { content_by_lua_block { require("router_app").send() } }
-  }
-}
-]]):format(a.base_url, b.base_url, nginx_control.ksms_paths(ROOT .. "/spec/nginx_router/?.lua"), port)
-    nginx = nginx_control.start { conf = conf, port = port }
+    nginx = nginx_control.start { ksms = true, workers = 2, reuseport = true,
+      lua_path = ROOT .. "/spec/nginx_router/?.lua",
+      main = ("env KSMS_ROUTE_A_URL=%s;\nenv KSMS_ROUTE_B_URL=%s;\n"):format(a.base_url, b.base_url),
+      http = "lua_shared_dict ksms_router 1m;",
+      locations = 'location = /send { content_by_lua_block { require("router_app").send() } }' }
   end)
   teardown(function()
     if nginx then nginx:stop() end
