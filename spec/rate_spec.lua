@@ -30,6 +30,13 @@ local function most_in_window(fake, width)
   return most, #ts > 0 and ts[#ts] - ts[1] or 0, #ts
 end
 
+-- A Senders client of the fake with opts (rate, ...).
+local function client_of(fake, opts)
+  opts = opts or {}
+  opts.api_key, opts.base_url, opts.timeout = KEY, fake.base_url, 5
+  return ksms.client("senders", opts)
+end
+
 local function count(outs, pred)
   local n = 0
   for _, o in ipairs(outs) do if pred(o) then n = n + 1 end end
@@ -42,11 +49,7 @@ describe("the client's rate option", function()
   teardown(function() fake_control.stop_all() end)
   before_each(function() fake:reset() end)
 
-  local function client(opts)
-    opts = opts or {}
-    opts.api_key, opts.base_url, opts.timeout = KEY, fake.base_url, 5
-    return ksms.client("senders", opts)
-  end
+  local function client(opts) return client_of(fake, opts) end
 
   it("keeps 30 messages at 20/s with concurrency 8 within per_second + burst a second, at the fake", function()
     -- The fake throttles past 21 a second: it answers 429 to any excess.
@@ -168,11 +171,7 @@ describe("HTTP 429 and Retry-After", function()
   teardown(function() fake_control.stop_all() end)
   before_each(function() fake:reset() end)
 
-  local function client(opts)
-    opts = opts or {}
-    opts.api_key, opts.base_url, opts.timeout = KEY, fake.base_url, 5
-    return ksms.client("senders", opts)
-  end
+  local function client(opts) return client_of(fake, opts) end
 
   local function refuse_once(headers)
     fake:script { path = SEND, status = 429, headers = headers, body = "slow down", times = 1 }
